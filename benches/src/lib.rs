@@ -1,0 +1,1 @@
+//! sextant-benches: a realistic LLM-call workload generator and load tools.

@@ -1,0 +1,3 @@
+//! Column codecs and the segment format.
+//!
+//! OWNER: codec helper.

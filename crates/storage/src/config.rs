@@ -1,0 +1,99 @@
+//! Store configuration. Every option has its default in its doc comment.
+
+use sextant_model::{Dim, DAY_MS};
+
+/// When an append is acknowledged.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync (sled `flush`) before acknowledging; one flush covers every batch
+    /// waiting (group commit). The default.
+    Batch,
+    /// Acknowledge once the batch is in sled's memory; fsync every
+    /// `interval_ms`. A crash loses at most the last `interval_ms` of acks.
+    Interval { interval_ms: u64 },
+}
+
+/// How long each tier is kept, ms; `None` = forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Raw segments (and quality/feedback rows). Default 30 days.
+    pub raw_ms: Option<i64>,
+    /// Minute rollups. Default 30 days.
+    pub minute_ms: Option<i64>,
+    /// Hour rollups. Default 400 days.
+    pub hour_ms: Option<i64>,
+    /// Day rollups. Default forever.
+    pub day_ms: Option<i64>,
+    /// Traces. Default 30 days.
+    pub traces_ms: Option<i64>,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            raw_ms: Some(30 * DAY_MS),
+            minute_ms: Some(30 * DAY_MS),
+            hour_ms: Some(400 * DAY_MS),
+            day_ms: None,
+            traces_ms: Some(30 * DAY_MS),
+        }
+    }
+}
+
+/// t-digest sizes (maximum centroids) per tier: bigger is more accurate and
+/// larger on disk. See docs/format.md for the accuracy each size buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestSizes {
+    /// Default 50.
+    pub minute: usize,
+    /// Default 100.
+    pub hour: usize,
+    /// Default 200.
+    pub day: usize,
+}
+
+impl Default for DigestSizes {
+    fn default() -> DigestSizes {
+        DigestSizes {
+            minute: 50,
+            hour: 100,
+            day: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// Default [`Durability::Batch`].
+    pub durability: Durability,
+    /// Dimensions rollups are grouped by, in key order. Default `[Model, Endpoint]`.
+    /// Fixed when a store is created; reopening with other dims is an error.
+    pub rollup_dims: Vec<Dim>,
+    pub retention: Retention,
+    pub digest_sizes: DigestSizes,
+    /// Seal the head when it holds this many events. Default 200,000.
+    pub seal_max_events: usize,
+    /// Seal the head when its oldest unsealed event arrived this long ago, ms. Default 60,000.
+    pub seal_max_age_ms: i64,
+    /// Hours and days are rolled up once they closed this long ago, ms. Default 120,000.
+    pub downsample_grace_ms: i64,
+    /// Run seal / downsample / retention in a background thread. Default true;
+    /// tests drive them by hand with an injected clock.
+    pub background_maintenance: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            durability: Durability::Batch,
+            rollup_dims: vec![Dim::Model, Dim::Endpoint],
+            retention: Retention::default(),
+            digest_sizes: DigestSizes::default(),
+            seal_max_events: 200_000,
+            seal_max_age_ms: 60_000,
+            downsample_grace_ms: 120_000,
+            background_maintenance: true,
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! sextant-storage: the storage engine. The only crate that touches sled or files.
+//!
+//! **Architecture Invariant:** every sled call lives in the `db` module, behind
+//! typed tree definitions; a second backend is a change to that module only.
+//!
+//! **Invariant:** an append is acknowledged only after the WAL holds it durably
+//! (in `Durability::Batch`), and after a crash at any instant reopening yields
+//! every acknowledged event exactly once, in raw data and in rollups.
+
+mod api;
+mod codec;
+mod config;
+mod error;
+mod frame;
+mod rollup;
+mod store;
+
+pub use api::{
+    Coverage, GroupKey, MaintenanceReport, RequestRef, RowFilter, Space, StoreStats,
+    TraceSummary, VerifyReport, WriteSet,
+};
+pub use config::{DigestSizes, Durability, Retention, StoreConfig};
+pub use error::{CodecError, ErrorKind, Result, StorageError};
+pub use rollup::{Digest, Rollup};
+pub use store::Store;
+
+/// The on-disk format version this build writes.
+pub const FORMAT_VERSION: u32 = 1;

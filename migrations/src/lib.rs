@@ -1,0 +1,3 @@
+//! sextant-migrations: numbered on-disk format steps.
+//!
+//! OWNER: engine helper.
