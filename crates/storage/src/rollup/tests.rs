@@ -31,7 +31,7 @@ fn call(
 
 #[derive(Debug, Clone)]
 enum Ev {
-    Call(LlmCall),
+    Call(Box<LlmCall>),
     Quality(Quality),
     Feedback(Feedback),
 }
@@ -46,7 +46,7 @@ fn ev_strategy() -> impl Strategy<Value = Ev> {
             prop::sample::select(vec!["stop", "length", "", "tool_calls"]),
             any::<bool>()
         )
-            .prop_map(|(i, l, t, c, r, e)| Ev::Call(call(i % 1000, l, t, c, r, e))),
+            .prop_map(|(i, l, t, c, r, e)| Ev::Call(Box::new(call(i % 1000, l, t, c, r, e)))),
         1 => (0u64..100_000, any::<bool>(), any::<bool>(), -1.0f64..1.0, proptest::option::of(0.0f64..1.0)).prop_map(
             |(len, refusal, hedge, s, f)| Ev::Quality(Quality {
                 response_length: len,
@@ -295,4 +295,116 @@ fn decode_rejects_wrong_version_unknown_bits_and_trailing_bytes() {
     payload.push(0);
     let err = Rollup::decode(&frame::frame(ROLLUP_FORMAT_VERSION, &payload)).unwrap_err();
     assert!(err.reason.contains("trailing"), "{err}");
+}
+
+/// Raw segment bytes per event assumed by the size bound: the low end of the
+/// 40–48 bytes/event the segment format takes for this workload (issue 2's
+/// bytes-on-disk target), so the bound is the strict side of the range.
+const RAW_BYTES_PER_EVENT: usize = 40;
+
+#[derive(Debug, Default)]
+struct TierBytes {
+    events: usize,
+    minute: (usize, usize),
+    hour: (usize, usize),
+    day: (usize, usize),
+}
+
+/// One simulated day at `events_per_sec` over 3 models × 3 endpoints, with
+/// the default tier sizes (minute 50, hour 200, day 200); `quality_every`
+/// calls carry a quality record (response-length digest).
+fn simulate_day(
+    events_per_sec: usize,
+    quality_every: usize,
+    sizes: (usize, usize, usize),
+) -> TierBytes {
+    const GROUPS: usize = 9;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let normal = |rng: &mut fastrand::Rng| {
+        let (u1, u2) = (1.0 - rng.f64(), rng.f64());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    };
+    let reasons = [
+        "stop",
+        "stop",
+        "stop",
+        "stop",
+        "stop",
+        "stop",
+        "stop",
+        "stop",
+        "length",
+        "tool_calls",
+    ];
+    let mut out = TierBytes::default();
+    let mut c = call(0, 0.0, None, None, "stop", false);
+    let mut days: Vec<Rollup> = (0..GROUPS).map(|_| Rollup::new(sizes.2)).collect();
+    for _ in 0..24 {
+        let mut hours: Vec<Rollup> = (0..GROUPS).map(|_| Rollup::new(sizes.1)).collect();
+        for _ in 0..60 {
+            let mut minutes: Vec<Rollup> = (0..GROUPS).map(|_| Rollup::new(sizes.0)).collect();
+            for i in 0..events_per_sec * 60 {
+                let g = rng.usize(0..GROUPS);
+                let model_scale: f64 = [1.0, 2.5, 0.6][g % 3];
+                c.latency_ms = ((800.0 * model_scale).ln() + 0.6 * normal(&mut rng)).exp();
+                c.time_to_first_token_ms =
+                    (g / 3 != 2).then(|| (250f64.ln() + 0.5 * normal(&mut rng)).exp());
+                c.prompt_tokens = (600f64.ln() + 0.8 * normal(&mut rng)).exp() as u64;
+                c.completion_tokens = (250f64.ln() + 0.7 * normal(&mut rng)).exp() as u64;
+                c.total_tokens = c.prompt_tokens + c.completion_tokens;
+                c.cached_input_tokens = if rng.bool() { c.prompt_tokens / 2 } else { 0 };
+                c.cost_usd =
+                    Some(c.prompt_tokens as f64 * 2.5e-6 + c.completion_tokens as f64 * 1e-5);
+                c.finish_reason = reasons[rng.usize(0..reasons.len())].into();
+                c.error = (rng.u32(0..100) == 0).then(|| "rate limited".into());
+                minutes[g].add_call(&c);
+                if quality_every > 0 && i % quality_every == 0 {
+                    minutes[g].add_quality(&Quality {
+                        response_length: c.completion_tokens * 4,
+                        has_refusal: rng.u32(0..50) == 0,
+                        has_hallucination_markers: rng.u32(0..10) == 0,
+                        sentiment_score: rng.f64() - 0.3,
+                        ..Quality::default()
+                    });
+                }
+                out.events += 1;
+            }
+            for (h, m) in hours.iter_mut().zip(&minutes) {
+                let bytes = m.encode();
+                out.minute = (out.minute.0 + bytes.len(), out.minute.1 + 1);
+                h.merge(&Rollup::decode(&bytes).unwrap());
+            }
+        }
+        for (day, h) in days.iter_mut().zip(&mut hours) {
+            h.resize_digests(sizes.1);
+            let bytes = h.encode();
+            out.hour = (out.hour.0 + bytes.len(), out.hour.1 + 1);
+            day.merge(&Rollup::decode(&bytes).unwrap());
+        }
+    }
+    for day in &mut days {
+        day.resize_digests(sizes.2);
+        out.day = (out.day.0 + day.encode().len(), out.day.1 + 1);
+    }
+    out
+}
+
+#[test]
+fn rollup_tiers_take_at_most_half_the_raw_segment_bytes() {
+    for quality_every in [0, 1] {
+        let b = simulate_day(10, quality_every, (50, 200, 200));
+        let total = b.minute.0 + b.hour.0 + b.day.0;
+        let raw = b.events * RAW_BYTES_PER_EVENT;
+        println!(
+            "quality on every {quality_every}th call (0 = none): {} events; group-minute {:.0} B, group-hour {:.0} B, \
+             group-day {:.0} B; all tiers {total} B/day = {:.2} B/event = {:.1} % of raw at {RAW_BYTES_PER_EVENT} B/event",
+            b.events,
+            b.minute.0 as f64 / b.minute.1 as f64,
+            b.hour.0 as f64 / b.hour.1 as f64,
+            b.day.0 as f64 / b.day.1 as f64,
+            total as f64 / b.events as f64,
+            100.0 * total as f64 / raw as f64,
+        );
+        assert!(2 * total <= raw, "rollups {total} B > 50 % of raw {raw} B");
+    }
 }
