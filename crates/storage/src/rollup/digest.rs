@@ -1,31 +1,48 @@
-//! [`Digest`]: a t-digest (the `tdigest` crate) with an unsorted pending
-//! buffer, so single adds and merges are amortized cheap, and its compact
-//! encoding.
+//! [`Digest`]: a t-digest with an unsorted pending buffer and undecoded
+//! encoded runs, so single adds, decodes and merges are amortized cheap, and
+//! its compact encoding.
+//!
+//! Compression is the merging t-digest of the `tdigest` crate (same scale
+//! function `k_to_q`, same greedy pass), reimplemented here over sorted runs
+//! so that merging stored digests never goes through the crate's per-digest
+//! sort and rebuild; the crate is used only to estimate quantiles and ranks
+//! from the compressed centroids.
 //!
 //! **Invariants:**
 //! - `count`, `min` and `max` are exact (count is an integer; min/max are f64
 //!   min/max, order-independent); only the centroids are approximate.
-//! - `compressed` never holds buffered values (we never call `TDigest::push`),
-//!   and all its centroid weights are whole numbers ≥ 1.
-//! - `compressed.count() + Σ pending weights == count`.
-//! - The pending buffer is folded in when it reaches
-//!   `BUFFER_FACTOR × max_centroids` entries, so memory is bounded and each
-//!   merged centroid is sorted and compressed O(1) times amortized.
+//! - `centroids` is sorted by (mean, weight); all weights are whole numbers ≥ 1.
+//! - `Σ centroids weights + Σ pending weights + Σ encoded counts == count`.
+//! - `pending` is folded in when it reaches `BUFFER_FACTOR × max_centroids`
+//!   entries, and `encoded` when it holds more than [`LAZY_MAX_CENTROIDS`]
+//!   centroids, so memory is bounded. A fold merges at most
+//!   `BUFFER_FACTOR × max_centroids` new entries per compression pass.
+//! - Every `encoded` run was fully validated by [`Digest::decode_from`]
+//!   (lengths, weights, mean range), so decoding it later cannot fail.
+//! - `view`, when set, is the compression of the current contents; every
+//!   `&mut` method that changes the contents resets it.
 //!
 //! Encoding (inside a rollup, see docs/format/rollup.md): centroid count,
 //! exact f64 min and max, weights as varints, means quantized to
 //! [`MEAN_MANTISSA_BITS`] mantissa bits and delta-coded as varints.
 
-use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use tdigest::{Centroid, TDigest};
 
-use super::wire::{self, Reader};
+use super::wire::{self, varint, Reader};
 use crate::error::CodecError;
 
 /// Pending entries (raw values or merged centroids) allowed per maximum
-/// centroid before the buffer is compressed.
+/// centroid before the buffer is compressed; also the batch size (per
+/// maximum centroid) of one compression pass when folding.
 const BUFFER_FACTOR: usize = 8;
+
+/// Centroids a digest may hold as undecoded encoded runs (merged from
+/// decoded rollups) before it folds them. ~2–3 bytes each, shared with the
+/// decoded rollups: a few MB at most.
+const LAZY_MAX_CENTROIDS: usize = 1 << 20;
 
 /// Mantissa bits kept for each encoded centroid mean (f64 has 52). The mean
 /// is rounded to nearest, so its relative error is at most 2^-(bits+1).
@@ -35,18 +52,79 @@ const MEAN_SHIFT: u32 = 52 - MEAN_MANTISSA_BITS;
 /// Largest digest size a decoder accepts (guards allocations).
 pub(crate) const MAX_DIGEST_SIZE: usize = 1 << 16;
 
+/// Largest centroid weight and total count a decoder accepts (f64-exact).
+const MAX_WEIGHT: u64 = 1 << 52;
+
+/// A validated, not yet decoded digest encoding inside a shared payload.
+#[derive(Clone)]
+struct EncodedRun {
+    bytes: Arc<[u8]>,
+    /// Offset of the digest's first byte (its centroid count).
+    start: usize,
+    /// Offset of the first weight varint.
+    weights_at: usize,
+    /// Offset of the first mean varint.
+    means_at: usize,
+    /// Offset one past the digest's last byte.
+    end: usize,
+    /// Number of centroids.
+    n: usize,
+    count: u64,
+    min: f64,
+    max: f64,
+}
+
+impl fmt::Debug for EncodedRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncodedRun")
+            .field("bytes", &(self.end - self.start))
+            .field("n", &self.n)
+            .field("count", &self.count)
+            .finish()
+    }
+}
+
+impl EncodedRun {
+    /// Appends the run's centroids (sorted by mean) to `out`.
+    fn decode_into(&self, out: &mut Vec<Centroid>) {
+        let b = &self.bytes[..self.end];
+        let (mut wp, mut mp) = (self.weights_at, self.means_at);
+        let mut q = quantize_floor(self.min);
+        out.reserve(self.n);
+        for _ in 0..self.n {
+            // Validated by `Digest::decode_from`: these reads cannot fail.
+            let (Some(w), Some(d)) = (varint(b, &mut wp), varint(b, &mut mp)) else {
+                debug_assert!(false, "validated digest run failed to decode");
+                return;
+            };
+            q = q.wrapping_add(d);
+            let mean = dequantize(q).unwrap_or(self.max).clamp(self.min, self.max);
+            out.push(Centroid::new(mean, w as f64));
+        }
+    }
+}
+
 /// A mergeable quantile sketch: a t-digest with a small unsorted buffer so
-/// single adds are cheap.
+/// single adds are cheap, and lazily decoded runs so decoding and merging
+/// stored digests is cheap.
 #[derive(Debug, Clone)]
 pub struct Digest {
     max_centroids: usize,
-    compressed: TDigest,
+    /// Compressed centroids, sorted by (mean, weight).
+    centroids: Vec<Centroid>,
+    /// Unsorted raw values (weight 1) and merged centroids.
     pending: Vec<Centroid>,
+    /// Merged or decoded digests not decoded yet.
+    encoded: Vec<EncodedRun>,
+    /// Σ `n` over `encoded`.
+    encoded_centroids: usize,
     count: u64,
     /// +inf when empty.
     min: f64,
     /// −inf when empty.
     max: f64,
+    /// Cache: the compression of everything above, for reads.
+    view: OnceLock<TDigest>,
 }
 
 impl Digest {
@@ -55,11 +133,14 @@ impl Digest {
         let max_centroids = max_centroids.clamp(1, MAX_DIGEST_SIZE);
         Digest {
             max_centroids,
-            compressed: TDigest::new_with_size(max_centroids),
+            centroids: Vec::new(),
             pending: Vec::new(),
+            encoded: Vec::new(),
+            encoded_centroids: 0,
             count: 0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            view: OnceLock::new(),
         }
     }
 
@@ -69,6 +150,7 @@ impl Digest {
         if !value.is_finite() {
             return;
         }
+        self.view = OnceLock::new();
         self.count += 1;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
@@ -81,11 +163,18 @@ impl Digest {
         if other.count == 0 {
             return;
         }
+        self.view = OnceLock::new();
         self.count += other.count;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
-        self.pending.extend_from_slice(other.compressed.centroids());
-        self.pending.extend_from_slice(&other.pending);
+        if let Some(v) = other.view.get() {
+            self.pending.extend_from_slice(v.centroids());
+        } else {
+            self.pending.extend_from_slice(&other.centroids);
+            self.pending.extend_from_slice(&other.pending);
+            self.encoded.extend_from_slice(&other.encoded);
+            self.encoded_centroids += other.encoded_centroids;
+        }
         self.maybe_compress();
     }
 
@@ -171,63 +260,107 @@ impl Digest {
             .collect()
     }
 
-    /// Folds the pending buffer into the centroids (no-op when empty).
+    fn is_folded(&self) -> bool {
+        self.pending.is_empty() && self.encoded.is_empty()
+    }
+
+    /// Folds the pending buffer and encoded runs into the centroids (no-op
+    /// when there are none).
     pub fn compress(&mut self) {
-        if !self.pending.is_empty() {
-            self.compressed = self.build(self.max_centroids);
-            self.pending.clear();
+        if self.is_folded() {
+            return;
         }
+        self.centroids = match self.view.get() {
+            Some(v) => v.centroids().to_vec(),
+            None => self.fold(self.max_centroids),
+        };
+        self.pending.clear();
+        self.encoded.clear();
+        self.encoded_centroids = 0;
     }
 
     /// Sets the maximum centroids to `max_centroids` and re-compresses.
     pub fn resize(&mut self, max_centroids: usize) {
         self.max_centroids = max_centroids.clamp(1, MAX_DIGEST_SIZE);
-        self.compressed = self.build(self.max_centroids);
+        self.centroids = self.fold(self.max_centroids);
         self.pending.clear();
+        self.encoded.clear();
+        self.encoded_centroids = 0;
+        self.view = OnceLock::new();
     }
 
     fn maybe_compress(&mut self) {
-        if self.pending.len() >= BUFFER_FACTOR * self.max_centroids {
+        if self.pending.len() >= BUFFER_FACTOR * self.max_centroids
+            || self.encoded_centroids > LAZY_MAX_CENTROIDS
+        {
             self.compress();
         }
     }
 
-    /// The compressed digest including pending entries.
-    fn view(&self) -> Cow<'_, TDigest> {
-        if self.pending.is_empty() {
-            Cow::Borrowed(&self.compressed)
-        } else {
-            Cow::Owned(self.build(self.max_centroids))
-        }
+    /// The compressed digest of everything held (computed once, cached).
+    fn view(&self) -> &TDigest {
+        self.view.get_or_init(|| {
+            if self.count == 0 {
+                return TDigest::new_with_size(self.max_centroids);
+            }
+            let cs = if self.is_folded() {
+                self.centroids.clone()
+            } else {
+                self.fold(self.max_centroids)
+            };
+            let sum = cs.iter().map(|c| c.mean() * c.weight()).sum();
+            // `cs` is sorted and holds ≤ max_centroids: `new` neither
+            // re-sorts (a sorted run is detected in one pass) nor recompresses.
+            TDigest::new(
+                cs,
+                sum,
+                self.count as f64,
+                Some(self.max),
+                Some(self.min),
+                self.max_centroids,
+            )
+        })
     }
 
-    fn build(&self, max_centroids: usize) -> TDigest {
-        if self.count == 0 {
-            return TDigest::new_with_size(max_centroids);
+    /// Compresses centroids + pending + encoded runs into at most
+    /// `max_size` sorted centroids, `BUFFER_FACTOR × max_size` new entries
+    /// per pass (the pending-buffer rule applied to stored runs too).
+    fn fold(&self, max_size: usize) -> Vec<Centroid> {
+        let batch = BUFFER_FACTOR * max_size;
+        let mut cur = self.centroids.clone();
+        let mut runs = Runs::default();
+        if !self.pending.is_empty() {
+            runs.start_run();
+            runs.buf.extend_from_slice(&self.pending);
+            // Stable, so ties keep merge order exactly as undecoded runs do.
+            runs.buf.sort_by(|a, b| a.mean().total_cmp(&b.mean()));
         }
-        let mut all = Vec::with_capacity(self.compressed.centroids().len() + self.pending.len());
-        all.extend_from_slice(self.compressed.centroids());
-        all.extend_from_slice(&self.pending);
-        let sum = all.iter().map(|c| c.mean() * c.weight()).sum();
-        TDigest::new(
-            all,
-            sum,
-            self.count as f64,
-            Some(self.max),
-            Some(self.min),
-            max_centroids,
-        )
+        for run in &self.encoded {
+            if runs.buf.len() >= batch {
+                runs.fold_into(&mut cur, max_size);
+            }
+            runs.start_run();
+            run.decode_into(&mut runs.buf);
+        }
+        runs.fold_into(&mut cur, max_size);
+        cur
     }
 
     /// Appends the encoding: `n` varint, min f64, max f64, `n` weight
     /// varints, `n` quantized-mean varints (first relative to min, then deltas).
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
-        let view = self.view();
-        let cs = view.centroids();
+        // A digest that is exactly one decoded run re-encodes to its bytes.
+        if let [run] = self.encoded.as_slice() {
+            if self.centroids.is_empty() && self.pending.is_empty() && run.n <= self.max_centroids {
+                out.extend_from_slice(&run.bytes[run.start..run.end]);
+                return;
+            }
+        }
+        let cs = self.view().centroids();
         wire::put_u64(out, cs.len() as u64);
         wire::put_f64(out, self.min);
         wire::put_f64(out, self.max);
-        // (quantized mean, weight), sorted as the decoder will sort them so
+        // (quantized mean, weight), sorted as the decoder will read them so
         // that re-encoding a decoded digest gives the same bytes.
         let mut qw: Vec<(u64, u64)> = cs
             .iter()
@@ -250,13 +383,16 @@ impl Digest {
         }
     }
 
-    /// Decodes what [`Digest::encode_into`] wrote, into a digest of
-    /// `max_centroids` centroids.
+    /// Validates what [`Digest::encode_into`] wrote at the reader's position
+    /// in `shared` (the reader's buffer) and returns a digest of
+    /// `max_centroids` centroids holding it as an undecoded run.
     pub(crate) fn decode_from(
         r: &mut Reader<'_>,
+        shared: &Arc<[u8]>,
         field: &str,
         max_centroids: usize,
     ) -> Result<Digest, CodecError> {
+        let start = r.pos();
         let n = r.u64(field)?;
         // Every centroid takes at least two bytes (weight + mean delta).
         if n == 0 || n > (r.remaining() / 2) as u64 {
@@ -274,51 +410,208 @@ impl Digest {
                 format!("min {min} / max {max} not finite and ordered"),
             ));
         }
-        let mut weights = Vec::with_capacity(n);
-        let mut count: u64 = 0;
-        for _ in 0..n {
-            let w = r.u64(field)?;
-            if w == 0 || w > (1 << 52) {
-                return Err(r.err(field, format!("centroid weight {w} out of range")));
-            }
-            count = count
-                .checked_add(w)
-                .filter(|&c| c <= 1 << 52)
-                .ok_or_else(|| r.err(field, "total weight overflows"))?;
-            weights.push(w);
+        let weights_at = r.pos();
+        let scanned = r.with_cursor(|b, pos| scan_centroids(b, pos, n, min));
+        let (count, means_at) = scanned.map_err(|reason| r.err(field, reason))?;
+        let end = r.pos();
+        if shared.len() < end {
+            return Err(r.err(field, "reader and shared payload differ"));
         }
-        let mut centroids = Vec::with_capacity(n);
-        let mut q = quantize_floor(min);
-        let mut sum = 0.0;
-        for &w in &weights {
-            let delta = r.u64(field)?;
-            q = q
-                .checked_add(delta)
-                .ok_or_else(|| r.err(field, "mean delta overflows"))?;
-            let mean = dequantize(q)
-                .filter(|m| m.is_finite())
-                .ok_or_else(|| r.err(field, "mean is not a finite number"))?
-                .clamp(min, max);
-            sum += mean * w as f64;
-            centroids.push(Centroid::new(mean, w as f64));
-        }
-        let compressed = TDigest::new(
-            centroids,
-            sum,
-            count as f64,
-            Some(max),
-            Some(min),
-            max_centroids,
-        );
-        Ok(Digest {
-            max_centroids,
-            compressed,
-            pending: Vec::new(),
+        let run = EncodedRun {
+            bytes: Arc::clone(shared),
+            start,
+            weights_at,
+            means_at,
+            end,
+            n,
             count,
             min,
             max,
+        };
+        Ok(Digest {
+            max_centroids,
+            centroids: Vec::new(),
+            pending: Vec::new(),
+            encoded: vec![run],
+            encoded_centroids: n,
+            count,
+            min,
+            max,
+            view: OnceLock::new(),
         })
     }
+}
+
+/// Validates `n` weights then `n` mean deltas at `*pos`; returns the total
+/// weight and the offset of the first mean. On error `*pos` is where it failed.
+fn scan_centroids(b: &[u8], pos: &mut usize, n: usize, min: f64) -> Result<(u64, usize), String> {
+    let mut count: u64 = 0;
+    for _ in 0..n {
+        let w = varint(b, pos).ok_or("weight varint cut off or over 64 bits")?;
+        if w == 0 || w > MAX_WEIGHT {
+            return Err(format!("centroid weight {w} out of range"));
+        }
+        // Both ≤ 2^52: cannot overflow u64.
+        count += w;
+        if count > MAX_WEIGHT {
+            return Err("total weight overflows".into());
+        }
+    }
+    let means_at = *pos;
+    let mut q = quantize_floor(min);
+    for _ in 0..n {
+        let delta = varint(b, pos).ok_or("mean varint cut off or over 64 bits")?;
+        q = q.checked_add(delta).ok_or("mean delta overflows")?;
+    }
+    // Quantized means ascend from floor(min) (finite): if the largest is a
+    // finite number, so is every one (the order keys of the finite numbers
+    // form one contiguous range).
+    if !dequantize(q).is_some_and(f64::is_finite) {
+        return Err("mean is not a finite number".into());
+    }
+    Ok((count, means_at))
+}
+
+/// Centroid runs, each sorted by mean, laid out one after another in `buf`.
+#[derive(Debug, Default)]
+struct Runs {
+    buf: Vec<Centroid>,
+    /// Start offset of each run in `buf`, ascending.
+    starts: Vec<usize>,
+    scratch: Vec<Centroid>,
+    scratch_starts: Vec<usize>,
+}
+
+impl Runs {
+    fn start_run(&mut self) {
+        self.starts.push(self.buf.len());
+    }
+
+    /// Merges the sorted `cur` with every run (pairwise, bottom-up: O(n log
+    /// runs)) into at most `max_size` centroids in `cur`; empties the runs.
+    fn fold_into(&mut self, cur: &mut Vec<Centroid>, max_size: usize) {
+        if self.buf.is_empty() && cur.len() <= max_size {
+            return;
+        }
+        self.start_run();
+        self.buf.extend_from_slice(cur);
+        while self.starts.len() > 1 {
+            self.scratch.clear();
+            self.scratch_starts.clear();
+            let end = self.buf.len();
+            for k in (0..self.starts.len()).step_by(2) {
+                self.scratch_starts.push(self.scratch.len());
+                let a = self.starts[k];
+                let b = self.starts.get(k + 1).copied().unwrap_or(end);
+                let c = self.starts.get(k + 2).copied().unwrap_or(end);
+                merge_sorted(&self.buf[a..b], &self.buf[b..c], &mut self.scratch);
+            }
+            std::mem::swap(&mut self.buf, &mut self.scratch);
+            std::mem::swap(&mut self.starts, &mut self.scratch_starts);
+        }
+        compress_sorted(&mut self.buf, max_size);
+        std::mem::swap(cur, &mut self.buf);
+        self.buf.clear();
+        self.starts.clear();
+    }
+}
+
+/// Appends the merge of two mean-sorted slices to `out` (stable: `a` first
+/// on equal means). Branch-free selection: run interleavings are random, so
+/// a branchy merge mispredicts about every other element.
+fn merge_sorted(a: &[Centroid], b: &[Centroid], out: &mut Vec<Centroid>) {
+    let start = out.len();
+    let Some(&fill) = a.first().or(b.first()) else {
+        return;
+    };
+    out.resize(start + a.len() + b.len(), fill);
+    let dst = &mut out[start..];
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        let take_b = y.mean() < x.mean();
+        dst[k] = if take_b { y } else { x };
+        k += 1;
+        j += usize::from(take_b);
+        i += usize::from(!take_b);
+    }
+    let rest_a = a.len() - i;
+    dst[k..k + rest_a].copy_from_slice(&a[i..]);
+    dst[k + rest_a..].copy_from_slice(&b[j..]);
+}
+
+/// The `tdigest` crate's merge pass (`TDigest::merge_digests`), in place:
+/// when more than `max_size` centroids, greedily merges neighbours while the
+/// cumulative weight stays within `k_to_q(k, max_size) × count`.
+fn compress_sorted(cs: &mut Vec<Centroid>, max_size: usize) {
+    if cs.len() <= max_size {
+        return;
+    }
+    let count: f64 = cs.iter().map(Centroid::weight).sum();
+    let mut k = 1.0;
+    let mut limit = weight_limit(k, max_size, count);
+    k += 1.0;
+    let mut curr = cs[0];
+    let mut weight_so_far = curr.weight();
+    let mut out = 0;
+    for i in 1..cs.len() {
+        let next = cs[i];
+        weight_so_far += next.weight();
+        if weight_so_far <= limit {
+            curr = merge_centroid(curr, next);
+        } else {
+            cs[out] = curr;
+            out += 1;
+            limit = weight_limit(k, max_size, count);
+            k += 1.0;
+            curr = next;
+        }
+    }
+    cs[out] = curr;
+    cs.truncate(out + 1);
+}
+
+fn k_to_q(k: f64, d: f64) -> f64 {
+    let k_div_d = k / d;
+    if k_div_d >= 0.5 {
+        let base = 1.0 - k_div_d;
+        1.0 - 2.0 * base * base
+    } else {
+        2.0 * k_div_d * k_div_d
+    }
+}
+
+fn weight_limit(k: f64, max_size: usize, count: f64) -> f64 {
+    if k >= max_size as f64 {
+        f64::INFINITY
+    } else {
+        k_to_q(k, max_size as f64) * count
+    }
+}
+
+/// The `tdigest` crate's centroid merge: weighted mean, kept between the
+/// two means (interpolated without overflow when the plain formula fails).
+fn merge_centroid(a: Centroid, b: Centroid) -> Centroid {
+    let weight = a.weight() + b.weight();
+    let (x, y) = (a.mean(), b.mean());
+    if x == y {
+        return Centroid::new(x, weight);
+    }
+    let f = b.weight() / weight;
+    let combined = x * (1.0 - f) + y * f;
+    let mean = if !combined.is_finite()
+        || (combined < x && combined < y)
+        || (combined > x && combined > y)
+    {
+        if x.is_sign_negative() == y.is_sign_negative() {
+            x + (y - x) * f
+        } else {
+            x * (1.0 - f) + y * f
+        }
+    } else {
+        combined
+    };
+    Centroid::new(mean, weight)
 }
 
 /// Monotone map from f64 (total order) to u64.
@@ -408,7 +701,8 @@ mod tests {
             for v in &values { d.add(*v); }
             let mut out = Vec::new();
             d.encode_into(&mut out);
-            let back = Digest::decode_from(&mut Reader::new("t", &out), "d", size).unwrap();
+            let shared: Arc<[u8]> = Arc::from(out.as_slice());
+            let back = Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", size).unwrap();
             prop_assert_eq!(back.count(), d.count());
             prop_assert_eq!(back.min(), d.min());
             prop_assert_eq!(back.max(), d.max());
@@ -421,6 +715,61 @@ mod tests {
             let mut again = Vec::new();
             back.encode_into(&mut again);
             prop_assert_eq!(again, out);
+        }
+
+        #[test]
+        fn run_merge_then_compress_equals_stable_sort_then_compress(
+            runs in proptest::collection::vec(proptest::collection::vec((0u32..500, 1u32..20), 0..60), 0..12),
+            cur in proptest::collection::vec((0u32..500, 1u32..20), 0..30),
+            size in 1usize..40,
+        ) {
+            let sorted_run = |r: &Vec<(u32, u32)>| {
+                let mut v: Vec<Centroid> = r.iter().map(|&(m, w)| Centroid::new(f64::from(m), f64::from(w))).collect();
+                v.sort_by(|a, b| a.mean().total_cmp(&b.mean()));
+                v
+            };
+            let mut expected: Vec<Centroid> = runs.iter().flat_map(sorted_run).collect();
+            let mut cur = sorted_run(&cur);
+            expected.extend_from_slice(&cur);
+            expected.sort_by(|a, b| a.mean().total_cmp(&b.mean()));
+            compress_sorted(&mut expected, size);
+            let mut r = Runs::default();
+            for run in &runs {
+                r.start_run();
+                r.buf.extend(sorted_run(run));
+            }
+            r.fold_into(&mut cur, size);
+            let pairs = |v: &[Centroid]| v.iter().map(|c| (c.mean(), c.weight())).collect::<Vec<_>>();
+            prop_assert_eq!(pairs(&cur), pairs(&expected));
+            prop_assert!(cur.len() <= size.max(1) || (runs.iter().all(Vec::is_empty) && cur.len() <= size));
+        }
+
+        #[test]
+        fn merging_undecoded_runs_matches_merging_decoded_centroids(
+            parts in proptest::collection::vec(proptest::collection::vec(0.0f64..1e4, 1..300), 1..24),
+            size in 5usize..60,
+        ) {
+            let encoded: Vec<Vec<u8>> = parts.iter().map(|vs| {
+                let mut d = Digest::new(size);
+                for v in vs { d.add(*v); }
+                let mut out = Vec::new();
+                d.encode_into(&mut out);
+                out
+            }).collect();
+            let decode = |b: &Vec<u8>| {
+                let shared: Arc<[u8]> = Arc::from(b.as_slice());
+                Digest::decode_from(&mut Reader::new("t", b), &shared, "d", size).unwrap()
+            };
+            let lazy: Vec<Digest> = encoded.iter().map(decode).collect();
+            let eager: Vec<Digest> = encoded.iter().map(|b| { let mut d = decode(b); d.compress(); d }).collect();
+            prop_assert!(eager.iter().all(|d| d.encoded.is_empty()));
+            let a = Digest::merge_many(&lazy, size);
+            let b = Digest::merge_many(&eager, size);
+            let n: u64 = parts.iter().map(|p| p.len() as u64).sum();
+            prop_assert_eq!((a.count(), a.min(), a.max()), (n, b.min(), b.max()));
+            prop_assert_eq!(a.centroids().iter().map(|c| c.1).sum::<u64>(), n);
+            prop_assert!(a.centroids().len() <= size);
+            prop_assert_eq!(a.centroids(), b.centroids());
         }
     }
 }

@@ -18,6 +18,7 @@ mod digest;
 mod wire;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sextant_model::{Feedback, LlmCall, Quality};
 
@@ -504,6 +505,8 @@ impl Rollup {
             ));
         }
         let mut x = Rollup::new(size as usize);
+        // One shared copy of the payload holds every digest, undecoded.
+        let mut shared: Option<Arc<[u8]>> = None;
         let has = |bit: u32| mask & (1 << bit) != 0;
         macro_rules! u64f {
             ($bit:expr, $f:ident) => {
@@ -522,7 +525,13 @@ impl Rollup {
         macro_rules! digestf {
             ($bit:expr, $f:ident) => {
                 if has($bit) {
-                    x.$f = Some(Digest::decode_from(&mut r, stringify!($f), x.digest_size)?);
+                    let shared = shared.get_or_insert_with(|| Arc::from(payload));
+                    x.$f = Some(Digest::decode_from(
+                        &mut r,
+                        shared,
+                        stringify!($f),
+                        x.digest_size,
+                    )?);
                 }
             };
         }

@@ -54,6 +54,20 @@ impl<'a> Reader<'a> {
         )
     }
 
+    /// Runs `f` on the whole buffer and a cursor at the current position;
+    /// the reader continues wherever `f` leaves the cursor (clamped to the end).
+    pub(crate) fn with_cursor<T>(&mut self, f: impl FnOnce(&'a [u8], &mut usize) -> T) -> T {
+        let mut pos = self.pos;
+        let out = f(self.buf, &mut pos);
+        self.pos = pos.min(self.buf.len());
+        out
+    }
+
+    /// Offset of the next byte to read.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -72,6 +86,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline(never)]
     pub(crate) fn u128(&mut self, field: &str) -> Result<u128, CodecError> {
         let mut v: u128 = 0;
         for i in 0..19u32 {
@@ -89,7 +104,19 @@ impl<'a> Reader<'a> {
         Err(self.err(field, "varint longer than 19 bytes"))
     }
 
+    #[inline]
     pub(crate) fn u64(&mut self, field: &str) -> Result<u64, CodecError> {
+        // Fast path: a varint of at most 9 bytes (63 bits) read straight
+        // from the slice; anything longer takes the general 128-bit path.
+        let start = self.pos;
+        let mut v: u64 = 0;
+        for (i, &b) in self.buf[start..].iter().take(9).enumerate() {
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.pos = start + i + 1;
+                return Ok(v);
+            }
+        }
         let v = self.u128(field)?;
         u64::try_from(v).map_err(|_| self.err(field, format!("{v} overflows u64")))
     }
@@ -121,6 +148,37 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Ok(out)
     }
+}
+
+/// Reads a LEB128 u64 at `*pos` (at most 10 bytes, no bits beyond 64);
+/// `None`, with `*pos` unchanged, when it is cut off or too long.
+#[inline(always)]
+pub(crate) fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    match b.get(*pos) {
+        Some(&first) if first < 0x80 => {
+            *pos += 1;
+            Some(u64::from(first))
+        }
+        _ => varint_long(b, pos),
+    }
+}
+
+#[inline(never)]
+fn varint_long(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let byte = *b.get(*pos + i)?;
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && bits > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            *pos += i + 1;
+            return Some(v);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
