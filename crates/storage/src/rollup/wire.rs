@@ -159,7 +159,14 @@ pub(crate) fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
             *pos += 1;
             Some(u64::from(first))
         }
-        _ => varint_long(b, pos),
+        Some(&first) => match b.get(*pos + 1) {
+            Some(&second) if second < 0x80 => {
+                *pos += 2;
+                Some(u64::from(first & 0x7f) | u64::from(second) << 7)
+            }
+            _ => varint_long(b, pos),
+        },
+        None => None,
     }
 }
 
