@@ -78,13 +78,11 @@ pub(crate) struct SegmentHeader {
 
 // ---------------------------------------------------------------- columns
 
-/// A low-cardinality string column stored as one row set per value (the
-/// per-dimension index *is* the column): `[k: varint][k dict ids: varint]
-/// [partition of k classes]`.
-fn put_dim(out: &mut Vec<u8>, ids: &[u32]) {
+/// Distinct ids in order of first appearance, and each row's index into them.
+fn classes_of(ids: &[u32]) -> (Vec<u32>, Vec<u32>) {
     let mut values: Vec<u32> = Vec::new();
     let mut class_of_id: HashMap<u32, u32> = HashMap::new();
-    let classes: Vec<u32> = ids
+    let classes = ids
         .iter()
         .map(|&id| {
             *class_of_id.entry(id).or_insert_with(|| {
@@ -93,6 +91,34 @@ fn put_dim(out: &mut Vec<u8>, ids: &[u32]) {
             })
         })
         .collect();
+    (values, classes)
+}
+
+/// A low-cardinality string column whose per-value row sets *are* the
+/// column (the per-dimension index costs nothing extra). `[mode u8]`, then
+/// mode 0: `[k: varint][k dict ids: varint][partition of k classes]`;
+/// mode 1 (the value is a function of the model column, e.g. provider):
+/// `[k: varint = the model column's k][k dict ids: varint]`, the value of
+/// each model class — the model's row sets are reused.
+fn put_dim(out: &mut Vec<u8>, ids: &[u32], parent: Option<&[u32]>) {
+    if let Some(parent) = parent {
+        let (pvalues, pclasses) = classes_of(parent);
+        let mut map: Vec<Option<u32>> = vec![None; pvalues.len()];
+        let functional = pclasses.iter().zip(ids).all(|(&c, &id)| {
+            let slot = &mut map[c as usize];
+            *slot.get_or_insert(id) == id
+        });
+        if functional {
+            out.push(1);
+            put_varint(out, map.len() as u64);
+            for v in map {
+                put_varint(out, u64::from(v.unwrap_or(0)));
+            }
+            return;
+        }
+    }
+    let (values, classes) = classes_of(ids);
+    out.push(0);
     put_varint(out, values.len() as u64);
     for &v in &values {
         put_varint(out, u64::from(v));
@@ -101,17 +127,23 @@ fn put_dim(out: &mut Vec<u8>, ids: &[u32]) {
 }
 
 struct DimCol {
+    /// The dict id of each class of `part`.
     values: Vec<u32>,
     part: Partition,
 }
 
-fn read_dim(r: &mut Reader<'_>, n: usize) -> Result<DimCol, CodecError> {
+fn read_dim(r: &mut Reader<'_>, n: usize, parent: Option<&DimCol>) -> Result<DimCol, CodecError> {
+    let mode = r.u8()?;
     let k = r.count(r.remaining(), "dimension value")?;
     let mut values = Vec::with_capacity(k);
     for _ in 0..k {
         values.push(dict_id(r)?);
     }
-    let part = Partition::read(r, n)?;
+    let part = match (mode, parent) {
+        (0, _) => Partition::read(r, n)?,
+        (1, Some(p)) => p.part.clone(),
+        _ => return Err(r.err(format!("unknown dimension column mode {mode}"))),
+    };
     if part.classes() != k {
         return Err(r.err("dimension value count disagrees with its row sets"));
     }
@@ -386,13 +418,13 @@ pub(crate) fn encode_segment(calls: &[LlmCall], dict: &mut Dict) -> Vec<u8> {
         put_ids(b, rows.iter().map(|c| Some(c.request_id.as_str())))
     });
     let model_ids: Vec<u32> = rows.iter().map(|c| dict.intern(&c.model)).collect();
-    col(3, &mut |b| put_dim(b, &model_ids));
+    col(3, &mut |b| put_dim(b, &model_ids, None));
     let ids: Vec<u32> = rows.iter().map(|c| dict.intern(&c.provider)).collect();
-    col(4, &mut |b| put_dim(b, &ids));
+    col(4, &mut |b| put_dim(b, &ids, Some(&model_ids)));
     let ids: Vec<u32> = rows.iter().map(|c| dict.intern(&c.endpoint)).collect();
-    col(5, &mut |b| put_dim(b, &ids));
+    col(5, &mut |b| put_dim(b, &ids, Some(&model_ids)));
     let ids: Vec<u32> = rows.iter().map(|c| dict.intern(&c.finish_reason)).collect();
-    col(6, &mut |b| put_dim(b, &ids));
+    col(6, &mut |b| put_dim(b, &ids, Some(&model_ids)));
     let lat: Vec<f64> = rows.iter().map(|c| c.latency_ms).collect();
     col(7, &mut |b| put_floats(b, &lat));
     let ttft: Vec<Option<f64>> = rows.iter().map(|c| c.time_to_first_token_ms).collect();
@@ -603,9 +635,11 @@ pub(crate) fn decode_segment(
 
     // Prune with the stored row sets before decoding anything else.
     let mut dims: HashMap<u8, DimCol> = HashMap::new();
-    for id in 3..=6u8 {
-        dims.insert(id, p.column(id, |r| read_dim(r, n))?);
+    let model_dim = p.column(3, |r| read_dim(r, n, None))?;
+    for id in 4..=6u8 {
+        dims.insert(id, p.column(id, |r| read_dim(r, n, Some(&model_dim)))?);
     }
+    dims.insert(3, model_dim);
     let err_part = p.reader(15).and_then(|mut r| read_classes(&mut r, n, 3))?;
     match filter.error {
         Some(true) => sel &= err_part.rows(2),
