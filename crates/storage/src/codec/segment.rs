@@ -12,7 +12,7 @@
 //! transaction; `rows` ≤ payload length (each row's request id takes ≥ 1 byte),
 //! so no decoder allocates more than a small multiple of the input size.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use roaring::RoaringBitmap;
 use sextant_model::{Dim, LlmCall, TimeRange};
@@ -707,6 +707,31 @@ pub(crate) fn decode_segment(
         }
         Ok(out)
     })?;
+
+    // Prune by the high-cardinality dims on dict ids before materialising.
+    let opt_match = |sel: &RoaringBitmap, vals: &[Option<u32>], wanted: &[String]| {
+        let ids: HashSet<u32> = wanted.iter().filter_map(|w| dict.lookup(w)).collect();
+        let absent_matches = wanted.iter().any(String::is_empty);
+        sel.iter()
+            .filter(|&row| match vals[row as usize] {
+                None => absent_matches,
+                Some(id) => ids.contains(&id),
+            })
+            .collect::<RoaringBitmap>()
+    };
+    for (dim, wanted) in &filter.equals {
+        let keep = match dim {
+            Dim::UserId => opt_match(&sel, &users, wanted),
+            Dim::SessionId => opt_match(&sel, &sessions, wanted),
+            Dim::Tag(key) => match tags.iter().find(|t| &t.0 == key) {
+                Some((_, vals)) => opt_match(&sel, vals, wanted),
+                None if wanted.iter().any(String::is_empty) => sel.clone(),
+                None => RoaringBitmap::new(),
+            },
+            _ => continue,
+        };
+        sel &= keep;
+    }
 
     let mut calls = Vec::with_capacity(sel.len() as usize);
     let mut rows_sel = Vec::with_capacity(sel.len() as usize);
