@@ -13,6 +13,7 @@ mod config;
 mod error;
 mod frame;
 mod rollup;
+mod db;
 mod store;
 
 pub use api::{
