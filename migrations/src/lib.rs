@@ -115,7 +115,10 @@ mod tests {
 
     impl KvStore for Mem {
         fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-            Ok(self.committed.get(&(tree.to_string(), key.to_vec())).cloned())
+            Ok(self
+                .committed
+                .get(&(tree.to_string(), key.to_vec()))
+                .cloned())
         }
         fn put(&mut self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), String> {
             self.pending.push((tree.into(), key.into(), value.into()));
@@ -170,6 +173,9 @@ mod tests {
         let mut m = Mem::default();
         m.committed
             .insert((META_TREE.into(), FORMAT_VERSION_KEY.to_vec()), vec![1, 2]);
-        assert!(matches!(migrate(&mut m), Err(MigrationError::BadVersion(_))));
+        assert!(matches!(
+            migrate(&mut m),
+            Err(MigrationError::BadVersion(_))
+        ));
     }
 }

@@ -226,7 +226,9 @@ impl Db {
         t: T,
         prefix: &[u8],
     ) -> impl DoubleEndedIterator<Item = Result<(Bytes, Bytes)>> + '_ {
-        self.tree(t).scan_prefix(prefix).map(|r| r.map_err(err("scan")))
+        self.tree(t)
+            .scan_prefix(prefix)
+            .map(|r| r.map_err(err("scan")))
     }
 
     /// Applies `ops` in one multi-tree transaction: all or nothing, also
@@ -241,7 +243,8 @@ impl Db {
                 touched.push(*t);
             }
         }
-        let mut batches: Vec<sled::Batch> = touched.iter().map(|_| sled::Batch::default()).collect();
+        let mut batches: Vec<sled::Batch> =
+            touched.iter().map(|_| sled::Batch::default()).collect();
         for (t, k, v) in &ops.ops {
             let i = touched.iter().position(|x| x == t).unwrap_or(0);
             match v {

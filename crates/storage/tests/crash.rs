@@ -49,7 +49,9 @@ fn parse_rid(s: &str) -> Option<(u64, u64, u64)> {
 /// Child mode: does nothing unless started by the parent with `CHILD_ENV`.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let cycle: u64 = std::env::var(CYCLE_ENV).unwrap().parse().unwrap();
     let store = Store::open(Path::new(&dir), child_config()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -176,7 +178,11 @@ fn run_cycle(dir: &Path, cycle: u64, rng: &mut fastrand::Rng, acks: &mut Acks) {
     for l in lines {
         let p: Vec<&str> = l.split(' ').collect();
         if p.len() == 4 && p[0] == "ACK" {
-            let (c, t, b) = (p[1].parse().unwrap(), p[2].parse().unwrap(), p[3].parse().unwrap());
+            let (c, t, b) = (
+                p[1].parse().unwrap(),
+                p[2].parse().unwrap(),
+                p[3].parse().unwrap(),
+            );
             acks.acked.entry((c, t)).or_default().insert(b);
         }
     }
@@ -189,13 +195,17 @@ fn check(dir: &Path, acks: &Acks) -> u64 {
     let cov = store.coverage();
     let mut hour_raw = Sums::default();
     store
-        .scan_calls(TimeRange::new(i64::MIN, i64::MAX), &RowFilter::default(), &mut |c| {
-            *seen.entry(c.request_id.clone()).or_default() += 1;
-            raw.add(c);
-            if c.timestamp_ms >= cov.hour_from_ms && c.timestamp_ms < cov.hour_until_ms {
-                hour_raw.add(c);
-            }
-        })
+        .scan_calls(
+            TimeRange::new(i64::MIN, i64::MAX),
+            &RowFilter::default(),
+            &mut |c| {
+                *seen.entry(c.request_id.clone()).or_default() += 1;
+                raw.add(c);
+                if c.timestamp_ms >= cov.hour_from_ms && c.timestamp_ms < cov.hour_until_ms {
+                    hour_raw.add(c);
+                }
+            },
+        )
         .unwrap();
     for (id, n) in &seen {
         assert_eq!(*n, 1, "{id} is present {n} times");
@@ -207,7 +217,10 @@ fn check(dir: &Path, acks: &Acks) -> u64 {
     for (&(c, t), batches) in &acks.acked {
         for &b in batches {
             let n = per_batch.get(&(c, t, b)).copied().unwrap_or(0);
-            assert_eq!(n, BATCH, "acknowledged batch c{c} t{t} b{b} has {n} of {BATCH} events");
+            assert_eq!(
+                n, BATCH,
+                "acknowledged batch c{c} t{t} b{b} has {n} of {BATCH} events"
+            );
         }
     }
     // A batch is all or nothing, acknowledged or not.
@@ -217,12 +230,16 @@ fn check(dir: &Path, acks: &Acks) -> u64 {
     let mut minute = Sums::default();
     let all = TimeRange::new(i64::MIN, i64::MAX);
     store
-        .rollups(Tier::Minute, all, &RowFilter::default(), &mut |_, _, r| minute.add_rollup(r))
+        .rollups(Tier::Minute, all, &RowFilter::default(), &mut |_, _, r| {
+            minute.add_rollup(r)
+        })
         .unwrap();
     assert_eq!(minute, raw, "minute rollups disagree with raw data");
     let mut hour = Sums::default();
     store
-        .rollups(Tier::Hour, all, &RowFilter::default(), &mut |_, _, r| hour.add_rollup(r))
+        .rollups(Tier::Hour, all, &RowFilter::default(), &mut |_, _, r| {
+            hour.add_rollup(r)
+        })
         .unwrap();
     assert_eq!(hour, hour_raw, "hour rollups disagree with raw data");
     assert!(store.verify().unwrap().problems.is_empty());
@@ -251,5 +268,8 @@ fn acknowledged_events_survive_sigkill_exactly_once() {
         last = n;
     }
     let acked: usize = acks.acked.values().map(|s| s.len()).sum();
-    assert!(acked > 100, "too few acknowledged batches ({acked}) for the test to mean anything");
+    assert!(
+        acked > 100,
+        "too few acknowledged batches ({acked}) for the test to mean anything"
+    );
 }

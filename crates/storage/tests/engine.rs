@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use sextant_model::{Batch, Dim, LlmCall, Tier, TimeRange, DAY_MS, HOUR_MS, MINUTE_MS};
 use sextant_storage::{
-    Durability, ErrorKind, GroupKey, Retention, RowFilter, Space, Store, StorageError, StoreConfig,
+    Durability, ErrorKind, GroupKey, Retention, RowFilter, Space, StorageError, Store, StoreConfig,
     WriteSet,
 };
 
@@ -30,7 +30,9 @@ fn scan_sums(store: &Store, range: TimeRange, filter: &RowFilter) -> (Sums, Vec<
 fn rollup_sums(store: &Store, tier: Tier, range: TimeRange) -> Sums {
     let mut s = Sums::default();
     store
-        .rollups(tier, range, &RowFilter::default(), &mut |_, _, r| s.add_rollup(r))
+        .rollups(tier, range, &RowFilter::default(), &mut |_, _, r| {
+            s.add_rollup(r)
+        })
         .unwrap();
     s
 }
@@ -104,13 +106,20 @@ fn scans_honour_time_range_and_dimension_filters() {
     };
     let mut s = Sums::default();
     store
-        .rollups(Tier::Minute, TimeRange::new(BASE_MS, BASE_MS + HOUR_MS), &f2, &mut |_, g, r| {
-            assert_eq!(g.0[0], "gpt-4o");
-            s.add_rollup(r)
-        })
+        .rollups(
+            Tier::Minute,
+            TimeRange::new(BASE_MS, BASE_MS + HOUR_MS),
+            &f2,
+            &mut |_, g, r| {
+                assert_eq!(g.0[0], "gpt-4o");
+                s.add_rollup(r)
+            },
+        )
         .unwrap();
     let mut w = Sums::default();
-    cs.iter().filter(|c| c.model == "gpt-4o").for_each(|c| w.add(c));
+    cs.iter()
+        .filter(|c| c.model == "gpt-4o")
+        .for_each(|c| w.add(c));
     assert_eq!(s, w);
 }
 
@@ -163,29 +172,42 @@ fn quality_and_feedback_join_their_call_through_the_request_index() {
         }
         let mut seen = Vec::new();
         store
-            .scan_feedback(all(), &mut |f, r| seen.push((f.request_id.clone(), r.map(|r| r.group.clone()))))
+            .scan_feedback(all(), &mut |f, r| {
+                seen.push((f.request_id.clone(), r.map(|r| r.group.clone())))
+            })
             .unwrap();
         seen.sort();
         assert_eq!(
             seen,
-            vec![(c.request_id.clone(), Some(group.clone())), ("unknown-request".into(), None)]
+            vec![
+                (c.request_id.clone(), Some(group.clone())),
+                ("unknown-request".into(), None)
+            ]
         );
         let mut q = 0;
-        store.scan_quality(all(), &mut |_, r| {
-            assert_eq!(r.unwrap().timestamp_ms, BASE_MS);
-            q += 1
-        }).unwrap();
+        store
+            .scan_quality(all(), &mut |_, r| {
+                assert_eq!(r.unwrap().timestamp_ms, BASE_MS);
+                q += 1
+            })
+            .unwrap();
         assert_eq!(q, 1);
         // Bucketed by their own timestamp, in their call's group.
         let mut by_group = Vec::new();
         store
-            .rollups(Tier::Minute, TimeRange::new(BASE_MS + DAY_MS, BASE_MS + DAY_MS + MINUTE_MS), &RowFilter::default(), &mut |b, g, r| {
-                by_group.push((b, g.clone(), r.feedback_count, r.quality_count))
-            })
+            .rollups(
+                Tier::Minute,
+                TimeRange::new(BASE_MS + DAY_MS, BASE_MS + DAY_MS + MINUTE_MS),
+                &RowFilter::default(),
+                &mut |b, g, r| by_group.push((b, g.clone(), r.feedback_count, r.quality_count)),
+            )
             .unwrap();
         by_group.sort();
         let empty = GroupKey(vec![String::new(), String::new()]);
-        let mut want = vec![(BASE_MS + DAY_MS, group.clone(), 1, 1), (BASE_MS + DAY_MS, empty, 1, 0)];
+        let mut want = vec![
+            (BASE_MS + DAY_MS, group.clone(), 1, 1),
+            (BASE_MS + DAY_MS, empty, 1, 0),
+        ];
         want.sort();
         assert_eq!(by_group, want);
     }
@@ -196,20 +218,41 @@ fn a_trace_is_read_back_whole_in_start_order_and_recent_traces_lists_newest_firs
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
-        let mut spans: Vec<_> = (0..300).rev().map(|i| span("trace-a", i, BASE_MS)).collect();
+        let mut spans: Vec<_> = (0..300)
+            .rev()
+            .map(|i| span("trace-a", i, BASE_MS))
+            .collect();
         spans.push(span("trace-b", 0, BASE_MS + 10_000));
         spans.push(span("trace-ab", 0, BASE_MS + 5_000));
-        store.append(Batch { spans, ..Batch::default() }).unwrap();
+        store
+            .append(Batch {
+                spans,
+                ..Batch::default()
+            })
+            .unwrap();
     }
     let store = open(dir.path());
     let t = store.trace("trace-a").unwrap();
     assert_eq!(t.len(), 300);
-    assert!(t.windows(2).all(|w| w[0].start_unix_nano <= w[1].start_unix_nano));
+    assert!(t
+        .windows(2)
+        .all(|w| w[0].start_unix_nano <= w[1].start_unix_nano));
     assert_eq!(t[0], span("trace-a", 0, BASE_MS));
     assert_eq!(store.trace("trace-b").unwrap().len(), 1);
     assert!(store.trace("trace").unwrap().is_empty());
-    let recent: Vec<_> = store.recent_traces(2).unwrap().into_iter().map(|s| (s.trace_id, s.root_name)).collect();
-    assert_eq!(recent, vec![("trace-b".into(), "chain".into()), ("trace-ab".into(), "chain".into())]);
+    let recent: Vec<_> = store
+        .recent_traces(2)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.trace_id, s.root_name))
+        .collect();
+    assert_eq!(
+        recent,
+        vec![
+            ("trace-b".into(), "chain".into()),
+            ("trace-ab".into(), "chain".into())
+        ]
+    );
 }
 
 #[test]
@@ -233,7 +276,10 @@ fn kv_commit_is_atomic_durable_and_scannable_by_prefix() {
         store.kv_scan(Space::Rules, b"rule/").unwrap(),
         vec![(b"rule/b".to_vec(), b"2".to_vec())]
     );
-    assert_eq!(store.kv_get(Space::AlertState, b"s").unwrap(), Some(b"firing".to_vec()));
+    assert_eq!(
+        store.kv_get(Space::AlertState, b"s").unwrap(),
+        Some(b"firing".to_vec())
+    );
     assert_eq!(store.kv_scan(Space::Settings, b"").unwrap(), vec![]);
 }
 
@@ -256,7 +302,11 @@ fn downsampling_then_late_events_keep_every_tier_exact() {
     early.iter().chain(&late).for_each(|c| want.add(c));
     for round in 0..2 {
         for tier in Tier::ALL {
-            assert_eq!(rollup_sums(&store, tier, all()), want, "{tier:?} round {round}");
+            assert_eq!(
+                rollup_sums(&store, tier, all()),
+                want,
+                "{tier:?} round {round}"
+            );
         }
         store.seal(day0).unwrap();
     }
@@ -284,7 +334,12 @@ fn retention_removes_old_data_per_tier_by_watermark() {
     let new = calls(100, day0 + 15 * DAY_MS, 60_000, 8);
     store.append(batch_of(old.clone())).unwrap();
     store.append(batch_of(new.clone())).unwrap();
-    store.append(Batch { spans: vec![span("old", 0, day0), span("new", 0, day0 + 15 * DAY_MS)], ..Batch::default() }).unwrap();
+    store
+        .append(Batch {
+            spans: vec![span("old", 0, day0), span("new", 0, day0 + 15 * DAY_MS)],
+            ..Batch::default()
+        })
+        .unwrap();
     store.seal(day0).unwrap();
     let now = day0 + 16 * DAY_MS;
     store.maintain(now).unwrap();
@@ -306,7 +361,10 @@ fn retention_removes_old_data_per_tier_by_watermark() {
 #[test]
 fn interval_durability_acknowledges_and_survives_a_clean_close() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig { durability: Durability::Interval { interval_ms: 50 }, ..config() };
+    let config = StoreConfig {
+        durability: Durability::Interval { interval_ms: 50 },
+        ..config()
+    };
     let cs = calls(200, BASE_MS, 100, 9);
     {
         let store = Store::open(dir.path(), config.clone()).unwrap();
@@ -314,10 +372,16 @@ fn interval_durability_acknowledges_and_survives_a_clean_close() {
             store.append(batch_of(chunk.to_vec())).unwrap();
         }
         store.close().unwrap();
-        assert!(matches!(store.append(batch_of(cs[..1].to_vec())), Err(StorageError::ShuttingDown)));
+        assert!(matches!(
+            store.append(batch_of(cs[..1].to_vec())),
+            Err(StorageError::ShuttingDown)
+        ));
     }
     let store = Store::open(dir.path(), config).unwrap();
-    assert_eq!(scan_sums(&store, all(), &RowFilter::default()), expected(&cs));
+    assert_eq!(
+        scan_sums(&store, all(), &RowFilter::default()),
+        expected(&cs)
+    );
 }
 
 #[test]
@@ -335,7 +399,10 @@ fn invalid_events_are_rejected_and_nothing_of_their_batch_is_written() {
 fn reopening_with_other_rollup_dims_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
-    let other = StoreConfig { rollup_dims: vec![Dim::Provider], ..config() };
+    let other = StoreConfig {
+        rollup_dims: vec![Dim::Provider],
+        ..config()
+    };
     assert!(Store::open(dir.path(), other).is_err());
     assert_eq!(open(dir.path()).rollup_dims(), &[Dim::Model, Dim::Endpoint]);
 }
@@ -352,20 +419,33 @@ fn a_corrupted_segment_is_named_by_verify_and_other_data_stays_readable() {
     store.seal(BASE_MS).unwrap();
     assert!(store.verify().unwrap().problems.is_empty());
     for offset in [0usize, 3, 40, 999, 5000] {
-        let id = store.corrupt_segment_for_test(0, offset, 0x5a).unwrap().unwrap();
+        let id = store
+            .corrupt_segment_for_test(0, offset, 0x5a)
+            .unwrap()
+            .unwrap();
         let report = store.verify().unwrap();
         assert_eq!(report.problems.len(), 1, "{report:?}");
         assert!(report.problems[0].0.starts_with("segments/"));
-        assert!(report.problems[0].1.contains(&format!("segment {id}")), "{report:?}");
+        assert!(
+            report.problems[0].1.contains(&format!("segment {id}")),
+            "{report:?}"
+        );
         // The other segment and the rollups still read.
         let range_b = TimeRange::new(BASE_MS + DAY_MS, i64::MAX);
-        assert_eq!(scan_sums(&store, range_b, &RowFilter::default()), expected(&b));
+        assert_eq!(
+            scan_sums(&store, range_b, &RowFilter::default()),
+            expected(&b)
+        );
         let mut want = Sums::default();
         a.iter().chain(&b).for_each(|c| want.add(c));
         assert_eq!(rollup_sums(&store, Tier::Minute, all()), want);
         // Scanning the corrupted one is an error, not a panic.
         let err = store
-            .scan_calls(TimeRange::new(BASE_MS, BASE_MS + DAY_MS), &RowFilter::default(), &mut |_| {})
+            .scan_calls(
+                TimeRange::new(BASE_MS, BASE_MS + DAY_MS),
+                &RowFilter::default(),
+                &mut |_| {},
+            )
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupted);
         assert!(matches!(err, StorageError::ReadSegment { segment_id, .. } if segment_id == id));
@@ -394,6 +474,9 @@ fn concurrent_appenders_share_group_commits_and_lose_nothing() {
     for t in threads {
         all_calls.extend(t.join().unwrap());
     }
-    assert_eq!(scan_sums(&store, all(), &RowFilter::default()), expected(&all_calls));
+    assert_eq!(
+        scan_sums(&store, all(), &RowFilter::default()),
+        expected(&all_calls)
+    );
     assert_eq!(store.stats().wal_batches, 160);
 }

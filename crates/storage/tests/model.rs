@@ -29,11 +29,20 @@ fn model_config() -> StoreConfig {
 #[derive(Debug, Clone)]
 enum Op {
     /// `n` calls at `now - back_ms - i·step_ms`.
-    Append { n: u64, back_ms: i64, step_ms: i64, seed: u64 },
+    Append {
+        n: u64,
+        back_ms: i64,
+        step_ms: i64,
+        seed: u64,
+    },
     /// Feedback for the `k` most recent calls plus one unknown request.
-    Feedback { k: usize },
+    Feedback {
+        k: usize,
+    },
     Seal,
-    Advance { ms: i64 },
+    Advance {
+        ms: i64,
+    },
     Downsample,
     Maintain,
     Reopen,
@@ -72,12 +81,17 @@ impl Model {
     fn downsample(&mut self) {
         let closed = self.now - GRACE_MS;
         self.hour_until = Tier::Hour.floor(closed).max(self.hour_until);
-        self.day_until = Tier::Day.floor(closed).min(self.hour_until).max(self.day_until);
+        self.day_until = Tier::Day
+            .floor(closed)
+            .min(self.hour_until)
+            .max(self.day_until);
     }
 
     fn retention(&mut self) {
         self.raw_from = (self.now - 2 * DAY_MS).max(self.raw_from);
-        self.minute_from = Tier::Minute.floor(self.now - 3 * DAY_MS).max(self.minute_from);
+        self.minute_from = Tier::Minute
+            .floor(self.now - 3 * DAY_MS)
+            .max(self.minute_from);
         self.hour_from = Tier::Hour.floor(self.now - 6 * DAY_MS).max(self.hour_from);
     }
 
@@ -101,8 +115,20 @@ impl Model {
 fn check(store: &Store, m: &Model) -> Result<(), TestCaseError> {
     let cov = store.coverage();
     prop_assert_eq!(
-        (cov.raw_from_ms, cov.minute_from_ms, cov.hour_from_ms, cov.hour_until_ms, cov.day_until_ms),
-        (m.raw_from, m.minute_from, m.hour_from, m.hour_until, m.day_until)
+        (
+            cov.raw_from_ms,
+            cov.minute_from_ms,
+            cov.hour_from_ms,
+            cov.hour_until_ms,
+            cov.day_until_ms
+        ),
+        (
+            m.raw_from,
+            m.minute_from,
+            m.hour_from,
+            m.hour_until,
+            m.day_until
+        )
     );
     let all = TimeRange::new(i64::MIN, i64::MAX);
     // Raw.
@@ -143,7 +169,11 @@ fn check(store: &Store, m: &Model) -> Result<(), TestCaseError> {
             .unwrap();
         prop_assert_eq!(&got, &m.tier_sums(tier), "tier {:?}", tier);
         if tier == Tier::Minute {
-            let want_fb = m.feedback.iter().filter(|(ts, _)| Tier::Minute.floor(*ts) >= m.minute_from).count();
+            let want_fb = m
+                .feedback
+                .iter()
+                .filter(|(ts, _)| Tier::Minute.floor(*ts) >= m.minute_from)
+                .count();
             prop_assert_eq!(fb, want_fb as u64);
             // The median of merged digests within 10% rank of the exact one.
             let mut lat: Vec<f64> = m
@@ -162,9 +192,16 @@ fn check(store: &Store, m: &Model) -> Result<(), TestCaseError> {
     }
     // Feedback rows.
     let mut fb = Vec::new();
-    store.scan_feedback(all, &mut |f, r| fb.push((f.timestamp_ms, r.is_some()))).unwrap();
+    store
+        .scan_feedback(all, &mut |f, r| fb.push((f.timestamp_ms, r.is_some())))
+        .unwrap();
     fb.sort();
-    let mut want_fb: Vec<(i64, bool)> = m.feedback.iter().filter(|(ts, _)| *ts >= m.raw_from).cloned().collect();
+    let mut want_fb: Vec<(i64, bool)> = m
+        .feedback
+        .iter()
+        .filter(|(ts, _)| *ts >= m.raw_from)
+        .cloned()
+        .collect();
     want_fb.sort();
     prop_assert_eq!(fb, want_fb);
     Ok(())
@@ -187,7 +224,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for op in ops {
         let s = store.as_ref().unwrap();
         match op {
-            Op::Append { n, back_ms, step_ms, seed } => {
+            Op::Append {
+                n,
+                back_ms,
+                step_ms,
+                seed,
+            } => {
                 let mut rng = fastrand::Rng::with_seed(seed);
                 let calls: Vec<LlmCall> = (0..n)
                     .map(|i| {
@@ -202,10 +244,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let mut rng = fastrand::Rng::with_seed(k as u64);
                 let mut batch = Batch::default();
                 for c in m.calls.iter().rev().take(k) {
-                    batch.feedback.push(feedback(&mut rng, &c.request_id, m.now));
+                    batch
+                        .feedback
+                        .push(feedback(&mut rng, &c.request_id, m.now));
                     m.feedback.push((m.now, true));
                 }
-                batch.feedback.push(feedback(&mut rng, "no-such-call", m.now - HOUR_MS));
+                batch
+                    .feedback
+                    .push(feedback(&mut rng, "no-such-call", m.now - HOUR_MS));
                 m.feedback.push((m.now - HOUR_MS, false));
                 s.append(batch).unwrap();
             }

@@ -62,6 +62,7 @@ impl Head {
     }
 
     /// Applies one WAL batch. `lookup` finds calls not in this head.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn apply(
         &mut self,
         seq: u64,
@@ -80,7 +81,8 @@ impl Head {
         for call in &batch.calls {
             let group = group_of(dims, call);
             let bucket = Tier::Minute.floor(call.timestamp_ms);
-            self.rollup(bucket, group.clone(), digest_size).add_call(call);
+            self.rollup(bucket, group.clone(), digest_size)
+                .add_call(call);
             self.requests.insert(
                 call.request_id.clone(),
                 RequestRef {

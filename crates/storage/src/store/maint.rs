@@ -55,11 +55,13 @@ impl Core {
         let t = rollup_tree(tier);
         match self.db.get(t, key)? {
             None => Ok(None),
-            Some(v) => Rollup::decode(&v).map(Some).map_err(|e| StorageError::Decode {
-                tree: t.name(),
-                key: hex(key),
-                source: e,
-            }),
+            Some(v) => Rollup::decode(&v)
+                .map(Some)
+                .map_err(|e| StorageError::Decode {
+                    tree: t.name(),
+                    key: hex(key),
+                    source: e,
+                }),
         }
     }
 
@@ -197,7 +199,13 @@ impl Core {
         let mut report = MaintenanceReport::default();
 
         // Hours from minute rollups in [hour_until, hour_target).
-        let hours = self.roll_up(Tier::Minute, Tier::Hour, wm.hour_until, hour_target, &mut ops)?;
+        let hours = self.roll_up(
+            Tier::Minute,
+            Tier::Hour,
+            wm.hour_until,
+            hour_target,
+            &mut ops,
+        )?;
         report.hours_rolled = hours;
         // Days from hour rollups in [day_until, day_target): the hours just
         // rolled are in `ops`, not yet in the tree, so read them from there.
@@ -256,7 +264,12 @@ impl Core {
         Ok(written)
     }
 
-    fn flush_acc(&self, to: Tier, acc: &mut BTreeMap<(i64, GroupKey), Rollup>, ops: &mut Ops) -> u64 {
+    fn flush_acc(
+        &self,
+        to: Tier,
+        acc: &mut BTreeMap<(i64, GroupKey), Rollup>,
+        ops: &mut Ops,
+    ) -> u64 {
         let n = acc.len() as u64;
         for ((b, g), mut r) in std::mem::take(acc) {
             r.resize_digests(self.digest_size(to));
@@ -290,7 +303,9 @@ impl Core {
             sources.entry(k.to_vec()).or_insert_with(|| v.to_vec());
         }
         for (k, v) in sources {
-            let Some((bucket, group)) = parse_rollup_key(&k) else { continue };
+            let Some((bucket, group)) = parse_rollup_key(&k) else {
+                continue;
+            };
             let r = Rollup::decode(&v).map_err(|e| StorageError::Decode {
                 tree: T::RollupHour.name(),
                 key: hex(&k),
@@ -352,7 +367,10 @@ impl Core {
         }
         if traces_from > 0 {
             let cutoff_ns = (traces_from as u64).saturating_mul(1_000_000);
-            for kv in self.db.range(T::TraceTime, ..cutoff_ns.to_be_bytes().to_vec()) {
+            for kv in self
+                .db
+                .range(T::TraceTime, ..cutoff_ns.to_be_bytes().to_vec())
+            {
                 let (k, _) = kv?;
                 if let Some((_, _, span_key)) = super::records::parse_span_time_key(&k) {
                     ops.del(T::Traces, span_key);

@@ -215,7 +215,9 @@ impl Store {
                 Ok(m) => {
                     segments.insert(k.to_vec(), m);
                 }
-                Err(e) => tracing::error!(key = ?k, error = %e, "unreadable segment summary; segment skipped"),
+                Err(e) => {
+                    tracing::error!(key = ?k, error = %e, "unreadable segment summary; segment skipped")
+                }
             }
         }
         let mut dict = Vec::new();
@@ -479,10 +481,61 @@ impl Store {
         self.h.shutdown()
     }
 
+    /// Per tree: (name, entries, bytes of keys + values). Walks every tree.
+    pub fn tree_sizes(&self) -> Result<Vec<(String, u64, u64)>> {
+        let db = &self.core().db;
+        let mut out = Vec::new();
+        for t in T::all() {
+            let (mut n, mut bytes) = (0u64, 0u64);
+            for kv in db.range(t, ..) {
+                let (k, v) = kv?;
+                n += 1;
+                bytes += (k.len() + v.len()) as u64;
+            }
+            out.push((t.name().to_string(), n, bytes));
+        }
+        Ok(out)
+    }
+
+    /// Encoded bytes per segment column, summed over every stored segment.
+    pub fn segment_column_sizes(&self) -> Result<Vec<(String, u64)>> {
+        let db = &self.core().db;
+        let mut sums: BTreeMap<String, u64> = BTreeMap::new();
+        for kv in db.range(T::Segments, ..) {
+            let (k, v) = kv?;
+            let cols = SegmentCodec::column_sizes(&v).map_err(|e| StorageError::Decode {
+                tree: "segments",
+                key: maint::hex(&k),
+                source: e,
+            })?;
+            for (name, n) in cols {
+                *sums.entry(name).or_default() += n as u64;
+            }
+        }
+        Ok(sums.into_iter().collect())
+    }
+
+    /// Test hook: overwrites the stored format version (to test refusing newer stores).
+    #[doc(hidden)]
+    pub fn set_format_version_for_test(&self, version: u32) -> Result<()> {
+        let db = &self.core().db;
+        db.insert(
+            T::Meta,
+            sextant_migrations::FORMAT_VERSION_KEY,
+            &version.to_be_bytes(),
+        )?;
+        db.flush()
+    }
+
     /// Test hook: XORs `mask` into byte `offset` (modulo its length) of the
     /// `ordinal`-th stored segment (key order); returns its segment id.
     #[doc(hidden)]
-    pub fn corrupt_segment_for_test(&self, ordinal: usize, offset: usize, mask: u8) -> Result<Option<u64>> {
+    pub fn corrupt_segment_for_test(
+        &self,
+        ordinal: usize,
+        offset: usize,
+        mask: u8,
+    ) -> Result<Option<u64>> {
         let c = self.core();
         let st = c.state.read_recursive();
         let Some((key, meta)) = st.segments.iter().nth(ordinal) else {
@@ -595,7 +648,9 @@ impl Core {
             .appended_events
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.counters.wal_batches.fetch_add(1, Ordering::Relaxed);
-        self.counters.wal_bytes.fetch_add(wal_bytes, Ordering::Relaxed);
+        self.counters
+            .wal_bytes
+            .fetch_add(wal_bytes, Ordering::Relaxed);
     }
 
     /// Span writes are idempotent (same key, same value), so replaying a WAL
@@ -652,11 +707,16 @@ impl Core {
                 let kvs: Vec<(Vec<u8>, &[u8])> = appends
                     .iter()
                     .enumerate()
-                    .map(|(i, (w, _, _))| ((first_seq + i as u64).to_be_bytes().to_vec(), w.as_slice()))
+                    .map(|(i, (w, _, _))| {
+                        ((first_seq + i as u64).to_be_bytes().to_vec(), w.as_slice())
+                    })
                     .collect();
                 result = self.db.insert_many(T::Wal, &kvs);
                 if result.is_ok() {
-                    let spans: Vec<Span> = appends.iter().flat_map(|(_, b, _)| b.spans.iter().cloned()).collect();
+                    let spans: Vec<Span> = appends
+                        .iter()
+                        .flat_map(|(_, b, _)| b.spans.iter().cloned())
+                        .collect();
                     result = self.write_spans(&spans);
                 }
                 dirty = true;
@@ -697,14 +757,12 @@ impl Core {
     }
 
     fn maintenance_loop(self: Arc<Core>, stop: Receiver<()>) {
-        loop {
-            match stop.recv_timeout(Duration::from_secs(2)) {
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if let Err(e) = self.maintain(sextant_model::now_ms()) {
-                        tracing::error!(error = %e, "background maintenance failed");
-                    }
-                }
-                _ => break,
+        // Stops when the handle drops its sender (disconnect) or sends.
+        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+            stop.recv_timeout(Duration::from_secs(2))
+        {
+            if let Err(e) = self.maintain(sextant_model::now_ms()) {
+                tracing::error!(error = %e, "background maintenance failed");
             }
         }
     }
@@ -712,11 +770,13 @@ impl Core {
     pub(crate) fn stored_request(&self, id: &str) -> Result<Option<RequestRef>> {
         match self.db.get(T::Requests, id.as_bytes())? {
             None => Ok(None),
-            Some(v) => records::decode_request(&v).map(Some).map_err(|e| StorageError::Decode {
-                tree: "requests",
-                key: id.to_string(),
-                source: e,
-            }),
+            Some(v) => records::decode_request(&v)
+                .map(Some)
+                .map_err(|e| StorageError::Decode {
+                    tree: "requests",
+                    key: id.to_string(),
+                    source: e,
+                }),
         }
     }
 
@@ -740,4 +800,3 @@ fn clone_err(e: &StorageError) -> StorageError {
         },
     }
 }
-

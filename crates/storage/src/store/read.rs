@@ -21,16 +21,20 @@ use crate::store::records::{
 use crate::store::{Core, State};
 
 fn group_matches(dims: &[Dim], filter: &RowFilter, g: &GroupKey) -> bool {
-    filter.equals.iter().all(|(dim, values)| {
-        match dims.iter().position(|d| d == dim) {
+    filter
+        .equals
+        .iter()
+        .all(|(dim, values)| match dims.iter().position(|d| d == dim) {
             Some(i) => g.0.get(i).is_some_and(|v| values.iter().any(|x| x == v)),
             None => true,
-        }
-    })
+        })
 }
 
 fn heads(st: &State) -> impl Iterator<Item = &Head> {
-    st.sealing.as_deref().into_iter().chain(std::iter::once(&st.head))
+    st.sealing
+        .as_deref()
+        .into_iter()
+        .chain(std::iter::once(&st.head))
 }
 
 impl Core {
@@ -48,7 +52,10 @@ impl Core {
                 range.from_ms.max(wm.hour_from),
                 range.to_ms.min(wm.hour_until),
             ),
-            _ => (range.from_ms.max(wm.day_from), range.to_ms.min(wm.day_until)),
+            _ => (
+                range.from_ms.max(wm.day_from),
+                range.to_ms.min(wm.day_until),
+            ),
         };
         let mut out: BTreeMap<(i64, GroupKey), Rollup> = BTreeMap::new();
         if hi <= lo {
@@ -138,7 +145,14 @@ impl Core {
         range: TimeRange,
         f: &mut dyn FnMut(&Quality, Option<&RequestRef>),
     ) -> Result<()> {
-        self.scan_rows(T::Quality, range, |h| &h.quality, |q: &Quality| &q.request_id, |q| q.timestamp_ms, f)
+        self.scan_rows(
+            T::Quality,
+            range,
+            |h| &h.quality,
+            |q: &Quality| &q.request_id,
+            |q| q.timestamp_ms,
+            f,
+        )
     }
 
     pub(crate) fn scan_feedback(
@@ -146,7 +160,14 @@ impl Core {
         range: TimeRange,
         f: &mut dyn FnMut(&Feedback, Option<&RequestRef>),
     ) -> Result<()> {
-        self.scan_rows(T::Feedback, range, |h| &h.feedback, |x: &Feedback| &x.request_id, |x| x.timestamp_ms, f)
+        self.scan_rows(
+            T::Feedback,
+            range,
+            |h| &h.feedback,
+            |x: &Feedback| &x.request_id,
+            |x| x.timestamp_ms,
+            f,
+        )
     }
 
     fn scan_rows<R: for<'de> serde::Deserialize<'de>>(
@@ -163,7 +184,10 @@ impl Core {
         if r.is_empty() {
             return Ok(());
         }
-        for kv in self.db.range(t, ts_key(r.from_ms).to_vec()..ts_key(r.to_ms).to_vec()) {
+        for kv in self
+            .db
+            .range(t, ts_key(r.from_ms).to_vec()..ts_key(r.to_ms).to_vec())
+        {
             let (k, v) = kv?;
             let row: R = decode_row(t.name(), &v).map_err(|e| StorageError::Decode {
                 tree: t.name(),
@@ -205,11 +229,16 @@ impl Core {
         }
         for kv in self.db.range(T::TraceTime, ..).rev() {
             let (k, _) = kv?;
-            let Some((_, trace_id, _)) = parse_span_time_key(&k) else { continue };
+            let Some((_, trace_id, _)) = parse_span_time_key(&k) else {
+                continue;
+            };
             if !seen.insert(trace_id.clone()) {
                 continue;
             }
-            let first = self.db.scan_prefix(T::Traces, &trace_prefix(&trace_id)).next();
+            let first = self
+                .db
+                .scan_prefix(T::Traces, &trace_prefix(&trace_id))
+                .next();
             if let Some(kv) = first {
                 let (k, v) = kv?;
                 let s = decode_span(&v).map_err(|e| StorageError::Decode {
@@ -252,7 +281,11 @@ impl Core {
         }
         for kv in self.db.range(T::SegmentMeta, ..) {
             let (k, v) = kv?;
-            check(T::SegmentMeta, &k, SegMeta::decode(&v).map(|_| ()).map_err(|e| e.to_string()));
+            check(
+                T::SegmentMeta,
+                &k,
+                SegMeta::decode(&v).map(|_| ()).map_err(|e| e.to_string()),
+            );
         }
         for t in [T::RollupMinute, T::RollupHour, T::RollupDay] {
             for kv in self.db.range(t, ..) {
@@ -266,11 +299,19 @@ impl Core {
         }
         for kv in self.db.range(T::Dict, ..) {
             let (k, v) = kv?;
-            check(T::Dict, &k, codec.verify_dict_entry(&k, &v).map_err(|e| e.to_string()));
+            check(
+                T::Dict,
+                &k,
+                codec.verify_dict_entry(&k, &v).map_err(|e| e.to_string()),
+            );
         }
         for kv in self.db.range(T::Wal, ..) {
             let (k, v) = kv?;
-            check(T::Wal, &k, decode_wal(&v).map(|_| ()).map_err(|e| e.to_string()));
+            check(
+                T::Wal,
+                &k,
+                decode_wal(&v).map(|_| ()).map_err(|e| e.to_string()),
+            );
         }
         for kv in self.db.range(T::Quality, ..) {
             let (k, v) = kv?;
@@ -284,11 +325,19 @@ impl Core {
         }
         for kv in self.db.range(T::Requests, ..) {
             let (k, v) = kv?;
-            check(T::Requests, &k, decode_request(&v).map(|_| ()).map_err(|e| e.to_string()));
+            check(
+                T::Requests,
+                &k,
+                decode_request(&v).map(|_| ()).map_err(|e| e.to_string()),
+            );
         }
         for kv in self.db.range(T::Traces, ..) {
             let (k, v) = kv?;
-            check(T::Traces, &k, decode_span(&v).map(|_| ()).map_err(|e| e.to_string()));
+            check(
+                T::Traces,
+                &k,
+                decode_span(&v).map(|_| ()).map_err(|e| e.to_string()),
+            );
         }
         Ok(rep)
     }

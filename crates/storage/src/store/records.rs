@@ -270,7 +270,10 @@ mod tests {
     #[test]
     fn rollup_and_request_keys_round_trip() {
         let g = GroupKey(vec!["gpt-4o".into(), "".into()]);
-        assert_eq!(parse_rollup_key(&rollup_key(-60_000, &g)), Some((-60_000, g.clone())));
+        assert_eq!(
+            parse_rollup_key(&rollup_key(-60_000, &g)),
+            Some((-60_000, g.clone()))
+        );
         let r = RequestRef {
             timestamp_ms: 42,
             group: g,

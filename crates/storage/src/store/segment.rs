@@ -28,11 +28,12 @@ pub(crate) struct SegmentCodec {
 }
 
 fn decode_dict_entry(key: &[u8], value: &[u8]) -> Result<(u32, String), CodecError> {
-    let id: [u8; 4] = key
-        .try_into()
-        .map_err(|_| CodecError::new("dictionary key", format!("{} bytes, expected 4", key.len())))?;
+    let id: [u8; 4] = key.try_into().map_err(|_| {
+        CodecError::new("dictionary key", format!("{} bytes, expected 4", key.len()))
+    })?;
     let s = unframe("dictionary entry", DICT_VERSION, value)?;
-    let s = std::str::from_utf8(s).map_err(|e| CodecError::new("dictionary entry", e.to_string()))?;
+    let s =
+        std::str::from_utf8(s).map_err(|e| CodecError::new("dictionary entry", e.to_string()))?;
     Ok((u32::from_be_bytes(id), s.to_string()))
 }
 
@@ -76,7 +77,10 @@ impl SegmentCodec {
         let (id, s) = decode_dict_entry(key, value)?;
         match self.dict.get(id) {
             Some(known) if known == s => Ok(()),
-            _ => Err(CodecError::new("dictionary entry", format!("id {id} disagrees with the loaded dictionary"))),
+            _ => Err(CodecError::new(
+                "dictionary entry",
+                format!("id {id} disagrees with the loaded dictionary"),
+            )),
         }
     }
 

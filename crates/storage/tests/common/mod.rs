@@ -30,26 +30,46 @@ pub fn call(rng: &mut fastrand::Rng, n: u64, ts_ms: i64) -> LlmCall {
     let prompt = rng.u64(10..4000);
     let completion = rng.u64(1..1000);
     LlmCall {
-        request_id: format!("{:08x}-0000-4000-8000-{:012x}", n >> 32, n & 0xffff_ffff_ffff),
+        request_id: format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            n >> 32,
+            n & 0xffff_ffff_ffff
+        ),
         timestamp_ms: ts_ms,
         model: model.to_string(),
         provider: "openai".into(),
         endpoint: ENDPOINTS[rng.usize(..ENDPOINTS.len())].to_string(),
         latency_ms: (rng.f64() * 3.0 + 4.0).exp().round() / 1.0 + rng.u32(0..1000) as f64 / 1000.0,
-        time_to_first_token_ms: if rng.bool() { Some(rng.u32(10..900) as f64) } else { None },
+        time_to_first_token_ms: if rng.bool() {
+            Some(rng.u32(10..900) as f64)
+        } else {
+            None
+        },
         prompt_tokens: prompt,
         completion_tokens: completion,
         total_tokens: prompt + completion,
         cached_input_tokens: prompt / 4,
         reasoning_tokens: 0,
-        cost_usd: if rng.u8(..10) == 0 { None } else { Some(rng.u32(1..100_000) as f64 / 1e6) },
+        cost_usd: if rng.u8(..10) == 0 {
+            None
+        } else {
+            Some(rng.u32(1..100_000) as f64 / 1e6)
+        },
         finish_reason: ["stop", "length", ""][rng.usize(..3)].to_string(),
-        error: if rng.u8(..20) == 0 { Some("rate limited".into()) } else { None },
+        error: if rng.u8(..20) == 0 {
+            Some("rate limited".into())
+        } else {
+            None
+        },
         user_id: Some(format!("user-{}", rng.u32(..300))),
         session_id: None,
         trace_id: None,
         span_id: None,
-        tags: if rng.bool() { [("team".to_string(), "search".to_string())].into() } else { Default::default() },
+        tags: if rng.bool() {
+            [("team".to_string(), "search".to_string())].into()
+        } else {
+            Default::default()
+        },
     }
 }
 
@@ -61,7 +81,11 @@ pub fn quality(rng: &mut fastrand::Rng, request_id: &str, ts_ms: i64) -> Quality
         has_refusal: rng.u8(..10) == 0,
         has_hallucination_markers: rng.u8(..5) == 0,
         sentiment_score: rng.i32(-1000..1000) as f64 / 1000.0,
-        factual_accuracy: if rng.bool() { Some(rng.u32(0..=1000) as f64 / 1000.0) } else { None },
+        factual_accuracy: if rng.bool() {
+            Some(rng.u32(0..=1000) as f64 / 1000.0)
+        } else {
+            None
+        },
     }
 }
 
@@ -78,14 +102,30 @@ pub fn span(trace: &str, i: u32, start_ms: i64) -> Span {
     Span {
         trace_id: trace.to_string(),
         span_id: format!("span-{i:04}"),
-        parent_span_id: if i == 0 { None } else { Some("span-0000".into()) },
-        name: if i == 0 { "chain".into() } else { format!("step-{i}") },
-        kind: if i == 0 { SpanKind::Chain } else { SpanKind::Llm },
+        parent_span_id: if i == 0 {
+            None
+        } else {
+            Some("span-0000".into())
+        },
+        name: if i == 0 {
+            "chain".into()
+        } else {
+            format!("step-{i}")
+        },
+        kind: if i == 0 {
+            SpanKind::Chain
+        } else {
+            SpanKind::Llm
+        },
         start_unix_nano: (start_ms as u64) * 1_000_000 + i as u64 * 1000,
         end_unix_nano: (start_ms as u64) * 1_000_000 + i as u64 * 1000 + 5_000_000,
         status: SpanStatus::Ok,
         error: None,
-        attributes: [("gen_ai.request.model".to_string(), serde_json::json!("gpt-4o"))].into(),
+        attributes: [(
+            "gen_ai.request.model".to_string(),
+            serde_json::json!("gpt-4o"),
+        )]
+        .into(),
         events: vec![],
     }
 }
