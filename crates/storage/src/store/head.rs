@@ -67,7 +67,7 @@ impl Head {
         &mut self,
         seq: u64,
         wal_bytes: u64,
-        batch: &Batch,
+        batch: Batch,
         dims: &[Dim],
         digest_size: usize,
         now_ms: i64,
@@ -78,11 +78,11 @@ impl Head {
         if self.first_applied_ms.is_none() && !batch.is_empty() {
             self.first_applied_ms = Some(now_ms);
         }
-        for call in &batch.calls {
-            let group = group_of(dims, call);
+        for call in batch.calls {
+            let group = group_of(dims, &call);
             let bucket = Tier::Minute.floor(call.timestamp_ms);
             self.rollup(bucket, group.clone(), digest_size)
-                .add_call(call);
+                .add_call(&call);
             self.requests.insert(
                 call.request_id.clone(),
                 RequestRef {
@@ -90,21 +90,21 @@ impl Head {
                     group,
                 },
             );
-            self.calls.push(call.clone());
+            self.calls.push(call);
         }
-        for (i, q) in batch.quality.iter().enumerate() {
+        for (i, q) in batch.quality.into_iter().enumerate() {
             let group = self.resolve(&q.request_id, dims, lookup);
             self.rollup(Tier::Minute.floor(q.timestamp_ms), group, digest_size)
-                .add_quality(q);
+                .add_quality(&q);
             self.quality
-                .push((row_key(q.timestamp_ms, seq, i as u32), q.clone()));
+                .push((row_key(q.timestamp_ms, seq, i as u32), q));
         }
-        for (i, fb) in batch.feedback.iter().enumerate() {
+        for (i, fb) in batch.feedback.into_iter().enumerate() {
             let group = self.resolve(&fb.request_id, dims, lookup);
             self.rollup(Tier::Minute.floor(fb.timestamp_ms), group, digest_size)
-                .add_feedback(fb);
+                .add_feedback(&fb);
             self.feedback
-                .push((row_key(fb.timestamp_ms, seq, i as u32), fb.clone()));
+                .push((row_key(fb.timestamp_ms, seq, i as u32), fb));
         }
     }
 

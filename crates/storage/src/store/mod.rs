@@ -621,12 +621,13 @@ impl Core {
                 }
             };
             self.write_spans(&batch.spans)?;
-            self.apply_locked(&mut st, seq, v.len() as u64, &batch, now);
+            self.apply_locked(&mut st, seq, v.len() as u64, batch, now);
         }
         Ok(next)
     }
 
-    fn apply_locked(&self, st: &mut State, seq: u64, wal_bytes: u64, batch: &Batch, now: i64) {
+    fn apply_locked(&self, st: &mut State, seq: u64, wal_bytes: u64, batch: Batch, now: i64) {
+        let events = batch.len() as u64;
         let State { head, sealing, .. } = st;
         let sealing = sealing.clone();
         let lookup = |id: &str| -> Option<RequestRef> {
@@ -646,7 +647,7 @@ impl Core {
         );
         self.counters
             .appended_events
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            .fetch_add(events, Ordering::Relaxed);
         self.counters.wal_batches.fetch_add(1, Ordering::Relaxed);
         self.counters
             .wal_bytes
@@ -734,7 +735,8 @@ impl Core {
                 next_seq += appends.len() as u64;
                 let now = sextant_model::now_ms();
                 let mut st = self.state.write();
-                for (i, (w, b, _)) in appends.iter().enumerate() {
+                for (i, (w, b, _)) in appends.iter_mut().enumerate() {
+                    let b = std::mem::take(b);
                     self.apply_locked(&mut st, first_seq + i as u64, w.len() as u64, b, now);
                 }
             }
