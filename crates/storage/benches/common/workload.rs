@@ -79,7 +79,12 @@ pub(crate) fn call(rng: &mut fastrand::Rng, ts_ms: i64) -> LlmCall {
 }
 
 /// `n` calls spread evenly over `[start_ms, start_ms + span_ms)`.
-pub(crate) fn calls(rng: &mut fastrand::Rng, n: usize, start_ms: i64, span_ms: i64) -> Vec<LlmCall> {
+pub(crate) fn calls(
+    rng: &mut fastrand::Rng,
+    n: usize,
+    start_ms: i64,
+    span_ms: i64,
+) -> Vec<LlmCall> {
     (0..n)
         .map(|i| call(rng, start_ms + (i as i64 * span_ms) / n.max(1) as i64))
         .collect()
