@@ -7,8 +7,8 @@
 //! or none of it. All jobs hold `Core::maint`, so no two build at once.
 //!
 //! **Invariant (seal):** the transaction that writes a head's segments,
-//! rollups, request-index entries and quality/feedback rows also deletes
-//! exactly that head's WAL entries. After a crash the WAL therefore holds
+//! rollups and quality/feedback rows also deletes exactly that head's WAL
+//! entries (request-index entries are idempotent and written just before). After a crash the WAL therefore holds
 //! exactly the batches not yet sealed, and replay re-adds nothing twice.
 //!
 //! **Invariant (downsample):** hour (day) rollups exist only for buckets
@@ -29,7 +29,7 @@ use crate::rollup::Rollup;
 use crate::store::head::Head;
 use crate::store::meta_keys as mk;
 use crate::store::records::{encode_request, encode_row, parse_rollup_key, rollup_key, SegMeta};
-use crate::store::segment::SEGMENT_MAX_ROWS;
+use crate::store::segment::{SegmentCodec, SEGMENT_MAX_ROWS};
 use crate::store::Core;
 
 fn rollup_tree(tier: Tier) -> T {
@@ -151,8 +151,23 @@ impl Core {
             }
         }
 
-        for (id, r) in &snap.requests {
-            ops.put(T::Requests, id.as_bytes(), encode_request(r));
+        // Request-index entries are written before the transaction, in
+        // plain batches: they are idempotent (replaying the head rewrites the
+        // same values) and lookups answer the same from the head or the
+        // tree, so an entry that lands before a crash is harmless. Keeping
+        // hundreds of thousands of them out of the sled transaction keeps
+        // its memory and time bounded.
+        let reqs: Vec<(Vec<u8>, Vec<u8>)> = snap
+            .requests
+            .iter()
+            .map(|(id, r)| (id.as_bytes().to_vec(), encode_request(r)))
+            .collect();
+        for chunk in reqs.chunks(16_384) {
+            let kvs: Vec<(Vec<u8>, &[u8])> = chunk
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_slice()))
+                .collect();
+            self.db.insert_many(T::Requests, &kvs)?;
         }
         for (k, q) in &snap.quality {
             ops.put(T::Quality, k.clone(), encode_row(q));
@@ -169,7 +184,15 @@ impl Core {
 
         {
             let mut st = self.state.write();
-            self.db.commit(&ops)?;
+            if let Err(e) = self.db.commit(&ops) {
+                // The dictionary handed out entries that were not stored:
+                // reload it so later segments never reference them. The
+                // head stays in `sealing` (still read) and the next seal
+                // retries it.
+                drop(st);
+                self.reload_dict()?;
+                return Err(e);
+            }
             for s in &new_segments {
                 st.segments.insert(s.key(), *s);
             }
@@ -187,6 +210,21 @@ impl Core {
             .fetch_sub(snap.wal_bytes, Ordering::Relaxed);
         self.db.flush()?;
         Ok(report)
+    }
+
+    fn reload_dict(&self) -> Result<()> {
+        let mut entries = Vec::new();
+        for kv in self.db.range(T::Dict, ..) {
+            let (k, v) = kv?;
+            entries.push((k.to_vec(), v.to_vec()));
+        }
+        let codec = SegmentCodec::load(entries.into_iter()).map_err(|e| StorageError::Decode {
+            tree: "dict",
+            key: String::new(),
+            source: e,
+        })?;
+        *self.codec.write() = codec;
+        Ok(())
     }
 
     pub(crate) fn downsample(&self, now_ms: i64) -> Result<MaintenanceReport> {
