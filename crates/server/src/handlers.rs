@@ -638,6 +638,34 @@ fn summary_json(s: &Summary) -> serde_json::Map<String, Value> {
     m
 }
 
+/// Quality and feedback metrics, which exist without any call.
+const QUALITY_METRICS: &[&str] = &[
+    "quality_count",
+    "refusal_rate",
+    "hedging_rate",
+    "avg_response_length",
+    "avg_sentiment",
+    "avg_factual_accuracy",
+    "feedback_count",
+    "avg_rating",
+];
+
+/// The seed's `{"count": 0}`, plus quality/feedback metrics when there are some.
+fn empty_summary_json(s: &Summary) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("count".into(), json!(0));
+    for k in QUALITY_METRICS {
+        if let Some(v) = s.metric(k) {
+            if s.metric("quality_count").unwrap_or(0.0) > 0.0
+                || s.metric("feedback_count").unwrap_or(0.0) > 0.0
+            {
+                m.insert((*k).to_string(), num(v));
+            }
+        }
+    }
+    Value::Object(m)
+}
+
 fn num(v: f64) -> Value {
     serde_json::Number::from_f64(v)
         .map(Value::Number)
@@ -672,7 +700,8 @@ pub(crate) async fn summary(
     } else {
         match result.groups.first() {
             Some(g) if g.count > 0 => Value::Object(summary_json(g)),
-            _ => json!({"count": 0}),
+            Some(g) => empty_summary_json(g),
+            None => json!({"count": 0}),
         }
     };
     out["from"] = json!(format_rfc3339_ms(range.from_ms));
