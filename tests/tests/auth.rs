@@ -4,6 +4,9 @@ use sextant_tests::{json, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sextant-under-test");
 
+/// (method, path, body, key header, expected status)
+type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<(&'a str, String)>, u16);
+
 const CONFIG: &str = r#"
 [auth]
 ingest_keys = ["ingest-secret-1"]
@@ -20,8 +23,7 @@ fn each_scope_is_allowed_and_denied_where_it_should_be() {
     let rule = json!({"name": "auth_rule", "metric": "error_rate", "op": ">", "threshold": 0.5});
     let body = |v: &serde_json::Value| v.to_string().into_bytes();
     let json_ct = ("content-type", "application/json");
-    // (method, path, body, key header, expected status)
-    let cases: Vec<(&str, &str, Vec<u8>, Option<(&str, String)>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         ("GET", "/health", vec![], None, 200),
         ("GET", "/v1/summary", vec![], None, 401),
         ("POST", "/v1/metrics", body(&metric), None, 401),

@@ -95,7 +95,7 @@ fn cases() -> Vec<Case> {
         case("POST", "/v1/metrics", with("user_id", json!({"id": 1})), 422),
         case("POST", "/v1/metrics", br#"{"request_id":"x","model":"m","latency_ms":NaN,"prompt_tokens":1,"completion_tokens":1,"finish_reason":"s"}"#.to_vec(), 400),
         case("POST", "/v1/metrics", b"{\"request_id\":\"\xff\xfe\"}".to_vec(), 400),
-        case("POST", "/v1/metrics", "[".repeat(100_00).into_bytes(), 400),
+        case("POST", "/v1/metrics", "[".repeat(10_000).into_bytes(), 400),
         case("POST", "/v1/metrics", vec![b' '; 70_000], 413),
         Case { content_type: "text/plain", ..case("POST", "/v1/metrics", j(metric()), 415) },
         Case { content_type: "application/x-www-form-urlencoded", ..case("POST", "/v1/metrics", b"a=1".to_vec(), 415) },
