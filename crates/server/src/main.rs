@@ -1,6 +1,5 @@
-//! The `sextant` binary.
+//! The `sextant` binary: see `sextant --help`.
 
-fn main() {
-    eprintln!("sextant: the server is not built yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    sextant_server::main()
 }
