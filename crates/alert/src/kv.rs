@@ -10,7 +10,7 @@
 //! - `Outbox`: `seq u64` → outbox entry JSON (queue order).
 //! - `Silences`: id → silence JSON.
 //! - `Settings`: `alert.seq` (u64 counter), `alert.defaults_installed`,
-//!   `alert.history_min_day` (u32).
+//!   `alert.history_min_day` and `alert.history_max_day` (u32 day numbers).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -134,6 +134,7 @@ pub(crate) fn outbox_key(seq: u64) -> Vec<u8> {
 pub(crate) const SEQ_KEY: &[u8] = b"alert.seq";
 pub(crate) const DEFAULTS_KEY: &[u8] = b"alert.defaults_installed";
 pub(crate) const HISTORY_MIN_DAY_KEY: &[u8] = b"alert.history_min_day";
+pub(crate) const HISTORY_MAX_DAY_KEY: &[u8] = b"alert.history_max_day";
 
 #[cfg(test)]
 mod tests {

@@ -53,6 +53,8 @@ struct EvalState {
     /// Last sequence number used (outbox keys, history ids).
     seq: u64,
     history_min_day: Option<u32>,
+    /// Newest day holding history (bounds history scans).
+    history_max_day: Option<u32>,
     last_retention_ms: Option<i64>,
 }
 
@@ -219,6 +221,10 @@ impl Inner {
             .get(Space::Settings, kv::HISTORY_MIN_DAY_KEY)?
             .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
             .map(u32::from_be_bytes);
+        let history_max_day = kv
+            .get(Space::Settings, kv::HISTORY_MAX_DAY_KEY)?
+            .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+            .map(u32::from_be_bytes);
         Ok(Inner {
             kv,
             source,
@@ -232,6 +238,7 @@ impl Inner {
                 silences,
                 seq: seq.max(max_outbox),
                 history_min_day,
+                history_max_day,
                 last_retention_ms: None,
             }),
             retries: Mutex::new(HashMap::new()),
@@ -377,7 +384,12 @@ impl Inner {
                 encode(&c.rule),
             );
         }
-        let min_day = self.stage_history(&mut ws, &mut seq, st.history_min_day, &transitions);
+        let days = self.stage_history(
+            &mut ws,
+            &mut seq,
+            (st.history_min_day, st.history_max_day),
+            &transitions,
+        );
         self.stage_outbox(&mut ws, &mut seq, &st.rules, &notifications, now);
         ws.put(
             Space::Settings,
@@ -386,7 +398,7 @@ impl Inner {
         );
         self.kv.commit(ws)?;
         st.seq = seq;
-        st.history_min_day = min_day;
+        (st.history_min_day, st.history_max_day) = days;
         for k in &keys {
             st.instances.remove(k);
             st.persisted_ms.remove(k);
@@ -403,14 +415,15 @@ impl Inner {
         Ok(new)
     }
 
+    /// Stages history records; returns the new (min, max) history days.
     fn stage_history(
         &self,
         ws: &mut WriteSet,
         seq: &mut u64,
-        min_day: Option<u32>,
+        days: (Option<u32>, Option<u32>),
         transitions: &[Transition],
-    ) -> Option<u32> {
-        let mut min_day = min_day;
+    ) -> (Option<u32>, Option<u32>) {
+        let (mut min_day, mut max_day) = days;
         for t in transitions {
             *seq += 1;
             let entry = HistoryEntry {
@@ -438,8 +451,16 @@ impl Inner {
                     day.to_be_bytes().to_vec(),
                 );
             }
+            if max_day.is_none_or(|d| day > d) {
+                max_day = Some(day);
+                ws.put(
+                    Space::Settings,
+                    kv::HISTORY_MAX_DAY_KEY.to_vec(),
+                    day.to_be_bytes().to_vec(),
+                );
+            }
         }
-        min_day
+        (min_day, max_day)
     }
 
     /// The notifiers a notification goes to: the rule's, or with none named,
@@ -531,8 +552,12 @@ impl Inner {
             ws.delete(Space::AlertState, k.as_bytes().to_vec());
         }
         let mut seq = st.seq;
-        let mut min_day =
-            self.stage_history(&mut ws, &mut seq, st.history_min_day, &ev.transitions);
+        let (mut min_day, max_day) = self.stage_history(
+            &mut ws,
+            &mut seq,
+            (st.history_min_day, st.history_max_day),
+            &ev.transitions,
+        );
         self.stage_outbox(&mut ws, &mut seq, &st.rules, &ev.notifications, now);
         if seq != st.seq {
             ws.put(
@@ -552,6 +577,7 @@ impl Inner {
         }
         st.seq = seq;
         st.history_min_day = min_day;
+        st.history_max_day = max_day;
         if retention_due {
             st.last_retention_ms = Some(now);
         }
@@ -614,15 +640,18 @@ impl Inner {
     }
 
     pub(crate) fn history(&self, q: &HistoryQuery) -> Result<Vec<HistoryEntry>, AlertError> {
-        let min_day = self.state.lock().history_min_day;
-        let Some(min_day) = min_day else {
+        let (min_day, max_day) = {
+            let st = self.state.lock();
+            (st.history_min_day, st.history_max_day)
+        };
+        let (Some(min_day), Some(max_day)) = (min_day, max_day) else {
             return Ok(Vec::new());
         };
         if q.to_ms <= q.from_ms {
             return Ok(Vec::new());
         }
         let first = kv::day_of(q.from_ms).max(min_day);
-        let last = kv::day_of(q.to_ms - 1);
+        let last = kv::day_of(q.to_ms - 1).min(max_day);
         let limit = if q.limit == 0 { usize::MAX } else { q.limit };
         let mut out = Vec::new();
         // Newest day first, so a limit stops early.
@@ -762,7 +791,12 @@ impl Inner {
             ),
             at_ms: now,
         };
-        let min_day = self.stage_history(&mut ws, &mut seq, st.history_min_day, &[t]);
+        let days = self.stage_history(
+            &mut ws,
+            &mut seq,
+            (st.history_min_day, st.history_max_day),
+            &[t],
+        );
         ws.put(
             Space::Settings,
             kv::SEQ_KEY.to_vec(),
@@ -770,7 +804,7 @@ impl Inner {
         );
         self.kv.commit(ws)?;
         st.seq = seq;
-        st.history_min_day = min_day;
+        (st.history_min_day, st.history_max_day) = days;
         drop(st);
         self.retries.lock().remove(&e.seq);
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
