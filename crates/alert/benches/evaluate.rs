@@ -24,7 +24,7 @@ struct NullKv;
 
 impl KvBackend for NullKv {
     fn commit(&self, ws: WriteSet) -> Result<(), StorageError> {
-        criterion::black_box(ws);
+        std::hint::black_box(ws);
         Ok(())
     }
     fn get(&self, _: Space, _: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {

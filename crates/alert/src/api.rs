@@ -310,9 +310,10 @@ impl Alerting {
     }
     /// [`Alerting::update_rule`] at an injected time.
     pub fn update_rule_at(&self, name: &str, rule: Rule, now_ms: i64) -> Result<Rule, AlertError> {
+        let stored = rule.clone();
         self.inner
             .replace_rule(name, Some(rule), now_ms)
-            .map(|r| r.unwrap_or_else(|| unreachable_rule()))
+            .map(|_| stored)
     }
     pub fn delete_rule(&self, name: &str) -> Result<(), AlertError> {
         self.delete_rule_at(name, service::now_ms())
@@ -404,9 +405,4 @@ impl Alerting {
             }
         }
     }
-}
-
-fn unreachable_rule() -> Rule {
-    // replace_rule returns the rule it was given whenever it was given one.
-    crate::rule::default_rules().remove(0)
 }

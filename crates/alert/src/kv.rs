@@ -18,13 +18,18 @@ use std::fmt::Debug;
 use parking_lot::Mutex;
 use sextant_storage::{Space, StorageError, Store, WriteSet};
 
+/// (key, value) pairs in key order.
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+type MemMap = BTreeMap<(u8, Vec<u8>), Vec<u8>>;
+
 /// Atomic, durable key-value access across spaces.
 pub trait KvBackend: Send + Sync + Debug {
     /// Applies every op of `ws` atomically and durably.
     fn commit(&self, ws: WriteSet) -> Result<(), StorageError>;
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     /// Every (key, value) whose key starts with `prefix`, in key order.
-    fn scan(&self, space: Space, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn scan(&self, space: Space, prefix: &[u8]) -> Result<KvPairs, StorageError>;
 }
 
 impl KvBackend for Store {
@@ -34,7 +39,7 @@ impl KvBackend for Store {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.kv_get(space, key)
     }
-    fn scan(&self, space: Space, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan(&self, space: Space, prefix: &[u8]) -> Result<KvPairs, StorageError> {
         self.kv_scan(space, prefix)
     }
 }
@@ -55,7 +60,7 @@ fn space_id(s: Space) -> u8 {
 /// An in-memory [`KvBackend`] (not durable).
 #[derive(Debug, Default)]
 pub struct MemoryKv {
-    map: Mutex<BTreeMap<(u8, Vec<u8>), Vec<u8>>>,
+    map: Mutex<MemMap>,
 }
 
 impl MemoryKv {
@@ -95,7 +100,7 @@ impl KvBackend for MemoryKv {
             .get(&(space_id(space), key.to_vec()))
             .cloned())
     }
-    fn scan(&self, space: Space, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan(&self, space: Space, prefix: &[u8]) -> Result<KvPairs, StorageError> {
         let id = space_id(space);
         let m = self.map.lock();
         Ok(m.range((id, prefix.to_vec())..)

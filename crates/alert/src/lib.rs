@@ -22,7 +22,7 @@ pub use api::{
     AlertConfig, AlertError, AlertStats, Alerting, HistoryEntry, HistoryQuery, InstanceView,
     NotifierConfig, NotifierKind, Rule, Silence,
 };
-pub use kv::{KvBackend, MemoryKv};
+pub use kv::{KvBackend, KvPairs, MemoryKv};
 pub use machine::{
     evaluate, instance_key, EvalContext, Evaluation, GroupObservation, InstanceState, Labels,
     Level, MetricValues, Notification, NotifyKind, Observation, Phase, RuleResult, Transition,

@@ -386,7 +386,8 @@ mod tests {
 
     #[test]
     fn invalid_rules_name_the_offending_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Rule)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Rule)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("metric", Box::new(|r| r.metric = "latency_p42".into())),
             ("metric", Box::new(|r| r.metric = "drift.nope".into())),
             ("op", Box::new(|r| r.op = "==".into())),

@@ -65,11 +65,11 @@ fn samples_for(metric: &str, count: u64, metrics: &BTreeMap<&'static str, f64>) 
 }
 
 type ShapeKey = (u32, Vec<(String, String)>, Vec<String>);
+type ShapeGroups = Result<Vec<(Labels, u64, MetricValues)>, String>;
 
 impl MetricSource for QuerySource {
     fn observe(&self, rules: &[&Rule], now_ms: i64) -> Vec<RuleResult> {
-        let mut cache: HashMap<ShapeKey, Result<Vec<(Labels, u64, MetricValues)>, String>> =
-            HashMap::new();
+        let mut cache: HashMap<ShapeKey, ShapeGroups> = HashMap::new();
         rules
             .iter()
             .map(|rule| {

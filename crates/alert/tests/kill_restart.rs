@@ -42,13 +42,14 @@ fn space_id(s: Space) -> u8 {
 #[derive(Debug)]
 struct FileKv {
     path: PathBuf,
-    map: Mutex<BTreeMap<(u8, Vec<u8>), Vec<u8>>>,
+    map: Mutex<Map>,
 }
 
 type Dump = Vec<(u8, Vec<u8>, Vec<u8>)>;
+type Map = BTreeMap<(u8, Vec<u8>), Vec<u8>>;
 
 impl FileKv {
-    fn load(path: &Path) -> BTreeMap<(u8, Vec<u8>), Vec<u8>> {
+    fn load(path: &Path) -> Map {
         match std::fs::read(path) {
             Ok(b) => serde_json::from_slice::<Dump>(&b)
                 .unwrap()
