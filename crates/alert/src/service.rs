@@ -491,7 +491,11 @@ impl Inner {
         now: i64,
     ) {
         for n in notifications {
-            let rule = rules.iter().find(|c| c.rule.name == n.rule);
+            // `rules` is sorted by name.
+            let rule = rules
+                .binary_search_by(|c| c.rule.name.as_str().cmp(n.rule.as_str()))
+                .ok()
+                .map(|i| &rules[i]);
             for target in self.targets(rule, n) {
                 *seq += 1;
                 let e = OutboxEntry {
@@ -695,7 +699,13 @@ impl Inner {
                 rule: s.rule.clone(),
                 labels: s.labels.clone(),
                 state: s.phase.as_str().to_string(),
-                severity: match (s.level, st.rules.iter().find(|c| c.rule.name == s.rule)) {
+                severity: match (
+                    s.level,
+                    st.rules
+                        .binary_search_by(|c| c.rule.name.as_str().cmp(s.rule.as_str()))
+                        .ok()
+                        .map(|i| &st.rules[i]),
+                ) {
                     (Some(machine::Level::Warning), _) => "warning".to_string(),
                     (_, Some(c)) => c.rule.severity.clone(),
                     (_, None) => String::new(),
