@@ -24,8 +24,9 @@ pub use api::{
 };
 pub use kv::{KvBackend, KvPairs, MemoryKv};
 pub use machine::{
-    evaluate, instance_key, EvalContext, Evaluation, GroupObservation, InstanceState, Labels,
-    Level, MetricValues, Notification, NotifyKind, Observation, Phase, RuleResult, Transition,
+    evaluate, evaluate_owned, instance_key, EvalContext, Evaluation, GroupObservation,
+    InstanceState, Labels, Level, MetricValues, Notification, NotifyKind, Observation, Phase,
+    RuleResult, Transition,
 };
 pub use notify::PAGERDUTY_EVENTS_URL;
 pub use rule::{default_rules, DRIFT_SIGNALS};

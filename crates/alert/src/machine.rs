@@ -140,21 +140,6 @@ impl InstanceState {
             error: None,
         }
     }
-
-    /// Whether the fields a restart depends on differ (everything except the
-    /// last value, sample count and evaluation time).
-    pub(crate) fn differs_materially(&self, other: &InstanceState) -> bool {
-        self.phase != other.phase
-            || self.level != other.level
-            || self.notified_level != other.notified_level
-            || self.active_since_ms != other.active_since_ms
-            || self.episode_ms != other.episode_ms
-            || self.timer_ms != other.timer_ms
-            || self.last_notified_ms != other.last_notified_ms
-            || self.repeats != other.repeats
-            || self.error != other.error
-            || self.rule_fingerprint != other.rule_fingerprint
-    }
 }
 
 /// The key of an instance: `rule \0 k=v\x1fk=v…`.
@@ -248,8 +233,12 @@ pub struct EvalContext {
 /// The output of one evaluation.
 #[derive(Debug, Default)]
 pub struct Evaluation {
-    /// Every instance after the evaluation (instances absent here are deleted).
+    /// Every instance after the evaluation.
     pub next: HashMap<String, InstanceState>,
+    /// Keys of instances that are new or whose restart-relevant fields changed.
+    pub changed: std::collections::HashSet<String>,
+    /// Keys of prior instances that were dropped.
+    pub removed: Vec<String>,
     pub transitions: Vec<Transition>,
     pub notifications: Vec<Notification>,
 }
@@ -274,93 +263,124 @@ pub fn evaluate(
     silences: &[Silence],
     ctx: &EvalContext,
 ) -> Evaluation {
+    evaluate_owned(rules, results, prior.clone(), silences, ctx)
+}
+
+/// [`evaluate`] consuming the prior state (no per-instance clone).
+pub fn evaluate_owned(
+    rules: &[CompiledRule],
+    results: &HashMap<String, RuleResult>,
+    prior: HashMap<String, InstanceState>,
+    silences: &[Silence],
+    ctx: &EvalContext,
+) -> Evaluation {
     let mut out = Evaluation {
         next: HashMap::with_capacity(prior.len()),
         ..Evaluation::default()
     };
     // Prior instances per rule.
-    let mut by_rule: HashMap<&str, Vec<(&String, &InstanceState)>> = HashMap::new();
+    let mut by_rule: HashMap<String, HashMap<String, InstanceState>> = HashMap::new();
     for (k, s) in prior {
-        by_rule.entry(s.rule.as_str()).or_default().push((k, s));
+        match by_rule.get_mut(&s.rule) {
+            Some(m) => {
+                m.insert(k, s);
+            }
+            None => {
+                let r = s.rule.clone();
+                by_rule.insert(r, HashMap::from([(k, s)]));
+            }
+        }
     }
     for rule in rules {
         let name = rule.rule.name.as_str();
-        let priors = by_rule.remove(name).unwrap_or_default();
+        let mut priors = by_rule.remove(name).unwrap_or_default();
         let Some(result) = results.get(name) else {
-            for (k, s) in priors {
-                out.next.insert(k.clone(), s.clone());
-            }
+            out.next.extend(priors);
             continue;
         };
         match result {
             Err(msg) => {
-                let mut targets: Vec<(String, Labels)> = priors
-                    .iter()
-                    .map(|(k, s)| ((*k).clone(), s.labels.clone()))
-                    .collect();
-                if targets.is_empty() {
-                    targets.push((instance_key(name, &Labels::new()), Labels::new()));
+                if priors.is_empty() {
+                    priors.insert(
+                        instance_key(name, &Labels::new()),
+                        InstanceState::new(rule, Labels::new()),
+                    );
+                    out.changed.insert(instance_key(name, &Labels::new()));
                 }
-                for (key, labels) in targets {
-                    let p = prior.get(&key);
-                    let s = step(
+                for (key, p) in priors {
+                    let labels = p.labels.clone();
+                    let (s, dirty) = step(
                         rule,
-                        p,
-                        labels,
+                        Some(p),
+                        &labels,
                         Input::Error(msg),
                         None,
                         silences,
                         ctx,
                         &mut out,
                     );
+                    if dirty {
+                        out.changed.insert(key.clone());
+                    }
                     out.next.insert(key, s);
                 }
             }
             Ok(groups) => {
-                let mut seen = std::collections::HashSet::with_capacity(groups.len());
                 for g in groups {
                     let key = instance_key(name, &g.labels);
-                    let p = prior.get(&key);
-                    let s = step(
+                    let p = priors.remove(&key);
+                    let (s, dirty) = step(
                         rule,
                         p,
-                        g.labels.clone(),
+                        &g.labels,
                         Input::Obs(&g.observation),
                         g.metrics.as_ref(),
                         silences,
                         ctx,
                         &mut out,
                     );
-                    keep_or_drop(&mut out, key.clone(), s, false);
-                    seen.insert(key);
+                    keep_or_drop(&mut out, key, s, dirty, false);
                 }
                 for (key, p) in priors {
-                    if seen.contains(key) {
-                        continue;
-                    }
                     // A group that vanished: no data for it.
-                    let s = step(
+                    let labels = p.labels.clone();
+                    let (s, dirty) = step(
                         rule,
                         Some(p),
-                        p.labels.clone(),
+                        &labels,
                         Input::Obs(&Observation::NoData),
                         None,
                         silences,
                         ctx,
                         &mut out,
                     );
-                    keep_or_drop(&mut out, key.clone(), s, !rule.rule.group_by.is_empty());
+                    keep_or_drop(&mut out, key, s, dirty, !rule.rule.group_by.is_empty());
                 }
             }
         }
     }
+    // Instances of rules that no longer exist.
+    for (_, m) in by_rule {
+        out.removed.extend(m.into_keys());
+    }
     out
 }
 
-fn keep_or_drop(out: &mut Evaluation, key: String, s: InstanceState, vanished_group: bool) {
+fn keep_or_drop(
+    out: &mut Evaluation,
+    key: String,
+    s: InstanceState,
+    dirty: bool,
+    vanished_group: bool,
+) {
     // A vanished group that is quiet again carries nothing worth keeping.
     if vanished_group && s.phase.is_quiet() && s.error.is_none() {
+        out.changed.remove(&key);
+        out.removed.push(key);
         return;
+    }
+    if dirty {
+        out.changed.insert(key.clone());
     }
     out.next.insert(key, s);
 }
@@ -415,10 +435,61 @@ pub(crate) fn reset_instances(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Steps one instance; returns its next state and whether it is new or
+/// changed materially (see [`InstanceState::differs_materially`]).
 fn step(
     rule: &CompiledRule,
-    prior: Option<&InstanceState>,
-    labels: Labels,
+    prior: Option<InstanceState>,
+    labels: &Labels,
+    input: Input<'_>,
+    metrics: Option<&MetricValues>,
+    silences: &[Silence],
+    ctx: &EvalContext,
+    out: &mut Evaluation,
+) -> (InstanceState, bool) {
+    let before = prior.as_ref().map(Material::of);
+    let s = step_inner(rule, prior, labels, input, metrics, silences, ctx, out);
+    let dirty = before.is_none_or(|b| b != Material::of(&s));
+    (s, dirty)
+}
+
+/// The fields a restart depends on.
+#[derive(PartialEq)]
+struct Material {
+    phase: Phase,
+    level: Option<Level>,
+    notified_level: Option<Level>,
+    active_since_ms: Option<i64>,
+    episode_ms: Option<i64>,
+    timer_ms: i64,
+    last_notified_ms: Option<i64>,
+    repeats: u32,
+    error: Option<String>,
+    rule_fingerprint: u64,
+}
+
+impl Material {
+    fn of(s: &InstanceState) -> Material {
+        Material {
+            phase: s.phase,
+            level: s.level,
+            notified_level: s.notified_level,
+            active_since_ms: s.active_since_ms,
+            episode_ms: s.episode_ms,
+            timer_ms: s.timer_ms,
+            last_notified_ms: s.last_notified_ms,
+            repeats: s.repeats,
+            error: s.error.clone(),
+            rule_fingerprint: s.rule_fingerprint,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn step_inner(
+    rule: &CompiledRule,
+    prior: Option<InstanceState>,
+    labels: &Labels,
     input: Input<'_>,
     metrics: Option<&MetricValues>,
     silences: &[Silence],
@@ -427,15 +498,15 @@ fn step(
 ) -> InstanceState {
     let now = ctx.now_ms;
     let mut s = match prior {
-        Some(p) if p.rule_fingerprint == rule.fingerprint => p.clone(),
+        Some(p) if p.rule_fingerprint == rule.fingerprint => p,
         Some(p) => {
             // Defensive: a rule edit normally resets instances itself.
-            let (ts, ns) = reset_instances(rule, &[p], now, false);
+            let (ts, ns) = reset_instances(rule, &[&p], now, false);
             out.transitions.extend(ts);
             out.notifications.extend(ns);
-            InstanceState::new(rule, labels)
+            InstanceState::new(rule, labels.clone())
         }
-        None => InstanceState::new(rule, labels),
+        None => InstanceState::new(rule, labels.clone()),
     };
     // Time since the previous evaluation of this process run; downtime is 0.
     let gap = match s.last_evaluated_ms {

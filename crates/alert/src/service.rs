@@ -124,7 +124,21 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+fn load_instances(kv: &dyn KvBackend) -> Result<HashMap<String, InstanceState>, AlertError> {
+    let mut instances = HashMap::new();
+    for (k, v) in kv.scan(Space::AlertState, b"")? {
+        if let Some(s) = decode::<InstanceState>("instance", &k, &v) {
+            instances.insert(machine::instance_key(&s.rule, &s.labels), s);
+        }
+    }
+    Ok(instances)
+}
+
 impl Inner {
+    fn load_instances(&self) -> Result<HashMap<String, InstanceState>, AlertError> {
+        load_instances(self.kv.as_ref())
+    }
+
     pub(crate) fn open(
         kv: Arc<dyn KvBackend>,
         source: Arc<dyn MetricSource>,
@@ -192,15 +206,11 @@ impl Inner {
             }
         }
         rules.sort_by(|a, b| a.rule.name.cmp(&b.rule.name));
-        let mut instances = HashMap::new();
-        let mut persisted_ms = HashMap::new();
-        for (k, v) in kv.scan(Space::AlertState, b"")? {
-            if let Some(s) = decode::<InstanceState>("instance", &k, &v) {
-                let key = machine::instance_key(&s.rule, &s.labels);
-                persisted_ms.insert(key.clone(), s.last_evaluated_ms.unwrap_or(0));
-                instances.insert(key, s);
-            }
-        }
+        let instances = load_instances(kv.as_ref())?;
+        let persisted_ms = instances
+            .iter()
+            .map(|(k, s)| (k.clone(), s.last_evaluated_ms.unwrap_or(0)))
+            .collect();
         let mut silences = Vec::new();
         for (k, v) in kv.scan(Space::Silences, b"")? {
             if let Some(s) = decode::<Silence>("silence", &k, &v) {
@@ -525,34 +535,27 @@ impl Inner {
             restarted_at_ms: self.started_ms,
             grace_ms: self.grace_ms(),
         };
-        let ev = machine::evaluate(&st.rules, &results, &st.instances, &st.silences, &ctx);
+        // The prior state moves into the evaluation; on a failed commit it is
+        // reloaded from storage, which is the truth.
+        let prior = std::mem::take(&mut st.instances);
+        let ev = machine::evaluate_owned(&st.rules, &results, prior, &st.silences, &ctx);
 
         let mut ws = WriteSet::default();
         let mut persisted = Vec::new();
         for (k, next) in &ev.next {
-            let write = match st.instances.get(k) {
-                None => true,
-                Some(prior) => {
-                    prior.differs_materially(next)
-                        || !matches!(next.phase, Phase::Inactive | Phase::NoData)
-                        || st
-                            .persisted_ms
-                            .get(k)
-                            .is_none_or(|t| now - t >= QUIET_CHECKPOINT_MS)
-                }
-            };
+            let write = ev.changed.contains(k)
+                || !matches!(next.phase, Phase::Inactive | Phase::NoData)
+                || st
+                    .persisted_ms
+                    .get(k)
+                    .is_none_or(|t| now - t >= QUIET_CHECKPOINT_MS);
             if write {
                 ws.put(Space::AlertState, k.as_bytes().to_vec(), encode(next));
                 persisted.push(k.clone());
             }
         }
-        let removed: Vec<String> = st
-            .instances
-            .keys()
-            .filter(|k| !ev.next.contains_key(*k))
-            .cloned()
-            .collect();
-        for k in &removed {
+        let removed = &ev.removed;
+        for k in removed {
             ws.delete(Space::AlertState, k.as_bytes().to_vec());
         }
         let mut seq = st.seq;
@@ -577,7 +580,10 @@ impl Inner {
             min_day = self.stage_retention(&mut ws, min_day, now)?;
         }
         if !ws.is_empty() {
-            self.kv.commit(ws)?;
+            if let Err(e) = self.kv.commit(ws) {
+                st.instances = self.load_instances().unwrap_or_default();
+                return Err(e.into());
+            }
         }
         st.seq = seq;
         st.history_min_day = min_day;
@@ -588,7 +594,7 @@ impl Inner {
         for k in persisted {
             st.persisted_ms.insert(k, now);
         }
-        for k in &removed {
+        for k in removed {
             st.persisted_ms.remove(k);
         }
         st.instances = ev.next;

@@ -626,3 +626,58 @@ async fn slack_and_pagerduty_receive_their_payloads_and_pagerduty_resolves_with_
         .iter()
         .any(|r| r.body["attachments"][0]["title"] == "[WARNING] high_latency"));
 }
+
+/// Fails every commit while `fail` is set.
+#[derive(Debug, Default)]
+struct FlakyKv {
+    inner: MemoryKv,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl KvBackend for FlakyKv {
+    fn commit(&self, ws: WriteSet) -> Result<(), StorageError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StorageError::Db {
+                op: "commit",
+                message: "injected failure".into(),
+            });
+        }
+        self.inner.commit(ws)
+    }
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.get(space, key)
+    }
+    fn scan(&self, space: Space, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        self.inner.scan(space, prefix)
+    }
+}
+
+#[test]
+fn a_failed_commit_leaves_memory_as_stored_and_the_next_cycle_redoes_the_work() {
+    let kv = Arc::new(FlakyKv::default());
+    let src = Arc::new(FixedSource::default());
+    let a = open(
+        kv.clone(),
+        src.clone(),
+        vec![webhook("http://127.0.0.1:9/x".into())],
+        t0(),
+    );
+    src.set(Some(6000.0));
+    kv.fail.store(true, Ordering::SeqCst);
+    assert!(a.evaluate_once(t0()).is_err());
+    assert!(
+        a.instances().unwrap().is_empty(),
+        "nothing evaluated is visible"
+    );
+    assert_eq!(outbox_len(kv.as_ref()), 0);
+    kv.fail.store(false, Ordering::SeqCst);
+    a.evaluate_once(t0() + 1000).unwrap();
+    let hl = a
+        .instances()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.rule == "high_latency")
+        .unwrap();
+    assert_eq!(hl.state, "firing");
+    assert!(outbox_len(kv.as_ref()) > 0);
+}
