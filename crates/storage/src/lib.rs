@@ -10,14 +10,15 @@
 mod api;
 mod codec;
 mod config;
+mod db;
 mod error;
 mod frame;
 mod rollup;
 mod store;
 
 pub use api::{
-    Coverage, GroupKey, MaintenanceReport, RequestRef, RowFilter, Space, StoreStats,
-    TraceSummary, VerifyReport, WriteSet,
+    Coverage, GroupKey, MaintenanceReport, RequestRef, RowFilter, Space, StoreStats, TraceSummary,
+    VerifyReport, WriteSet,
 };
 pub use config::{DigestSizes, Durability, Retention, StoreConfig};
 pub use error::{CodecError, ErrorKind, Result, StorageError};

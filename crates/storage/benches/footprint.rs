@@ -1,0 +1,171 @@
+//! Footprint figures (not timings): bytes on disk per sealed event with a
+//! per-column breakdown, rollup bytes per group-minute and per day for a
+//! 10 events/s workload, and RSS during a sustained append run.
+//!
+//! `cargo bench -p sextant-storage --bench footprint`
+
+use std::path::Path;
+use std::time::Instant;
+
+use sextant_model::{now_ms, Batch, Tier, DAY_MS, MINUTE_MS};
+use sextant_storage::{Store, StoreConfig};
+
+#[path = "common/workload.rs"]
+mod workload;
+
+fn config() -> StoreConfig {
+    StoreConfig {
+        background_maintenance: false,
+        seal_max_events: usize::MAX,
+        ..StoreConfig::default()
+    }
+}
+
+fn du(dir: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        n += if m.is_dir() { du(&e.path()) } else { m.len() };
+    }
+    n
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn bytes_per_event() {
+    let n = 1_000_000usize;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = fastrand::Rng::with_seed(1);
+    let start = now_ms() - 2 * DAY_MS;
+    let all = workload::calls(&mut rng, n, start, DAY_MS);
+    let store = Store::open(dir.path(), config()).unwrap();
+    for chunk in all.chunks(1000) {
+        store.append(Batch::from_calls(chunk.to_vec())).unwrap();
+    }
+    store.seal(now_ms()).unwrap();
+    store.close().unwrap();
+    drop(store);
+    // Let sled rewrite its log: reopen, flush, close a few times.
+    for _ in 0..3 {
+        let s = Store::open(dir.path(), config()).unwrap();
+        s.close().unwrap();
+    }
+    let store = Store::open(dir.path(), config()).unwrap();
+    let disk = du(dir.path());
+    println!(
+        "sealed {n} events: du of the sled dir {disk} bytes = {:.1} bytes/event",
+        disk as f64 / n as f64
+    );
+    let sizes = store.tree_sizes().unwrap();
+    let logical: u64 = sizes.iter().map(|s| s.2).sum();
+    println!(
+        "logical bytes (keys + values) {logical} = {:.1} bytes/event",
+        logical as f64 / n as f64
+    );
+    for (t, entries, bytes) in &sizes {
+        if *entries > 0 {
+            println!(
+                "  tree {t:<16} {entries:>9} entries {bytes:>12} bytes {:>7.2} bytes/event",
+                *bytes as f64 / n as f64
+            );
+        }
+    }
+    println!("segment columns:");
+    for (col, bytes) in store.segment_column_sizes().unwrap() {
+        println!(
+            "  {col:<24} {bytes:>12} bytes {:>7.2} bytes/event",
+            bytes as f64 / n as f64
+        );
+    }
+}
+
+fn rollup_bytes() {
+    // 10 events/s for one day, sealed and rolled up.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = fastrand::Rng::with_seed(2);
+    let day0 = Tier::Day.floor(now_ms()) - 3 * DAY_MS;
+    let n = 864_000;
+    let all = workload::calls(&mut rng, n, day0, DAY_MS);
+    let store = Store::open(dir.path(), config()).unwrap();
+    for chunk in all.chunks(1000) {
+        store.append(Batch::from_calls(chunk.to_vec())).unwrap();
+    }
+    store.seal(now_ms()).unwrap();
+    store.downsample(now_ms()).unwrap();
+    let sizes = store.tree_sizes().unwrap();
+    let get = |name: &str| {
+        sizes
+            .iter()
+            .find(|s| s.0 == name)
+            .map(|s| (s.1, s.2))
+            .unwrap()
+    };
+    let (mk, mb) = get("rollup_minute");
+    let (hk, hb) = get("rollup_hour");
+    let (dk, db) = get("rollup_day");
+    let (_, seg) = get("segments");
+    println!("10 ev/s for a day ({n} events): segments {seg} bytes");
+    println!(
+        "  minute rollups {mk} group-minutes, {mb} bytes, {:.0} bytes/group-minute",
+        mb as f64 / mk as f64
+    );
+    println!("  hour rollups {hk}, {hb} bytes; day rollups {dk}, {db} bytes");
+    println!(
+        "  all tiers per day {} bytes = {:.1}% of raw segment bytes",
+        mb + hb + db,
+        (mb + hb + db) as f64 * 100.0 / seg as f64
+    );
+    let _ = MINUTE_MS;
+}
+
+fn rss() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        StoreConfig {
+            background_maintenance: false,
+            ..StoreConfig::default()
+        },
+    )
+    .unwrap();
+    let mut rng = fastrand::Rng::with_seed(3);
+    let t0 = Instant::now();
+    let mut n = 0usize;
+    let mut peak = 0;
+    for round in 0..2000 {
+        let b = workload::calls(&mut rng, 1000, now_ms() - 60_000, 60_000);
+        store.append(Batch::from_calls(b)).unwrap();
+        n += 1000;
+        if round % 100 == 99 {
+            let r = rss_kb();
+            peak = peak.max(r);
+            println!(
+                "  after {n:>8} events ({:.1} s): VmRSS {} MiB",
+                t0.elapsed().as_secs_f64(),
+                r / 1024
+            );
+        }
+    }
+    println!(
+        "sustained append of {n} events (auto-seal every 200k): peak VmRSS {} MiB, {:.0} events/s",
+        peak / 1024,
+        n as f64 / t0.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    bytes_per_event();
+    rollup_bytes();
+    rss();
+}

@@ -1,0 +1,367 @@
+//! The only module that calls sled: typed tree definitions, key encodings,
+//! atomic multi-tree commits.
+//!
+//! **Architecture Invariant:** nothing outside this module names a sled type
+//! (except the [`Bytes`] alias, a cheaply clonable byte buffer). A second
+//! backend is a change to this file only.
+//!
+//! Integers in keys are big-endian so that byte order is numeric order;
+//! signed timestamps are stored with the sign bit flipped ([`ts_key`]) so
+//! that negative times sort before positive ones.
+
+use std::ops::RangeBounds;
+use std::path::Path;
+
+use crate::api::Space;
+use crate::error::{Result, StorageError};
+
+/// A stored value or key. Derefs to `[u8]`.
+pub(crate) type Bytes = sled::IVec;
+
+/// Every tree of the store. See docs/format.md for each one's keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum T {
+    /// Format version, rollup dims, watermarks, counters.
+    Meta,
+    /// u64 BE sequence → framed WAL batch.
+    Wal,
+    /// segment key (max_ts, id) → framed segment.
+    Segments,
+    /// segment key → segment summary (min/max ts, rows).
+    SegmentMeta,
+    /// Persistent string dictionary of the segment codec.
+    Dict,
+    RollupMinute,
+    RollupHour,
+    RollupDay,
+    /// request_id → (timestamp, group).
+    Requests,
+    /// (ts, seq, idx) → framed quality row.
+    Quality,
+    /// (ts, seq, idx) → framed feedback row.
+    Feedback,
+    /// trace_id 0x00 start_ns span_id → framed span JSON.
+    Traces,
+    /// start_ns trace_id 0x00 span_id → empty.
+    TraceTime,
+    Kv(Space),
+}
+
+const FIXED: [T; 13] = [
+    T::Meta,
+    T::Wal,
+    T::Segments,
+    T::SegmentMeta,
+    T::Dict,
+    T::RollupMinute,
+    T::RollupHour,
+    T::RollupDay,
+    T::Requests,
+    T::Quality,
+    T::Feedback,
+    T::Traces,
+    T::TraceTime,
+];
+
+const SPACES: [Space; 7] = [
+    Space::Rules,
+    Space::AlertState,
+    Space::AlertHistory,
+    Space::Outbox,
+    Space::Silences,
+    Space::Baselines,
+    Space::Settings,
+];
+
+impl T {
+    /// The sled tree name; part of the on-disk format.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            T::Meta => "meta",
+            T::Wal => "wal",
+            T::Segments => "segments",
+            T::SegmentMeta => "segment_meta",
+            T::Dict => "dict",
+            T::RollupMinute => "rollup_minute",
+            T::RollupHour => "rollup_hour",
+            T::RollupDay => "rollup_day",
+            T::Requests => "requests",
+            T::Quality => "quality",
+            T::Feedback => "feedback",
+            T::Traces => "traces",
+            T::TraceTime => "trace_time",
+            T::Kv(s) => match s {
+                Space::Rules => "kv_rules",
+                Space::AlertState => "kv_alert_state",
+                Space::AlertHistory => "kv_alert_history",
+                Space::Outbox => "kv_outbox",
+                Space::Silences => "kv_silences",
+                Space::Baselines => "kv_baselines",
+                Space::Settings => "kv_settings",
+            },
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            T::Kv(s) => FIXED.len() + SPACES.iter().position(|x| *x == s).unwrap_or(0),
+            t => FIXED.iter().position(|x| *x == t).unwrap_or(0),
+        }
+    }
+
+    /// Every tree, fixed ones first.
+    pub(crate) fn all() -> Vec<T> {
+        FIXED
+            .iter()
+            .copied()
+            .chain(SPACES.iter().map(|s| T::Kv(*s)))
+            .collect()
+    }
+
+    /// Looks a tree up by its on-disk name (used by migrations).
+    pub(crate) fn by_name(name: &str) -> Option<T> {
+        T::all().into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// Puts and deletes across trees, applied atomically by [`Db::commit`].
+#[derive(Debug, Default)]
+pub(crate) struct Ops {
+    ops: Vec<(T, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Ops {
+    pub(crate) fn put(&mut self, t: T, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((t, key.into(), Some(value.into())));
+    }
+    pub(crate) fn del(&mut self, t: T, key: impl Into<Vec<u8>>) {
+        self.ops.push((t, key.into(), None));
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (T, &[u8], Option<&[u8]>)> {
+        self.ops
+            .iter()
+            .map(|(t, k, v)| (*t, k.as_slice(), v.as_deref()))
+    }
+}
+
+/// Options the store passes to the database.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DbOptions {
+    /// sled page cache, bytes.
+    pub(crate) cache_bytes: u64,
+    /// Background fsync period, ms (`None`: only explicit flushes).
+    pub(crate) flush_every_ms: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Db {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+}
+
+fn err(op: &'static str) -> impl Fn(sled::Error) -> StorageError {
+    move |e| StorageError::Db {
+        op,
+        message: e.to_string(),
+    }
+}
+
+impl Db {
+    pub(crate) fn open(dir: &Path, opts: DbOptions) -> Result<Db> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(opts.cache_bytes)
+            .flush_every_ms(opts.flush_every_ms)
+            .open()
+            .map_err(|e| StorageError::Open {
+                path: dir.display().to_string(),
+                source: Box::new(e),
+            })?;
+        let mut trees = Vec::new();
+        for t in T::all() {
+            trees.push(db.open_tree(t.name()).map_err(err("open tree"))?);
+        }
+        Ok(Db { db, trees })
+    }
+
+    fn tree(&self, t: T) -> &sled::Tree {
+        &self.trees[t.index()]
+    }
+
+    pub(crate) fn get(&self, t: T, key: &[u8]) -> Result<Option<Bytes>> {
+        self.tree(t).get(key).map_err(err("get"))
+    }
+
+    pub(crate) fn insert(&self, t: T, key: &[u8], value: &[u8]) -> Result<()> {
+        self.tree(t).insert(key, value).map_err(err("insert"))?;
+        Ok(())
+    }
+
+    /// Inserts many values into one tree atomically (not durably).
+    pub(crate) fn insert_many(&self, t: T, kvs: &[(Vec<u8>, &[u8])]) -> Result<()> {
+        let mut b = sled::Batch::default();
+        for (k, v) in kvs {
+            b.insert(k.as_slice(), *v);
+        }
+        self.tree(t).apply_batch(b).map_err(err("insert batch"))
+    }
+
+    /// Key-ordered entries of `t` within `range`.
+    pub(crate) fn range<R: RangeBounds<Vec<u8>>>(
+        &self,
+        t: T,
+        range: R,
+    ) -> impl DoubleEndedIterator<Item = Result<(Bytes, Bytes)>> + '_ {
+        self.tree(t).range(range).map(|r| r.map_err(err("range")))
+    }
+
+    pub(crate) fn scan_prefix(
+        &self,
+        t: T,
+        prefix: &[u8],
+    ) -> impl DoubleEndedIterator<Item = Result<(Bytes, Bytes)>> + '_ {
+        self.tree(t)
+            .scan_prefix(prefix)
+            .map(|r| r.map_err(err("scan")))
+    }
+
+    /// Applies `ops` in one multi-tree transaction: all or nothing, also
+    /// across a crash. Not durable until [`Db::flush`].
+    pub(crate) fn commit(&self, ops: &Ops) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut touched: Vec<T> = Vec::new();
+        for (t, _, _) in &ops.ops {
+            if !touched.contains(t) {
+                touched.push(*t);
+            }
+        }
+        let mut batches: Vec<sled::Batch> =
+            touched.iter().map(|_| sled::Batch::default()).collect();
+        for (t, k, v) in &ops.ops {
+            let i = touched.iter().position(|x| x == t).unwrap_or(0);
+            match v {
+                Some(v) => batches[i].insert(k.as_slice(), v.as_slice()),
+                None => batches[i].remove(k.as_slice()),
+            }
+        }
+        let trees: Vec<&sled::Tree> = touched.iter().map(|t| self.tree(*t)).collect();
+        use sled::Transactional;
+        let res: sled::transaction::TransactionResult<(), ()> =
+            trees.as_slice().transaction(|view| {
+                for (tt, b) in view.iter().zip(batches.iter()) {
+                    tt.apply_batch(b)?;
+                }
+                Ok(())
+            });
+        res.map_err(|e| StorageError::Db {
+            op: "commit",
+            message: format!("{e:?}"),
+        })
+    }
+
+    /// fsyncs everything written so far.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(err("flush"))?;
+        Ok(())
+    }
+
+    pub(crate) fn size_on_disk(&self) -> Result<u64> {
+        self.db.size_on_disk().map_err(err("size_on_disk"))
+    }
+}
+
+// ---- key encodings ----
+
+/// A signed timestamp as 8 bytes that sort numerically (sign bit flipped, BE).
+pub(crate) fn ts_key(ts: i64) -> [u8; 8] {
+    ((ts as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub(crate) fn ts_from_key(b: &[u8]) -> Option<i64> {
+    let a: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
+}
+
+pub(crate) fn u64_from(b: &[u8]) -> Option<u64> {
+    let a: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(a))
+}
+
+/// Appends `s` as u16 BE length + bytes.
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
+    let n = s.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(n as u16).to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..n]);
+}
+
+/// Reads a [`put_str`] string at `*pos`, advancing it.
+pub(crate) fn get_str(b: &[u8], pos: &mut usize) -> Option<String> {
+    let end = pos.checked_add(2)?;
+    let n = u16::from_be_bytes(b.get(*pos..end)?.try_into().ok()?) as usize;
+    let s_end = end.checked_add(n)?;
+    let s = std::str::from_utf8(b.get(end..s_end)?).ok()?.to_string();
+    *pos = s_end;
+    Some(s)
+}
+
+// ---- migrations bridge ----
+
+/// Runs migration steps against the real trees; each step's writes are one commit.
+#[derive(Debug)]
+pub(crate) struct MigrationTx<'a> {
+    pub(crate) db: &'a Db,
+    pub(crate) ops: Ops,
+}
+
+impl sextant_migrations::KvStore for MigrationTx<'_> {
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let t = T::by_name(tree).ok_or_else(|| format!("unknown tree {tree}"))?;
+        self.db
+            .get(t, key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| e.to_string())
+    }
+    fn put(&mut self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let t = T::by_name(tree).ok_or_else(|| format!("unknown tree {tree}"))?;
+        self.ops.put(t, key, value);
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<(), String> {
+        let ops = std::mem::take(&mut self.ops);
+        self.db.commit(&ops).map_err(|e| e.to_string())?;
+        self.db.flush().map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ts_keys_sort_numerically_across_zero() {
+        let ts = [i64::MIN, -5, -1, 0, 1, 7, i64::MAX];
+        for w in ts.windows(2) {
+            assert!(ts_key(w[0]) < ts_key(w[1]));
+        }
+        for t in ts {
+            assert_eq!(ts_from_key(&ts_key(t)), Some(t));
+        }
+    }
+
+    #[test]
+    fn every_tree_has_a_distinct_name_and_index() {
+        let all = T::all();
+        for (i, t) in all.iter().enumerate() {
+            assert_eq!(t.index(), i);
+            assert_eq!(T::by_name(t.name()), Some(*t));
+        }
+    }
+}

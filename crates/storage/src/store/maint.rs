@@ -1,0 +1,473 @@
+//! Sealing, downsampling and retention.
+//!
+//! Each job builds its whole write set first (reads only; sealing reads the
+//! stored rollups it merges into), then commits it in ONE sled transaction
+//! while holding the state write lock, so readers switch from the old view
+//! to the new one at a single instant and a crash leaves either all of it
+//! or none of it. All jobs hold `Core::maint`, so no two build at once.
+//!
+//! **Invariant (seal):** the transaction that writes a head's segments,
+//! rollups and quality/feedback rows also deletes exactly that head's WAL
+//! entries (request-index entries are idempotent and written just before). After a crash the WAL therefore holds
+//! exactly the batches not yet sealed, and replay re-adds nothing twice.
+//!
+//! **Invariant (downsample):** hour (day) rollups exist only for buckets
+//! below `wm.hour_until` (`wm.day_until`), written in the transaction that
+//! advances the watermark. A seal merges late minute rollups into the hour
+//! and day buckets below those watermarks in its own transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use sextant_model::Tier;
+
+use crate::api::{GroupKey, MaintenanceReport};
+use crate::db::{ts_key, Ops, T};
+use crate::error::{Result, StorageError};
+use crate::rollup::Rollup;
+use crate::store::head::Head;
+use crate::store::meta_keys as mk;
+use crate::store::records::{encode_request, encode_row, parse_rollup_key, rollup_key, SegMeta};
+use crate::store::segment::{SegmentCodec, SEGMENT_MAX_ROWS};
+use crate::store::Core;
+
+fn rollup_tree(tier: Tier) -> T {
+    match tier {
+        Tier::Minute => T::RollupMinute,
+        Tier::Hour => T::RollupHour,
+        _ => T::RollupDay,
+    }
+}
+
+impl Core {
+    pub(crate) fn digest_size(&self, tier: Tier) -> usize {
+        match tier {
+            Tier::Minute => self.config.digest_sizes.minute,
+            Tier::Hour => self.config.digest_sizes.hour,
+            _ => self.config.digest_sizes.day,
+        }
+    }
+
+    /// Reads a stored rollup; a value that does not decode is an error
+    /// naming its key (sealing stops rather than overwrite it).
+    fn stored_rollup(&self, tier: Tier, key: &[u8]) -> Result<Option<Rollup>> {
+        let t = rollup_tree(tier);
+        match self.db.get(t, key)? {
+            None => Ok(None),
+            Some(v) => Rollup::decode(&v)
+                .map(Some)
+                .map_err(|e| StorageError::Decode {
+                    tree: t.name(),
+                    key: hex(key),
+                    source: e,
+                }),
+        }
+    }
+
+    pub(crate) fn seal(&self, _now_ms: i64) -> Result<MaintenanceReport> {
+        let mut m = self.maint.lock();
+        let snap: Arc<Head> = {
+            let mut st = self.state.write();
+            if st.sealing.is_none() {
+                if st.head.is_empty() {
+                    return Ok(MaintenanceReport::default());
+                }
+                let h = std::mem::take(&mut st.head);
+                st.sealing = Some(Arc::new(h));
+            }
+            match &st.sealing {
+                Some(h) => h.clone(),
+                None => return Ok(MaintenanceReport::default()),
+            }
+        };
+        let wm = self.state.read_recursive().wm;
+        let mut ops = Ops::default();
+        let mut report = MaintenanceReport {
+            sealed_events: snap.events() as u64,
+            ..MaintenanceReport::default()
+        };
+
+        // Segments, oldest rows first.
+        let mut calls = snap.calls.clone();
+        calls.sort_by_key(|c| c.timestamp_ms);
+        let mut next_id = m.next_segment_id;
+        let mut new_segments = Vec::new();
+        {
+            let mut codec = self.codec.write();
+            for chunk in calls.chunks(SEGMENT_MAX_ROWS) {
+                let (bytes, dict) = codec.encode(chunk);
+                let meta = SegMeta {
+                    id: next_id,
+                    min_ts: chunk.first().map_or(0, |c| c.timestamp_ms),
+                    max_ts: chunk.last().map_or(0, |c| c.timestamp_ms),
+                    rows: chunk.len() as u64,
+                };
+                next_id += 1;
+                for (k, v) in dict {
+                    ops.put(T::Dict, k, v);
+                }
+                ops.put(T::Segments, meta.key(), bytes);
+                ops.put(T::SegmentMeta, meta.key(), meta.encode());
+                new_segments.push(meta);
+            }
+        }
+        report.segments_written = new_segments.len() as u64;
+        ops.put(T::Meta, mk::NEXT_SEGMENT_ID, next_id.to_be_bytes().to_vec());
+
+        // Rollups: minute always; hour/day for buckets already downsampled.
+        let mut hours: HashMap<(i64, GroupKey), Rollup> = HashMap::new();
+        let mut days: HashMap<(i64, GroupKey), Rollup> = HashMap::new();
+        for ((bucket, group), r) in &snap.rollups {
+            let key = rollup_key(*bucket, group);
+            let mut merged = self
+                .stored_rollup(Tier::Minute, &key)?
+                .unwrap_or_else(|| Rollup::new(self.digest_size(Tier::Minute)));
+            merged.merge(r);
+            ops.put(T::RollupMinute, key, merged.encode());
+            let h = Tier::Hour.floor(*bucket);
+            if h < wm.hour_until {
+                hours
+                    .entry((h, group.clone()))
+                    .or_insert_with(|| Rollup::new(self.digest_size(Tier::Hour)))
+                    .merge(r);
+            }
+            let d = Tier::Day.floor(*bucket);
+            if d < wm.day_until {
+                days.entry((d, group.clone()))
+                    .or_insert_with(|| Rollup::new(self.digest_size(Tier::Day)))
+                    .merge(r);
+            }
+        }
+        for (tier, late) in [(Tier::Hour, hours), (Tier::Day, days)] {
+            for ((bucket, group), r) in late {
+                let key = rollup_key(bucket, &group);
+                let mut merged = self
+                    .stored_rollup(tier, &key)?
+                    .unwrap_or_else(|| Rollup::new(self.digest_size(tier)));
+                merged.merge(&r);
+                merged.resize_digests(self.digest_size(tier));
+                ops.put(rollup_tree(tier), key, merged.encode());
+            }
+        }
+
+        // Request-index entries are written before the transaction, in
+        // plain batches: they are idempotent (replaying the head rewrites the
+        // same values) and lookups answer the same from the head or the
+        // tree, so an entry that lands before a crash is harmless. Keeping
+        // hundreds of thousands of them out of the sled transaction keeps
+        // its memory and time bounded.
+        let reqs: Vec<(Vec<u8>, Vec<u8>)> = snap
+            .requests
+            .iter()
+            .map(|(id, r)| (id.as_bytes().to_vec(), encode_request(r)))
+            .collect();
+        for chunk in reqs.chunks(16_384) {
+            let kvs: Vec<(Vec<u8>, &[u8])> = chunk
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_slice()))
+                .collect();
+            self.db.insert_many(T::Requests, &kvs)?;
+        }
+        for (k, q) in &snap.quality {
+            ops.put(T::Quality, k.clone(), encode_row(q));
+        }
+        for (k, f) in &snap.feedback {
+            ops.put(T::Feedback, k.clone(), encode_row(f));
+        }
+        for seq in &snap.seqs {
+            ops.del(T::Wal, seq.to_be_bytes().to_vec());
+        }
+        if let Some(last) = snap.seqs.last() {
+            ops.put(T::Meta, mk::WAL_FLOOR, (last + 1).to_be_bytes().to_vec());
+        }
+
+        {
+            let mut st = self.state.write();
+            if let Err(e) = self.db.commit(&ops) {
+                // The dictionary handed out entries that were not stored:
+                // reload it so later segments never reference them. The
+                // head stays in `sealing` (still read) and the next seal
+                // retries it.
+                drop(st);
+                self.reload_dict()?;
+                return Err(e);
+            }
+            for s in &new_segments {
+                st.segments.insert(s.key(), *s);
+            }
+            st.sealing = None;
+        }
+        m.next_segment_id = next_id;
+        self.counters
+            .sealed_events
+            .fetch_add(report.sealed_events, Ordering::Relaxed);
+        self.counters
+            .wal_batches
+            .fetch_sub(snap.seqs.len() as u64, Ordering::Relaxed);
+        self.counters
+            .wal_bytes
+            .fetch_sub(snap.wal_bytes, Ordering::Relaxed);
+        self.db.flush()?;
+        Ok(report)
+    }
+
+    fn reload_dict(&self) -> Result<()> {
+        let mut entries = Vec::new();
+        for kv in self.db.range(T::Dict, ..) {
+            let (k, v) = kv?;
+            entries.push((k.to_vec(), v.to_vec()));
+        }
+        let codec = SegmentCodec::load(entries.into_iter()).map_err(|e| StorageError::Decode {
+            tree: "dict",
+            key: String::new(),
+            source: e,
+        })?;
+        *self.codec.write() = codec;
+        Ok(())
+    }
+
+    pub(crate) fn downsample(&self, now_ms: i64) -> Result<MaintenanceReport> {
+        let _m = self.maint.lock();
+        let wm = self.state.read_recursive().wm;
+        let closed = now_ms.saturating_sub(self.config.downsample_grace_ms);
+        let hour_target = Tier::Hour.floor(closed).max(wm.hour_until);
+        let day_target = Tier::Day.floor(closed).min(hour_target).max(wm.day_until);
+        let mut ops = Ops::default();
+        let mut report = MaintenanceReport::default();
+
+        // Hours from minute rollups in [hour_until, hour_target).
+        let hours = self.roll_up(
+            Tier::Minute,
+            Tier::Hour,
+            wm.hour_until,
+            hour_target,
+            &mut ops,
+        )?;
+        report.hours_rolled = hours;
+        // Days from hour rollups in [day_until, day_target): the hours just
+        // rolled are in `ops`, not yet in the tree, so read them from there.
+        let days = self.roll_up_days(wm.day_until, day_target, &mut ops)?;
+        report.days_rolled = days;
+        if hour_target == wm.hour_until && day_target == wm.day_until {
+            return Ok(report);
+        }
+        ops.put(T::Meta, mk::HOUR_UNTIL, ts_key(hour_target).to_vec());
+        ops.put(T::Meta, mk::DAY_UNTIL, ts_key(day_target).to_vec());
+        let mut st = self.state.write();
+        self.db.commit(&ops)?;
+        st.wm.hour_until = hour_target;
+        st.wm.day_until = day_target;
+        drop(st);
+        self.db.flush()?;
+        Ok(report)
+    }
+
+    /// Merges `from`-tier rollups with buckets in `[lo, hi)` into `to`-tier
+    /// buckets, adding puts to `ops`; returns the buckets written.
+    fn roll_up(&self, from: Tier, to: Tier, lo: i64, hi: i64, ops: &mut Ops) -> Result<u64> {
+        if hi <= lo {
+            return Ok(0);
+        }
+        let mut acc: BTreeMap<(i64, GroupKey), Rollup> = BTreeMap::new();
+        let mut written = 0;
+        let mut current: Option<i64> = None;
+        let src = rollup_tree(from);
+        for kv in self.db.range(src, ts_key(lo).to_vec()..ts_key(hi).to_vec()) {
+            let (k, v) = kv?;
+            let Some((bucket, group)) = parse_rollup_key(&k) else {
+                tracing::error!(tree = src.name(), key = %hex(&k), "unparsable rollup key skipped");
+                continue;
+            };
+            let r = match Rollup::decode(&v) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Err(StorageError::Decode {
+                        tree: src.name(),
+                        key: hex(&k),
+                        source: e,
+                    })
+                }
+            };
+            let b = to.floor(bucket);
+            if current.is_some_and(|c| c != b) {
+                written += self.flush_acc(to, &mut acc, ops);
+            }
+            current = Some(b);
+            acc.entry((b, group))
+                .or_insert_with(|| Rollup::new(self.digest_size(to)))
+                .merge(&r);
+        }
+        written += self.flush_acc(to, &mut acc, ops);
+        Ok(written)
+    }
+
+    fn flush_acc(
+        &self,
+        to: Tier,
+        acc: &mut BTreeMap<(i64, GroupKey), Rollup>,
+        ops: &mut Ops,
+    ) -> u64 {
+        let n = acc.len() as u64;
+        for ((b, g), mut r) in std::mem::take(acc) {
+            r.resize_digests(self.digest_size(to));
+            ops.put(rollup_tree(to), rollup_key(b, &g), r.encode());
+        }
+        n
+    }
+
+    fn roll_up_days(&self, lo: i64, hi: i64, ops: &mut Ops) -> Result<u64> {
+        if hi <= lo {
+            return Ok(0);
+        }
+        // Hour buckets just written (not yet committed) plus those stored.
+        let mut pending: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for (t, k, v) in ops.iter() {
+            if t == T::RollupHour {
+                if let Some(v) = v {
+                    pending.insert(k.to_vec(), v.to_vec());
+                }
+            }
+        }
+        let mut acc: BTreeMap<(i64, GroupKey), Rollup> = BTreeMap::new();
+        let lo_k = ts_key(lo).to_vec();
+        let hi_k = ts_key(hi).to_vec();
+        let mut sources: BTreeMap<Vec<u8>, Vec<u8>> = pending
+            .range(lo_k.clone()..hi_k.clone())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for kv in self.db.range(T::RollupHour, lo_k..hi_k) {
+            let (k, v) = kv?;
+            sources.entry(k.to_vec()).or_insert_with(|| v.to_vec());
+        }
+        for (k, v) in sources {
+            let Some((bucket, group)) = parse_rollup_key(&k) else {
+                continue;
+            };
+            let r = Rollup::decode(&v).map_err(|e| StorageError::Decode {
+                tree: T::RollupHour.name(),
+                key: hex(&k),
+                source: e,
+            })?;
+            acc.entry((Tier::Day.floor(bucket), group))
+                .or_insert_with(|| Rollup::new(self.digest_size(Tier::Day)))
+                .merge(&r);
+        }
+        Ok(self.flush_acc(Tier::Day, &mut acc, ops))
+    }
+
+    pub(crate) fn apply_retention(&self, now_ms: i64) -> Result<MaintenanceReport> {
+        let _m = self.maint.lock();
+        let wm = self.state.read_recursive().wm;
+        let r = self.config.retention;
+        let cut = |keep: Option<i64>, tier: Option<Tier>, old: i64| -> i64 {
+            match keep {
+                None => old,
+                Some(ms) => {
+                    let c = now_ms.saturating_sub(ms);
+                    tier.map_or(c, |t| t.floor(c)).max(old)
+                }
+            }
+        };
+        let raw_from = cut(r.raw_ms, None, wm.raw_from);
+        let minute_from = cut(r.minute_ms, Some(Tier::Minute), wm.minute_from);
+        let hour_from = cut(r.hour_ms, Some(Tier::Hour), wm.hour_from);
+        let day_from = cut(r.day_ms, Some(Tier::Day), wm.day_from);
+        let traces_from = cut(r.traces_ms, None, wm.traces_from);
+
+        let mut ops = Ops::default();
+        let mut dead_segments = Vec::new();
+        let below = |ts: i64| ..ts_key(ts).to_vec();
+        if raw_from > i64::MIN {
+            // Segment keys start with the segment's max ts: a prefix range.
+            for kv in self.db.range(T::SegmentMeta, below(raw_from)) {
+                let (k, _) = kv?;
+                ops.del(T::Segments, k.to_vec());
+                ops.del(T::SegmentMeta, k.to_vec());
+                dead_segments.push(k.to_vec());
+            }
+            for t in [T::Quality, T::Feedback] {
+                for kv in self.db.range(t, below(raw_from)) {
+                    ops.del(t, kv?.0.to_vec());
+                }
+            }
+        }
+        for (t, from) in [
+            (T::RollupMinute, minute_from),
+            (T::RollupHour, hour_from),
+            (T::RollupDay, day_from),
+        ] {
+            if from > i64::MIN {
+                for kv in self.db.range(t, below(from)) {
+                    ops.del(t, kv?.0.to_vec());
+                }
+            }
+        }
+        if traces_from > 0 {
+            let cutoff_ns = (traces_from as u64).saturating_mul(1_000_000);
+            for kv in self
+                .db
+                .range(T::TraceTime, ..cutoff_ns.to_be_bytes().to_vec())
+            {
+                let (k, _) = kv?;
+                if let Some((_, _, span_key)) = super::records::parse_span_time_key(&k) {
+                    ops.del(T::Traces, span_key);
+                }
+                ops.del(T::TraceTime, k.to_vec());
+            }
+        }
+        let report = MaintenanceReport {
+            keys_expired: ops.len() as u64,
+            ..MaintenanceReport::default()
+        };
+        for (k, v) in [
+            (mk::RAW_FROM, raw_from),
+            (mk::MINUTE_FROM, minute_from),
+            (mk::HOUR_FROM, hour_from),
+            (mk::DAY_FROM, day_from),
+            (mk::TRACES_FROM, traces_from),
+        ] {
+            ops.put(T::Meta, k, ts_key(v).to_vec());
+        }
+        let mut st = self.state.write();
+        self.db.commit(&ops)?;
+        for k in dead_segments {
+            st.segments.remove(&k);
+        }
+        st.wm.raw_from = raw_from;
+        st.wm.minute_from = minute_from;
+        st.wm.hour_from = hour_from;
+        st.wm.day_from = day_from;
+        st.wm.traces_from = traces_from;
+        drop(st);
+        self.db.flush()?;
+        Ok(report)
+    }
+
+    pub(crate) fn maintain(&self, now_ms: i64) -> Result<MaintenanceReport> {
+        let due = {
+            let st = self.state.read_recursive();
+            st.sealing.is_some()
+                || st.head.events() >= self.config.seal_max_events
+                || st
+                    .head
+                    .first_applied_ms
+                    .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.seal_max_age_ms)
+        };
+        let mut report = MaintenanceReport::default();
+        if due {
+            let s = self.seal(now_ms)?;
+            report.sealed_events = s.sealed_events;
+            report.segments_written = s.segments_written;
+        }
+        let d = self.downsample(now_ms)?;
+        report.hours_rolled = d.hours_rolled;
+        report.days_rolled = d.days_rolled;
+        report.keys_expired = self.apply_retention(now_ms)?.keys_expired;
+        Ok(report)
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
