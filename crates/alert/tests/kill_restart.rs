@@ -25,6 +25,8 @@ use support::{Receiver, Reply};
 
 const CHILD_ENV: &str = "SEXTANT_ALERT_CHILD_DIR";
 const URL_ENV: &str = "SEXTANT_ALERT_CHILD_URL";
+/// `file` (FileKv) or `sled` (the real `sextant_storage::Store`).
+const BACKEND_ENV: &str = "SEXTANT_ALERT_CHILD_BACKEND";
 
 fn space_id(s: Space) -> u8 {
     match s {
@@ -168,7 +170,17 @@ fn kill_child_entry() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let kv = Arc::new(FileKv::open(dir.join("kv.json")));
+        let kv: Arc<dyn KvBackend> = if std::env::var(BACKEND_ENV).as_deref() == Ok("sled") {
+            Arc::new(
+                sextant_storage::Store::open(
+                    &dir.join("store"),
+                    sextant_storage::StoreConfig::default(),
+                )
+                .unwrap(),
+            )
+        } else {
+            Arc::new(FileKv::open(dir.join("kv.json")))
+        };
         let src = Arc::new(FileSource {
             path: dir.join("value"),
         });
@@ -198,11 +210,25 @@ fn kill_child_entry() {
             a.create_rule(r).unwrap();
         }
         let (_tx, rx) = tokio::sync::watch::channel(false);
+        // Tell the parent when the outbox is empty (it cannot open sled while we hold it).
+        let watcher = a.clone();
+        let marker = dir.join("drained");
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let s = watcher.stats();
+                // Three cycles in, the worker has made at least its first pass.
+                if s.cycles_total >= 3 && s.outbox_depth == 0 {
+                    let _ = std::fs::write(&marker, b"1");
+                }
+            }
+        });
         a.run(rx).await;
     });
 }
 
 struct Harness {
+    backend: &'static str,
     dir: tempfile::TempDir,
     url: String,
     child: Option<Child>,
@@ -227,6 +253,7 @@ impl Harness {
             ])
             .env(CHILD_ENV, self.dir.path())
             .env(URL_ENV, &self.url)
+            .env(BACKEND_ENV, self.backend)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -283,6 +310,18 @@ async fn sigkill_at_random_moments_loses_and_duplicates_no_notification() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
+    kill_scenario("file").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_over_the_real_sled_store_loses_and_duplicates_no_notification() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    kill_scenario("sled").await;
+}
+
+async fn kill_scenario(backend: &'static str) {
     let rx = Receiver::start(0).await;
     // Slow answers widen the "killed during delivery" window.
     for _ in 0..10_000 {
@@ -293,6 +332,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_no_notification() {
         });
     }
     let mut h = Harness {
+        backend,
         dir: tempfile::tempdir().unwrap(),
         url: rx.url("/hook"),
         child: None,
@@ -320,9 +360,27 @@ async fn sigkill_at_random_moments_loses_and_duplicates_no_notification() {
         h.kill();
     }
     // Let one last run drain whatever is still queued.
+    let marker = h.dir.path().join("drained");
+    let _ = std::fs::remove_file(&marker);
     h.start();
-    wait_for("an empty outbox", || h.outbox_len() == 0).await;
+    if backend == "file" {
+        wait_for("an empty outbox", || h.outbox_len() == 0).await;
+    } else {
+        wait_for("the child to report an empty outbox", || marker.exists()).await;
+    }
     h.kill();
+    if backend == "sled" {
+        let store = sextant_storage::Store::open(
+            &h.dir.path().join("store"),
+            sextant_storage::StoreConfig::default(),
+        )
+        .unwrap();
+        assert!(
+            store.kv_scan(Space::Outbox, b"").unwrap().is_empty(),
+            "outbox drained"
+        );
+        store.close().unwrap();
+    }
 
     let got = rx.delivered();
     let firing = distinct_keys(&rx, "firing");
