@@ -1,10 +1,16 @@
 //! The alerting API. See lib.rs.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sextant_query::QueryEngine;
-use sextant_storage::{StorageError, Store};
+use sextant_storage::{ErrorKind, StorageError, Store};
+
+use crate::kv::KvBackend;
+use crate::service::{self, DeliveryPass, Inner};
+use crate::source::{MetricSource, QuerySource};
 
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +24,22 @@ pub enum AlertError {
     Conflict(String),
     #[error("alert storage: {0}")]
     Storage(#[from] StorageError),
+    /// A failure that is not the caller's fault (e.g. the HTTP client could not be built).
+    #[error("alerting: {0}")]
+    Internal(String),
+}
+
+impl AlertError {
+    /// The class of failure, for the server's status mapping. `Conflict` is
+    /// `InvalidInput` here; the server may match the variant for a 409.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AlertError::InvalidInput { .. } | AlertError::Conflict(_) => ErrorKind::InvalidInput,
+            AlertError::NotFound { .. } => ErrorKind::NotFound,
+            AlertError::Storage(e) => e.kind(),
+            AlertError::Internal(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// An alert rule, exactly as the API takes and returns it (DESIGN.md
@@ -86,8 +108,8 @@ pub enum NotifierKind {
 }
 
 /// One `[[notifier]]` of the configuration file. Secrets (url, routing_key)
-/// are never returned by the API or logged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// are never returned by the API or logged: `Debug` redacts them.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifierConfig {
     pub name: String,
@@ -101,6 +123,19 @@ pub struct NotifierConfig {
     /// PagerDuty Events v2 URL. Default `https://events.pagerduty.com/v2/enqueue`.
     #[serde(default)]
     pub events_url: Option<String>,
+}
+
+impl fmt::Debug for NotifierConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |o: &Option<String>| o.as_ref().map(|_| "<redacted>");
+        f.debug_struct("NotifierConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &redact(&self.url))
+            .field("routing_key", &redact(&self.routing_key))
+            .field("events_url", &redact(&self.events_url))
+            .finish()
+    }
 }
 
 /// The `[alerting]` section. Every field has its default in its doc.
@@ -120,6 +155,12 @@ pub struct AlertConfig {
     pub history_retention_seconds: u64,
     /// Install the seed's six default rules on first start. Default true.
     pub install_default_rules: bool,
+    /// Overrides `eval_interval_seconds` with a finer interval, ms (tests). Default unset.
+    pub eval_interval_ms: Option<u64>,
+    /// First retry delay, ms; doubles per attempt, with jitter. Default 1,000.
+    pub delivery_backoff_initial_ms: u64,
+    /// Longest retry delay, ms (a receiver's longer `Retry-After` still wins). Default 300,000.
+    pub delivery_backoff_max_ms: u64,
 }
 
 impl Default for AlertConfig {
@@ -131,6 +172,9 @@ impl Default for AlertConfig {
             delivery_max_age_seconds: 86_400,
             history_retention_seconds: 90 * 86_400,
             install_default_rules: true,
+            eval_interval_ms: None,
+            delivery_backoff_initial_ms: 1_000,
+            delivery_backoff_max_ms: 300_000,
         }
     }
 }
@@ -177,6 +221,9 @@ pub struct InstanceView {
     pub last_value: Option<f64>,
     pub last_evaluated_ms: Option<i64>,
     pub last_notified_ms: Option<i64>,
+    /// The last evaluation error, while it persists.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// A silence: matching instances still change state but do not notify.
@@ -209,10 +256,9 @@ pub struct AlertStats {
 /// The alerting service over one store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Alerting {
-    _private: (),
+    inner: Arc<Inner>,
 }
 
-#[allow(unused_variables)]
 impl Alerting {
     /// Loads persisted rules and state; installs the default rules on first start.
     pub fn open(
@@ -221,53 +267,142 @@ impl Alerting {
         config: AlertConfig,
         notifiers: Vec<NotifierConfig>,
     ) -> Result<Alerting, AlertError> {
-        unimplemented!()
+        Alerting::with_backend(
+            Arc::new(store),
+            Arc::new(QuerySource::new(engine)),
+            config,
+            notifiers,
+            service::now_ms(),
+        )
     }
+
+    /// Like [`Alerting::open`] over any key-value backend and metric source;
+    /// `started_ms` is the restart instant (Unix ms) the state machine's grace
+    /// period and downtime rule count from.
+    pub fn with_backend(
+        kv: Arc<dyn KvBackend>,
+        source: Arc<dyn MetricSource>,
+        config: AlertConfig,
+        notifiers: Vec<NotifierConfig>,
+        started_ms: i64,
+    ) -> Result<Alerting, AlertError> {
+        let inner = Inner::open(kv, source, config, notifiers, started_ms)?;
+        Ok(Alerting {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Every rule, sorted by name.
     pub fn rules(&self) -> Result<Vec<Rule>, AlertError> {
-        unimplemented!()
+        Ok(self.inner.rules())
     }
     pub fn rule(&self, name: &str) -> Result<Rule, AlertError> {
-        unimplemented!()
+        self.inner.rule(name)
     }
     /// Validates and persists a new rule (Conflict when the name exists).
     pub fn create_rule(&self, rule: Rule) -> Result<Rule, AlertError> {
-        unimplemented!()
+        self.inner.create_rule(rule)
     }
-    /// Validates and persists a changed rule; resets its instances.
+    /// Validates and persists a changed rule; resets its instances (a firing,
+    /// notified instance gets its resolve) and records the change in history.
     pub fn update_rule(&self, name: &str, rule: Rule) -> Result<Rule, AlertError> {
-        unimplemented!()
+        self.update_rule_at(name, rule, service::now_ms())
+    }
+    /// [`Alerting::update_rule`] at an injected time.
+    pub fn update_rule_at(&self, name: &str, rule: Rule, now_ms: i64) -> Result<Rule, AlertError> {
+        let stored = rule.clone();
+        self.inner
+            .replace_rule(name, Some(rule), now_ms)
+            .map(|_| stored)
     }
     pub fn delete_rule(&self, name: &str) -> Result<(), AlertError> {
-        unimplemented!()
+        self.delete_rule_at(name, service::now_ms())
+    }
+    /// [`Alerting::delete_rule`] at an injected time.
+    pub fn delete_rule_at(&self, name: &str, now_ms: i64) -> Result<(), AlertError> {
+        self.inner.replace_rule(name, None, now_ms).map(|_| ())
     }
     /// One evaluation cycle at `now_ms` (the evaluator loop calls this).
     pub fn evaluate_once(&self, now_ms: i64) -> Result<(), AlertError> {
-        unimplemented!()
+        self.inner.evaluate_once(now_ms)
     }
+    /// One delivery pass at `now_ms`: attempts every due outbox lane head once.
+    pub async fn deliver_once(&self, now_ms: i64) -> Result<DeliveryPass, AlertError> {
+        self.inner.deliver_pass(now_ms).await
+    }
+    /// History entries, newest first.
     pub fn history(&self, q: &HistoryQuery) -> Result<Vec<HistoryEntry>, AlertError> {
-        unimplemented!()
+        self.inner.history(q)
     }
+    /// Every instance, sorted by (rule, labels).
     pub fn instances(&self) -> Result<Vec<InstanceView>, AlertError> {
-        unimplemented!()
+        Ok(self.inner.instances())
     }
     pub fn silences(&self) -> Result<Vec<Silence>, AlertError> {
-        unimplemented!()
+        Ok(self.inner.silences())
     }
     pub fn create_silence(&self, s: Silence) -> Result<Silence, AlertError> {
-        unimplemented!()
+        self.inner.create_silence(s)
     }
     pub fn delete_silence(&self, id: &str) -> Result<(), AlertError> {
-        unimplemented!()
+        self.inner.delete_silence(id)
     }
     /// Notifier names and kinds only (no secrets).
     pub fn notifiers(&self) -> Vec<(String, NotifierKind)> {
-        unimplemented!()
+        self.inner.notifiers()
     }
     pub fn stats(&self) -> AlertStats {
-        unimplemented!()
+        self.inner.stats()
     }
     /// Runs the evaluator loop and the delivery worker until `shutdown` turns true.
     pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) {
-        unimplemented!()
+        let eval = self.clone().eval_loop(shutdown.clone());
+        let deliver = self.deliver_loop(shutdown);
+        tokio::join!(eval, deliver);
+    }
+
+    async fn eval_loop(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let every = std::time::Duration::from_millis(self.inner.eval_interval_ms().unsigned_abs());
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            let me = self.clone();
+            let done =
+                tokio::task::spawn_blocking(move || me.evaluate_once(service::now_ms())).await;
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "alert evaluation failed"),
+                Err(e) => tracing::error!(error = %e, "alert evaluation panicked"),
+            }
+        }
+    }
+
+    async fn deliver_loop(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let now = service::now_ms();
+            let wait_ms = match self.inner.deliver_pass(now).await {
+                Ok(p) if p.more => continue,
+                Ok(p) => p.next_due_ms.map_or(1_000, |t| (t - now).clamp(1, 1_000)),
+                Err(e) => {
+                    tracing::error!(error = %e, "alert delivery pass failed");
+                    1_000
+                }
+            };
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wait_ms.unsigned_abs())) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
     }
 }
