@@ -17,6 +17,7 @@ mod acc;
 mod api;
 mod drift;
 mod exec;
+mod memory;
 mod plan;
 mod quality;
 mod source;
@@ -28,6 +29,7 @@ pub use api::{
     SeriesRequest, SeriesResult, SignalStatus, Summary, SummaryRequest, SummaryResult,
     MAX_SERIES_POINTS, METRICS,
 };
+pub use memory::MemoryStore;
 pub use plan::{plan, rollups_serve, Part, PartSource, Plan, RawReason};
 
 #[cfg(test)]

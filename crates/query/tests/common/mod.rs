@@ -54,7 +54,7 @@ pub fn workload(seed: u64, start_ms: i64, days: i64, per_hour: usize) -> Workloa
                 completion_tokens: completion,
                 total_tokens: prompt + completion,
                 cost_usd: (!(mi == 2 && rng.u32(0..10) == 0))
-                    .then(|| prompt as f64 * 2.5e-6 + completion as f64 * 1e-5),
+                    .then_some(prompt as f64 * 2.5e-6 + completion as f64 * 1e-5),
                 finish_reason: if error {
                     ""
                 } else if rng.u32(0..10) == 0 {
