@@ -1,0 +1,603 @@
+//! Rollups: mergeable per-(bucket × group) aggregates, and their digests.
+//!
+//! **Invariants:**
+//! - `merge` is associative and commutative on every exact field (counts and
+//!   fixed-point sums are integers, added with saturating arithmetic;
+//!   `latency_min_ms`/`latency_max_ms` are f64 min/max), so late events and
+//!   re-merges in any order give identical counts and sums. Each real value
+//!   is rounded once, when added.
+//! - Digests merge approximately, within the bound stated in
+//!   docs/format/rollup.md; their `count`, `min` and `max` are exact.
+//! - Every `Some` digest of a rollup holds at most `digest_size` centroids
+//!   once compressed; an empty digest is `None`.
+//! - [`Rollup::decode`] never panics: bad bytes are a [`CodecError`].
+//!
+//! The byte layout is documented in docs/format/rollup.md.
+
+mod digest;
+mod wire;
+
+use std::collections::BTreeMap;
+
+use sextant_model::{Feedback, LlmCall, Quality};
+
+pub use digest::Digest;
+
+use crate::error::CodecError;
+use crate::frame;
+use wire::Reader;
+
+/// Version byte of a framed rollup value.
+pub(crate) const ROLLUP_FORMAT_VERSION: u8 = 1;
+
+/// Digest size of [`Rollup::default`].
+pub(crate) const DEFAULT_DIGEST_SIZE: usize = 100;
+
+/// Aggregates of every call, quality record and feedback in one bucket × group.
+///
+/// Sums of real-valued quantities are fixed-point integers so that merging is
+/// exact and order-independent: each value is rounded once, when added.
+#[derive(Debug, Clone)]
+pub struct Rollup {
+    pub count: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Sum of `round(cost_usd × 1e9)` over calls with a known cost.
+    pub cost_nano_usd: u128,
+    /// Calls whose cost is unknown (no price for the model).
+    pub cost_unknown: u64,
+    /// Sum of `round(latency_ms × 1000)`.
+    pub latency_sum_us: u128,
+    /// Smallest latency, ms; +inf when `count == 0`.
+    pub latency_min_ms: f64,
+    /// Largest latency, ms; −inf when `count == 0`.
+    pub latency_max_ms: f64,
+    /// Calls with a time to first token.
+    pub ttft_count: u64,
+    /// Sum of `round(ttft_ms × 1000)`.
+    pub ttft_sum_us: u128,
+    /// Latency, ms.
+    pub latency: Option<Digest>,
+    /// Time to first token, ms.
+    pub ttft: Option<Digest>,
+    /// Total tokens per call.
+    pub total_tokens_digest: Option<Digest>,
+    /// Calls per finish reason ("" for none).
+    pub finish_reasons: BTreeMap<String, u64>,
+    pub quality_count: u64,
+    pub refusals: u64,
+    pub hedging: u64,
+    /// Sum of response lengths, characters.
+    pub response_length_sum: u64,
+    /// Response length, characters.
+    pub response_length: Option<Digest>,
+    /// Sum of `round(sentiment_score × 1e6)`.
+    pub sentiment_sum_micro: i128,
+    pub factual_count: u64,
+    /// Sum of `round(factual_accuracy × 1e6)`.
+    pub factual_sum_micro: u128,
+    pub feedback_count: u64,
+    pub rating_sum: i64,
+    /// Maximum centroids of this rollup's digests (set by [`Rollup::new`] and
+    /// [`Rollup::resize_digests`]; encoded).
+    pub digest_size: usize,
+}
+
+impl Default for Rollup {
+    /// An empty rollup with [`DEFAULT_DIGEST_SIZE`] digests.
+    fn default() -> Rollup {
+        Rollup::new(DEFAULT_DIGEST_SIZE)
+    }
+}
+
+fn add_to(slot: &mut Option<Digest>, size: usize, value: f64) {
+    slot.get_or_insert_with(|| Digest::new(size)).add(value);
+}
+
+fn merge_into(slot: &mut Option<Digest>, size: usize, other: &Option<Digest>) {
+    if let Some(o) = other.as_ref().filter(|o| !o.is_empty()) {
+        slot.get_or_insert_with(|| Digest::new(size)).merge(o);
+    }
+}
+
+/// Fixed-point value, rounded once; negative, NaN → 0, saturating at the top.
+fn fixed_u(x: f64, scale: f64) -> u128 {
+    (x * scale).round() as u128
+}
+
+impl Rollup {
+    /// An empty rollup whose digests hold at most `digest_size` centroids.
+    pub fn new(digest_size: usize) -> Rollup {
+        Rollup {
+            count: 0,
+            errors: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+            cached_input_tokens: 0,
+            reasoning_tokens: 0,
+            cost_nano_usd: 0,
+            cost_unknown: 0,
+            latency_sum_us: 0,
+            latency_min_ms: f64::INFINITY,
+            latency_max_ms: f64::NEG_INFINITY,
+            ttft_count: 0,
+            ttft_sum_us: 0,
+            latency: None,
+            ttft: None,
+            total_tokens_digest: None,
+            finish_reasons: BTreeMap::new(),
+            quality_count: 0,
+            refusals: 0,
+            hedging: 0,
+            response_length_sum: 0,
+            response_length: None,
+            sentiment_sum_micro: 0,
+            factual_count: 0,
+            factual_sum_micro: 0,
+            feedback_count: 0,
+            rating_sum: 0,
+            digest_size: digest_size.clamp(1, digest::MAX_DIGEST_SIZE),
+        }
+    }
+
+    /// True when nothing was added (no call, quality record or feedback).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0 && self.quality_count == 0 && self.feedback_count == 0
+    }
+
+    pub fn add_call(&mut self, call: &LlmCall) {
+        let size = self.digest_size;
+        self.count = self.count.saturating_add(1);
+        self.errors = self.errors.saturating_add(u64::from(call.is_error()));
+        self.prompt_tokens = self.prompt_tokens.saturating_add(call.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(call.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(call.total_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(call.cached_input_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(call.reasoning_tokens);
+        match call.cost_usd {
+            Some(c) => self.cost_nano_usd = self.cost_nano_usd.saturating_add(fixed_u(c, 1e9)),
+            None => self.cost_unknown = self.cost_unknown.saturating_add(1),
+        }
+        self.latency_sum_us = self
+            .latency_sum_us
+            .saturating_add(fixed_u(call.latency_ms, 1e3));
+        self.latency_min_ms = self.latency_min_ms.min(call.latency_ms);
+        self.latency_max_ms = self.latency_max_ms.max(call.latency_ms);
+        add_to(&mut self.latency, size, call.latency_ms);
+        if let Some(t) = call.time_to_first_token_ms {
+            self.ttft_count = self.ttft_count.saturating_add(1);
+            self.ttft_sum_us = self.ttft_sum_us.saturating_add(fixed_u(t, 1e3));
+            add_to(&mut self.ttft, size, t);
+        }
+        add_to(
+            &mut self.total_tokens_digest,
+            size,
+            call.total_tokens as f64,
+        );
+        match self.finish_reasons.get_mut(call.finish_reason.as_str()) {
+            Some(n) => *n = n.saturating_add(1),
+            None => {
+                self.finish_reasons.insert(call.finish_reason.clone(), 1);
+            }
+        }
+    }
+
+    pub fn add_quality(&mut self, q: &Quality) {
+        self.quality_count = self.quality_count.saturating_add(1);
+        self.refusals = self.refusals.saturating_add(u64::from(q.has_refusal));
+        self.hedging = self
+            .hedging
+            .saturating_add(u64::from(q.has_hallucination_markers));
+        self.response_length_sum = self.response_length_sum.saturating_add(q.response_length);
+        add_to(
+            &mut self.response_length,
+            self.digest_size,
+            q.response_length as f64,
+        );
+        self.sentiment_sum_micro = self
+            .sentiment_sum_micro
+            .saturating_add((q.sentiment_score * 1e6).round() as i128);
+        if let Some(f) = q.factual_accuracy {
+            self.factual_count = self.factual_count.saturating_add(1);
+            self.factual_sum_micro = self.factual_sum_micro.saturating_add(fixed_u(f, 1e6));
+        }
+    }
+
+    pub fn add_feedback(&mut self, f: &Feedback) {
+        self.feedback_count = self.feedback_count.saturating_add(1);
+        self.rating_sum = self.rating_sum.saturating_add(f.rating);
+    }
+
+    /// Adds `other` into `self`; `self` keeps its digest size.
+    pub fn merge(&mut self, other: &Rollup) {
+        let size = self.digest_size;
+        self.count = self.count.saturating_add(other.count);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(other.cached_input_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
+        self.cost_nano_usd = self.cost_nano_usd.saturating_add(other.cost_nano_usd);
+        self.cost_unknown = self.cost_unknown.saturating_add(other.cost_unknown);
+        self.latency_sum_us = self.latency_sum_us.saturating_add(other.latency_sum_us);
+        self.latency_min_ms = self.latency_min_ms.min(other.latency_min_ms);
+        self.latency_max_ms = self.latency_max_ms.max(other.latency_max_ms);
+        self.ttft_count = self.ttft_count.saturating_add(other.ttft_count);
+        self.ttft_sum_us = self.ttft_sum_us.saturating_add(other.ttft_sum_us);
+        merge_into(&mut self.latency, size, &other.latency);
+        merge_into(&mut self.ttft, size, &other.ttft);
+        merge_into(
+            &mut self.total_tokens_digest,
+            size,
+            &other.total_tokens_digest,
+        );
+        for (reason, n) in &other.finish_reasons {
+            match self.finish_reasons.get_mut(reason.as_str()) {
+                Some(m) => *m = m.saturating_add(*n),
+                None => {
+                    self.finish_reasons.insert(reason.clone(), *n);
+                }
+            }
+        }
+        self.quality_count = self.quality_count.saturating_add(other.quality_count);
+        self.refusals = self.refusals.saturating_add(other.refusals);
+        self.hedging = self.hedging.saturating_add(other.hedging);
+        self.response_length_sum = self
+            .response_length_sum
+            .saturating_add(other.response_length_sum);
+        merge_into(&mut self.response_length, size, &other.response_length);
+        self.sentiment_sum_micro = self
+            .sentiment_sum_micro
+            .saturating_add(other.sentiment_sum_micro);
+        self.factual_count = self.factual_count.saturating_add(other.factual_count);
+        self.factual_sum_micro = self
+            .factual_sum_micro
+            .saturating_add(other.factual_sum_micro);
+        self.feedback_count = self.feedback_count.saturating_add(other.feedback_count);
+        self.rating_sum = self.rating_sum.saturating_add(other.rating_sum);
+    }
+
+    /// Re-compresses digests to at most `digest_size` centroids (for coarser tiers).
+    pub fn resize_digests(&mut self, digest_size: usize) {
+        let size = digest_size.clamp(1, digest::MAX_DIGEST_SIZE);
+        self.digest_size = size;
+        for d in self.digests_mut().into_iter().flatten() {
+            d.resize(size);
+        }
+    }
+
+    /// Folds every digest's pending buffer into its centroids (cheaper
+    /// repeated quantile queries; no effect on exact fields).
+    pub fn compress_digests(&mut self) {
+        for d in self.digests_mut().into_iter().flatten() {
+            d.compress();
+        }
+    }
+
+    fn digests_mut(&mut self) -> [Option<&mut Digest>; 4] {
+        [
+            self.latency.as_mut(),
+            self.ttft.as_mut(),
+            self.total_tokens_digest.as_mut(),
+            self.response_length.as_mut(),
+        ]
+    }
+
+    /// True when every exact field (counts, sums, min/max, finish reasons,
+    /// digest counts and extremes) is equal; digest centroids are not compared.
+    pub fn exact_eq(&self, other: &Rollup) -> bool {
+        fn dig(d: &Option<Digest>) -> (u64, Option<u64>, Option<u64>) {
+            match d {
+                Some(d) => (
+                    d.count(),
+                    d.min().map(f64::to_bits),
+                    d.max().map(f64::to_bits),
+                ),
+                None => (0, None, None),
+            }
+        }
+        self.exact_u64s() == other.exact_u64s()
+            && self.cost_nano_usd == other.cost_nano_usd
+            && self.latency_sum_us == other.latency_sum_us
+            && self.ttft_sum_us == other.ttft_sum_us
+            && self.sentiment_sum_micro == other.sentiment_sum_micro
+            && self.factual_sum_micro == other.factual_sum_micro
+            && self.rating_sum == other.rating_sum
+            && self.latency_min_ms.to_bits() == other.latency_min_ms.to_bits()
+            && self.latency_max_ms.to_bits() == other.latency_max_ms.to_bits()
+            && self.finish_reasons == other.finish_reasons
+            && dig(&self.latency) == dig(&other.latency)
+            && dig(&self.ttft) == dig(&other.ttft)
+            && dig(&self.total_tokens_digest) == dig(&other.total_tokens_digest)
+            && dig(&self.response_length) == dig(&other.response_length)
+    }
+
+    fn exact_u64s(&self) -> [u64; 15] {
+        [
+            self.count,
+            self.errors,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.total_tokens,
+            self.cached_input_tokens,
+            self.reasoning_tokens,
+            self.cost_unknown,
+            self.ttft_count,
+            self.quality_count,
+            self.refusals,
+            self.hedging,
+            self.response_length_sum,
+            self.factual_count,
+            self.feedback_count,
+        ]
+    }
+
+    /// Framed encoding (version + CRC; see docs/format/rollup.md).
+    pub fn encode(&self) -> Vec<u8> {
+        frame::frame(ROLLUP_FORMAT_VERSION, &self.encode_payload())
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Rollup, CodecError> {
+        let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, bytes)?;
+        Rollup::decode_payload(payload)
+    }
+
+    pub fn cost_usd(&self) -> f64 {
+        self.cost_nano_usd as f64 / 1e9
+    }
+    pub fn latency_sum_ms(&self) -> f64 {
+        self.latency_sum_us as f64 / 1e3
+    }
+    pub fn ttft_sum_ms(&self) -> f64 {
+        self.ttft_sum_us as f64 / 1e3
+    }
+}
+
+/// Field numbers = bit positions in the presence mask, in encoding order.
+mod field {
+    pub(super) const COUNT: u32 = 0;
+    pub(super) const ERRORS: u32 = 1;
+    pub(super) const PROMPT_TOKENS: u32 = 2;
+    pub(super) const COMPLETION_TOKENS: u32 = 3;
+    pub(super) const TOTAL_TOKENS: u32 = 4;
+    pub(super) const CACHED_INPUT_TOKENS: u32 = 5;
+    pub(super) const REASONING_TOKENS: u32 = 6;
+    pub(super) const COST_NANO_USD: u32 = 7;
+    pub(super) const COST_UNKNOWN: u32 = 8;
+    pub(super) const LATENCY_SUM_US: u32 = 9;
+    pub(super) const LATENCY_MIN_MS: u32 = 10;
+    pub(super) const LATENCY_MAX_MS: u32 = 11;
+    pub(super) const TTFT_COUNT: u32 = 12;
+    pub(super) const TTFT_SUM_US: u32 = 13;
+    pub(super) const QUALITY_COUNT: u32 = 14;
+    pub(super) const REFUSALS: u32 = 15;
+    pub(super) const HEDGING: u32 = 16;
+    pub(super) const RESPONSE_LENGTH_SUM: u32 = 17;
+    pub(super) const SENTIMENT_SUM_MICRO: u32 = 18;
+    pub(super) const FACTUAL_COUNT: u32 = 19;
+    pub(super) const FACTUAL_SUM_MICRO: u32 = 20;
+    pub(super) const FEEDBACK_COUNT: u32 = 21;
+    pub(super) const RATING_SUM: u32 = 22;
+    pub(super) const FINISH_REASONS: u32 = 23;
+    pub(super) const LATENCY: u32 = 24;
+    pub(super) const TTFT: u32 = 25;
+    pub(super) const TOTAL_TOKENS_DIGEST: u32 = 26;
+    pub(super) const RESPONSE_LENGTH: u32 = 27;
+    pub(super) const ALL: u64 = (1 << 28) - 1;
+}
+
+/// Finish-reason names longer than this are rejected by the decoder.
+const MAX_REASON_BYTES: usize = 4096;
+
+impl Rollup {
+    fn encode_payload(&self) -> Vec<u8> {
+        use field::*;
+        let u64s: [(u32, u64); 15] = [
+            (COUNT, self.count),
+            (ERRORS, self.errors),
+            (PROMPT_TOKENS, self.prompt_tokens),
+            (COMPLETION_TOKENS, self.completion_tokens),
+            (TOTAL_TOKENS, self.total_tokens),
+            (CACHED_INPUT_TOKENS, self.cached_input_tokens),
+            (REASONING_TOKENS, self.reasoning_tokens),
+            (COST_UNKNOWN, self.cost_unknown),
+            (TTFT_COUNT, self.ttft_count),
+            (QUALITY_COUNT, self.quality_count),
+            (REFUSALS, self.refusals),
+            (HEDGING, self.hedging),
+            (RESPONSE_LENGTH_SUM, self.response_length_sum),
+            (FACTUAL_COUNT, self.factual_count),
+            (FEEDBACK_COUNT, self.feedback_count),
+        ];
+        let u128s: [(u32, u128); 4] = [
+            (COST_NANO_USD, self.cost_nano_usd),
+            (LATENCY_SUM_US, self.latency_sum_us),
+            (TTFT_SUM_US, self.ttft_sum_us),
+            (FACTUAL_SUM_MICRO, self.factual_sum_micro),
+        ];
+        let digests: [(u32, &Option<Digest>); 4] = [
+            (LATENCY, &self.latency),
+            (TTFT, &self.ttft),
+            (TOTAL_TOKENS_DIGEST, &self.total_tokens_digest),
+            (RESPONSE_LENGTH, &self.response_length),
+        ];
+        let mut mask: u64 = 0;
+        for (bit, v) in u64s {
+            mask |= u64::from(v != 0) << bit;
+        }
+        for (bit, v) in u128s {
+            mask |= u64::from(v != 0) << bit;
+        }
+        for (bit, d) in digests {
+            mask |= u64::from(d.as_ref().is_some_and(|d| !d.is_empty())) << bit;
+        }
+        mask |= u64::from(self.latency_min_ms.is_finite()) << LATENCY_MIN_MS;
+        mask |= u64::from(self.latency_max_ms.is_finite()) << LATENCY_MAX_MS;
+        mask |= u64::from(self.sentiment_sum_micro != 0) << SENTIMENT_SUM_MICRO;
+        mask |= u64::from(self.rating_sum != 0) << RATING_SUM;
+        mask |= u64::from(!self.finish_reasons.is_empty()) << FINISH_REASONS;
+
+        let mut out = Vec::with_capacity(256);
+        wire::put_u64(&mut out, mask);
+        wire::put_u64(&mut out, self.digest_size as u64);
+        let has = |bit: u32| mask & (1 << bit) != 0;
+        for bit in 0..28 {
+            if !has(bit) {
+                continue;
+            }
+            if let Some((_, v)) = u64s.iter().find(|(b, _)| *b == bit) {
+                wire::put_u64(&mut out, *v);
+            } else if let Some((_, v)) = u128s.iter().find(|(b, _)| *b == bit) {
+                wire::put_u128(&mut out, *v);
+            } else if let Some((_, Some(d))) = digests.iter().find(|(b, _)| *b == bit) {
+                d.encode_into(&mut out);
+            } else {
+                match bit {
+                    LATENCY_MIN_MS => wire::put_f64(&mut out, self.latency_min_ms),
+                    LATENCY_MAX_MS => wire::put_f64(&mut out, self.latency_max_ms),
+                    SENTIMENT_SUM_MICRO => wire::put_i128(&mut out, self.sentiment_sum_micro),
+                    RATING_SUM => wire::put_i64(&mut out, self.rating_sum),
+                    FINISH_REASONS => {
+                        wire::put_u64(&mut out, self.finish_reasons.len() as u64);
+                        for (reason, n) in &self.finish_reasons {
+                            wire::put_u64(&mut out, reason.len() as u64);
+                            out.extend_from_slice(reason.as_bytes());
+                            wire::put_u64(&mut out, *n);
+                        }
+                    }
+                    _ => unreachable!("every mask bit below 28 is a field"),
+                }
+            }
+        }
+        out
+    }
+
+    fn decode_payload(payload: &[u8]) -> Result<Rollup, CodecError> {
+        use field::*;
+        let mut r = Reader::new("rollup", payload);
+        let mask = r.u64("presence mask")?;
+        if mask & !ALL != 0 {
+            return Err(r.err(
+                "presence mask",
+                format!("unknown field bits {:#x}", mask & !ALL),
+            ));
+        }
+        let size = r.u64("digest_size")?;
+        if size == 0 || size > digest::MAX_DIGEST_SIZE as u64 {
+            return Err(r.err(
+                "digest_size",
+                format!("{size} out of range 1..={}", digest::MAX_DIGEST_SIZE),
+            ));
+        }
+        let mut x = Rollup::new(size as usize);
+        let has = |bit: u32| mask & (1 << bit) != 0;
+        macro_rules! u64f {
+            ($bit:expr, $f:ident) => {
+                if has($bit) {
+                    x.$f = r.u64(stringify!($f))?;
+                }
+            };
+        }
+        macro_rules! u128f {
+            ($bit:expr, $f:ident) => {
+                if has($bit) {
+                    x.$f = r.u128(stringify!($f))?;
+                }
+            };
+        }
+        macro_rules! digestf {
+            ($bit:expr, $f:ident) => {
+                if has($bit) {
+                    x.$f = Some(Digest::decode_from(&mut r, stringify!($f), x.digest_size)?);
+                }
+            };
+        }
+        u64f!(COUNT, count);
+        u64f!(ERRORS, errors);
+        u64f!(PROMPT_TOKENS, prompt_tokens);
+        u64f!(COMPLETION_TOKENS, completion_tokens);
+        u64f!(TOTAL_TOKENS, total_tokens);
+        u64f!(CACHED_INPUT_TOKENS, cached_input_tokens);
+        u64f!(REASONING_TOKENS, reasoning_tokens);
+        u128f!(COST_NANO_USD, cost_nano_usd);
+        u64f!(COST_UNKNOWN, cost_unknown);
+        u128f!(LATENCY_SUM_US, latency_sum_us);
+        if has(LATENCY_MIN_MS) {
+            x.latency_min_ms = finite(&mut r, "latency_min_ms")?;
+        }
+        if has(LATENCY_MAX_MS) {
+            x.latency_max_ms = finite(&mut r, "latency_max_ms")?;
+        }
+        u64f!(TTFT_COUNT, ttft_count);
+        u128f!(TTFT_SUM_US, ttft_sum_us);
+        u64f!(QUALITY_COUNT, quality_count);
+        u64f!(REFUSALS, refusals);
+        u64f!(HEDGING, hedging);
+        u64f!(RESPONSE_LENGTH_SUM, response_length_sum);
+        if has(SENTIMENT_SUM_MICRO) {
+            x.sentiment_sum_micro = r.i128("sentiment_sum_micro")?;
+        }
+        u64f!(FACTUAL_COUNT, factual_count);
+        u128f!(FACTUAL_SUM_MICRO, factual_sum_micro);
+        u64f!(FEEDBACK_COUNT, feedback_count);
+        if has(RATING_SUM) {
+            x.rating_sum = r.i64("rating_sum")?;
+        }
+        if has(FINISH_REASONS) {
+            let n = r.u64("finish_reasons")?;
+            // Each entry takes at least two bytes.
+            if n == 0 || n > (r.remaining() / 2) as u64 {
+                return Err(r.err("finish_reasons", format!("{n} entries do not fit")));
+            }
+            for _ in 0..n {
+                let len = r.u64("finish_reasons")?;
+                if len > MAX_REASON_BYTES as u64 {
+                    return Err(r.err("finish_reasons", format!("name of {len} bytes")));
+                }
+                let bytes = r.bytes("finish_reasons", len as usize)?;
+                let name = std::str::from_utf8(bytes).map_err(|e| r.err("finish_reasons", e))?;
+                let c = r.u64("finish_reasons")?;
+                if let Some((last, _)) = x.finish_reasons.last_key_value() {
+                    if last.as_str() >= name {
+                        return Err(r.err("finish_reasons", "names not strictly ascending"));
+                    }
+                }
+                x.finish_reasons.insert(name.to_owned(), c);
+            }
+        }
+        digestf!(LATENCY, latency);
+        digestf!(TTFT, ttft);
+        digestf!(TOTAL_TOKENS_DIGEST, total_tokens_digest);
+        digestf!(RESPONSE_LENGTH, response_length);
+        if !r.is_at_end() {
+            return Err(r.err("end", format!("{} trailing bytes", r.remaining())));
+        }
+        Ok(x)
+    }
+}
+
+fn finite(r: &mut Reader<'_>, field: &str) -> Result<f64, CodecError> {
+    let v = r.f64(field)?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(r.err(field, format!("{v} is not finite")))
+    }
+}
+
+#[cfg(test)]
+mod tests;

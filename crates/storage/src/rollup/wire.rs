@@ -1,0 +1,160 @@
+//! Byte-level helpers for the rollup encoding: LEB128 varints (u64, u128),
+//! zigzag for signed values, little-endian f64, and a bounds-checked reader.
+//!
+//! **Invariant:** [`Reader`] never panics and never allocates from an
+//! untrusted length without first checking it against the bytes left.
+
+use crate::error::CodecError;
+
+pub(crate) fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub(crate) fn put_u128(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub(crate) fn put_i128(out: &mut Vec<u8>, v: i128) {
+    put_u128(out, ((v << 1) ^ (v >> 127)) as u128);
+}
+
+pub(crate) fn put_i64(out: &mut Vec<u8>, v: i64) {
+    put_u64(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+pub(crate) fn put_f64(out: &mut Vec<u8>, v: f64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// A cursor over untrusted bytes; every read is bounds-checked.
+#[derive(Debug)]
+pub(crate) struct Reader<'a> {
+    what: &'static str,
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(what: &'static str, buf: &'a [u8]) -> Reader<'a> {
+        Reader { what, buf, pos: 0 }
+    }
+
+    pub(crate) fn err(&self, field: &str, reason: impl std::fmt::Display) -> CodecError {
+        CodecError::new(
+            self.what,
+            format!("field {field} at byte {}: {reason}", self.pos),
+        )
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub(crate) fn is_at_end(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    fn byte(&mut self, field: &str) -> Result<u8, CodecError> {
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.err(field, "unexpected end of bytes")),
+        }
+    }
+
+    pub(crate) fn u128(&mut self, field: &str) -> Result<u128, CodecError> {
+        let mut v: u128 = 0;
+        for i in 0..19u32 {
+            let b = self.byte(field)?;
+            let bits = u128::from(b & 0x7f);
+            let shift = 7 * i;
+            if shift == 126 && bits > 0b11 {
+                return Err(self.err(field, "varint overflows 128 bits"));
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.err(field, "varint longer than 19 bytes"))
+    }
+
+    pub(crate) fn u64(&mut self, field: &str) -> Result<u64, CodecError> {
+        let v = self.u128(field)?;
+        u64::try_from(v).map_err(|_| self.err(field, format!("{v} overflows u64")))
+    }
+
+    pub(crate) fn i128(&mut self, field: &str) -> Result<i128, CodecError> {
+        let z = self.u128(field)?;
+        Ok(((z >> 1) as i128) ^ -((z & 1) as i128))
+    }
+
+    pub(crate) fn i64(&mut self, field: &str) -> Result<i64, CodecError> {
+        let z = self.u64(field)?;
+        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    pub(crate) fn f64(&mut self, field: &str) -> Result<f64, CodecError> {
+        let bytes = self.bytes(field, 8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(bytes);
+        Ok(f64::from_le_bytes(a))
+    }
+
+    pub(crate) fn bytes(&mut self, field: &str, n: usize) -> Result<&'a [u8], CodecError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| self.err(field, format!("length {n} runs past the end")))?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn varints_round_trip(a in any::<u64>(), b in any::<u128>(), c in any::<i128>(), d in any::<i64>()) {
+            let mut out = Vec::new();
+            put_u64(&mut out, a);
+            put_u128(&mut out, b);
+            put_i128(&mut out, c);
+            put_i64(&mut out, d);
+            let mut r = Reader::new("t", &out);
+            prop_assert_eq!(r.u64("a").unwrap(), a);
+            prop_assert_eq!(r.u128("b").unwrap(), b);
+            prop_assert_eq!(r.i128("c").unwrap(), c);
+            prop_assert_eq!(r.i64("d").unwrap(), d);
+            prop_assert!(r.is_at_end());
+        }
+    }
+
+    #[test]
+    fn overlong_varints_are_errors() {
+        let bytes = [0xffu8; 20];
+        assert!(Reader::new("t", &bytes).u128("x").is_err());
+        let mut too_big = vec![0xffu8; 18];
+        too_big.push(0x7f);
+        assert!(Reader::new("t", &too_big).u128("x").is_err());
+        let mut out = Vec::new();
+        put_u128(&mut out, u128::from(u64::MAX) + 1);
+        assert!(Reader::new("t", &out).u64("x").is_err());
+    }
+}
