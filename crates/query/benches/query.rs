@@ -6,8 +6,8 @@
 //! Workload: 10 events/s over 5 models × 3 endpoints (15 groups). Every
 //! bucket a query's plan touches is populated: minute rollups with 40 calls
 //! (10 ev/s ÷ 15 groups), hour rollups with 400 sampled calls and day
-//! rollups with 2,000 sampled calls (enough to fill their 100- and
-//! 200-centroid digests — merge cost depends on centroids, not on counts),
+//! rollups with 2,000 sampled calls (enough to fill their 200-centroid
+//! digests — merge cost depends on centroids, not on counts),
 //! raw calls at 10 ev/s for the unaligned edges.
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target cargo bench -p sextant-query --bench query`
@@ -103,7 +103,7 @@ fn populate(store: &mut MemoryStore, range: TimeRange, rng: &mut fastrand::Rng) 
             source => {
                 let (tier, samples, size) = match source {
                     PartSource::Minute => (Tier::Minute, 40, 50),
-                    PartSource::Hour => (Tier::Hour, 400, 100),
+                    PartSource::Hour => (Tier::Hour, 400, 200),
                     _ => (Tier::Day, 2000, 200),
                 };
                 let mut b = r.from_ms;
@@ -114,6 +114,8 @@ fn populate(store: &mut MemoryStore, range: TimeRange, rng: &mut fastrand::Rng) 
                             for _ in 0..samples {
                                 roll.add_call(&call(rng, b, m, e));
                             }
+                            // As decoded from storage: no pending buffer.
+                            roll.compress_digests();
                             store.add_rollup(
                                 tier,
                                 b,

@@ -7,15 +7,15 @@
 //!   rounding as [`Rollup::add_call`] (cost in nano-USD, latency in µs,
 //!   sentiment and factual accuracy in micro-units);
 //! - percentiles are exact (`sorted[int(n·q)]`, the seed's rule) when every
-//!   sample came from raw rows, and otherwise the merged digest's estimate
-//!   with the raw samples added to it.
+//!   sample came from raw rows, and otherwise estimated from the union of
+//!   the digests' centroids and the raw samples (see `dist`).
 
 use std::collections::BTreeMap;
 
 use sextant_model::{Feedback, LlmCall, Quality};
-use sextant_storage::{Digest, Rollup};
+use sextant_storage::Rollup;
 
-use crate::stats::seed_percentile;
+use crate::dist::Dist;
 
 /// Which digests a query needs (merging digests dominates rollup cost, so a
 /// series of `count` merges none).
@@ -26,6 +26,7 @@ pub(crate) struct Needs {
 }
 
 impl Needs {
+    #[cfg(test)]
     pub(crate) const ALL: Needs = Needs {
         latency: true,
         ttft: true,
@@ -37,106 +38,15 @@ impl Needs {
             ttft: matches!(name, "ttft_p50_ms" | "ttft_p95_ms"),
         }
     }
-}
 
-/// A distribution being accumulated: a merged digest plus raw samples.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Dist {
-    digest: Option<Digest>,
-    raw: Vec<f64>,
-}
-
-impl Dist {
-    fn merge_digest(&mut self, d: &Digest) {
-        match &mut self.digest {
-            Some(mine) => mine.merge(d),
-            None => self.digest = Some(d.clone()),
-        }
-    }
-
-    /// Quantile estimates for each of `qs`; `None` when there are no samples.
-    pub(crate) fn quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
-        match &self.digest {
-            None if self.raw.is_empty() => vec![None; qs.len()],
-            None => {
-                let mut v = self.raw.clone();
-                v.sort_by(f64::total_cmp);
-                qs.iter().map(|&q| Some(seed_percentile(&v, q))).collect()
+    pub(crate) fn for_metrics<'a>(names: impl IntoIterator<Item = &'a str>) -> Needs {
+        names.into_iter().fold(Needs::default(), |n, m| {
+            let x = Needs::for_metric(m);
+            Needs {
+                latency: n.latency || x.latency,
+                ttft: n.ttft || x.ttft,
             }
-            Some(d) => {
-                let d = self.digest_with_raw(d);
-                qs.iter()
-                    .map(|&q| {
-                        let x = d.quantile(q);
-                        (!x.is_nan()).then_some(x)
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    fn digest_with_raw(&self, d: &Digest) -> Digest {
-        if self.raw.is_empty() {
-            return d.clone();
-        }
-        let mut d = d.clone();
-        for &x in &self.raw {
-            d.add(x);
-        }
-        d
-    }
-
-    /// A CDF view for the KS distance: exact when every sample is raw.
-    pub(crate) fn cdf_view(&self) -> Option<CdfView> {
-        match &self.digest {
-            None if self.raw.is_empty() => None,
-            None => {
-                let mut v = self.raw.clone();
-                v.sort_by(f64::total_cmp);
-                Some(CdfView::Sorted(v))
-            }
-            Some(d) => Some(CdfView::Digest(self.digest_with_raw(d))),
-        }
-    }
-}
-
-/// A cumulative distribution, exact or from a digest.
-#[derive(Debug, Clone)]
-pub(crate) enum CdfView {
-    /// Ascending raw samples.
-    Sorted(Vec<f64>),
-    Digest(Digest),
-}
-
-impl CdfView {
-    /// Fraction of samples ≤ x.
-    pub(crate) fn cdf(&self, x: f64) -> f64 {
-        match self {
-            CdfView::Sorted(v) => v.partition_point(|&y| y <= x) as f64 / v.len() as f64,
-            CdfView::Digest(d) => d.cdf(x),
-        }
-    }
-
-    /// Points at which to compare CDFs: every sample (thinned to at most
-    /// 2,000) or 1,000 quantiles of the digest.
-    pub(crate) fn support(&self, out: &mut Vec<f64>) {
-        match self {
-            CdfView::Sorted(v) => {
-                let stride = v.len().div_ceil(2000).max(1);
-                out.extend(v.iter().step_by(stride).copied());
-                if let Some(&last) = v.last() {
-                    out.push(last);
-                }
-            }
-            CdfView::Digest(d) => {
-                const N: usize = 1000;
-                out.extend(
-                    (0..=N)
-                        .map(|i| d.quantile(i as f64 / N as f64))
-                        .filter(|x| !x.is_nan()),
-                );
-            }
-        }
+        })
     }
 }
 
@@ -237,7 +147,12 @@ impl Acc {
         self.ttft_count += r.ttft_count;
         self.ttft_sum_us += r.ttft_sum_us;
         for (k, v) in &r.finish_reasons {
-            *self.finish_reasons.entry(k.clone()).or_insert(0) += v;
+            match self.finish_reasons.get_mut(k) {
+                Some(n) => *n += v,
+                None => {
+                    self.finish_reasons.insert(k.clone(), *v);
+                }
+            }
         }
         self.quality_count += r.quality_count;
         self.refusals += r.refusals;
@@ -250,12 +165,12 @@ impl Acc {
         self.rating_sum += r.rating_sum;
         if self.needs.latency && r.count > 0 {
             if let Some(d) = &r.latency {
-                self.latency.merge_digest(d);
+                self.latency.add_digest(d);
             }
         }
         if self.needs.ttft && r.ttft_count > 0 {
             if let Some(d) = &r.ttft {
-                self.ttft.merge_digest(d);
+                self.ttft.add_digest(d);
             }
         }
     }
@@ -278,7 +193,7 @@ impl Acc {
             self.ttft_count += 1;
             self.ttft_sum_us += fixed_u(t, 1e3);
             if self.needs.ttft {
-                self.ttft.raw.push(t);
+                self.ttft.add_raw(t);
             }
         }
         *self
@@ -286,7 +201,7 @@ impl Acc {
             .entry(c.finish_reason.clone())
             .or_insert(0) += 1;
         if self.needs.latency {
-            self.latency.raw.push(c.latency_ms);
+            self.latency.add_raw(c.latency_ms);
         }
     }
 
@@ -373,11 +288,30 @@ impl Acc {
     }
 
     /// Every `METRICS` value that has samples.
+    #[cfg(test)]
     pub(crate) fn all_metrics(&self) -> BTreeMap<&'static str, f64> {
+        self.metrics(crate::api::METRICS)
+    }
+
+    /// The listed `METRICS` values that have samples (unknown names are skipped).
+    pub(crate) fn metrics(&self, names: &[&'static str]) -> BTreeMap<&'static str, f64> {
         let mut out = BTreeMap::new();
-        let lat = self.latency.quantiles(&[0.50, 0.95, 0.99]);
-        let ttft = self.ttft.quantiles(&[0.50, 0.95]);
-        for &name in crate::api::METRICS {
+        let wants = |m: &str| names.contains(&m);
+        let lat = if self.needs.latency
+            && ["latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]
+                .iter()
+                .any(|m| wants(m))
+        {
+            self.latency.quantiles(&[0.50, 0.95, 0.99])
+        } else {
+            vec![None; 3]
+        };
+        let ttft = if self.needs.ttft && ["ttft_p50_ms", "ttft_p95_ms"].iter().any(|m| wants(m)) {
+            self.ttft.quantiles(&[0.50, 0.95])
+        } else {
+            vec![None; 2]
+        };
+        for &name in names {
             let v = match name {
                 "latency_p50_ms" => lat[0],
                 "latency_p95_ms" => lat[1],

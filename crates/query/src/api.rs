@@ -387,6 +387,17 @@ impl QueryEngine {
         summary_on(&self.store, req)
     }
 
+    /// A summary holding only the listed `METRICS` (and count, errors,
+    /// finish reasons): cheaper when percentiles of only one kind are needed,
+    /// e.g. by an alert rule. An unknown name is `InvalidInput`.
+    pub fn summary_for(
+        &self,
+        req: &SummaryRequest,
+        metrics: &[&str],
+    ) -> Result<SummaryResult, QueryError> {
+        summary_metrics_on(&self.store, req, metrics)
+    }
+
     pub fn series(&self, req: &SeriesRequest) -> Result<SeriesResult, QueryError> {
         series_on(&self.store, req)
     }
@@ -536,6 +547,33 @@ pub(crate) fn summary_on(
     src: &dyn DataSource,
     req: &SummaryRequest,
 ) -> Result<SummaryResult, QueryError> {
+    summary_with(src, req, METRICS)
+}
+
+pub(crate) fn summary_metrics_on(
+    src: &dyn DataSource,
+    req: &SummaryRequest,
+    metrics: &[&str],
+) -> Result<SummaryResult, QueryError> {
+    let names = metrics
+        .iter()
+        .map(|m| {
+            METRICS
+                .iter()
+                .copied()
+                .find(|x| x == m)
+                .ok_or_else(|| QueryError::invalid("metric", format!("unknown metric {m:?}")))
+        })
+        .collect::<Result<Vec<&'static str>, QueryError>>()?;
+    summary_with(src, req, &names)
+}
+
+fn summary_with(
+    src: &dyn DataSource,
+    req: &SummaryRequest,
+    names: &[&'static str],
+) -> Result<SummaryResult, QueryError> {
+    let needs = Needs::for_metrics(names.iter().copied());
     check_range(req.range)?;
     let collected = collect(
         src,
@@ -544,7 +582,7 @@ pub(crate) fn summary_on(
             filter: &req.filter,
             group_by: &req.group_by,
             exact: req.exact,
-            needs: Needs::ALL,
+            needs,
         },
     )?;
     let note = collected.coverage_note();
@@ -552,12 +590,12 @@ pub(crate) fn summary_on(
         .groups
         .into_iter()
         .map(|(values, mut slots)| {
-            let acc = slots.remove(&0).unwrap_or_else(|| Acc::new(Needs::ALL));
-            summary_of(labels_map(&req.group_by, &values), &acc)
+            let acc = slots.remove(&0).unwrap_or_else(|| Acc::new(needs));
+            summary_of(labels_map(&req.group_by, &values), &acc, names)
         })
         .collect();
     if req.group_by.is_empty() && groups.is_empty() {
-        groups.push(summary_of(BTreeMap::new(), &Acc::new(Needs::ALL)));
+        groups.push(summary_of(BTreeMap::new(), &Acc::new(needs), names));
     }
     groups.sort_by(|a, b| a.labels.cmp(&b.labels));
     Ok(SummaryResult {
@@ -567,12 +605,12 @@ pub(crate) fn summary_on(
     })
 }
 
-fn summary_of(labels: BTreeMap<String, String>, acc: &Acc) -> Summary {
+fn summary_of(labels: BTreeMap<String, String>, acc: &Acc, names: &[&'static str]) -> Summary {
     Summary {
         labels,
         count: acc.count,
         errors: acc.errors,
-        metrics: acc.all_metrics(),
+        metrics: acc.metrics(names),
         finish_reasons: acc.finish_reasons.clone(),
     }
 }

@@ -11,9 +11,10 @@
 //!   (Rust's `{:.2}` and Python's `:.2f` both round the exact binary value
 //!   half-to-even, so they agree).
 
-use crate::acc::{Acc, CdfView};
+use crate::acc::Acc;
 use crate::api::{DriftConfig, DriftSignal, SignalStatus};
-use crate::stats::{ks_exact, ks_p_value, two_proportion_p_value};
+use crate::dist::ks_distance;
+use crate::stats::{ks_p_value, two_proportion_p_value};
 
 /// The outcome of comparing two windows.
 #[derive(Debug)]
@@ -85,20 +86,6 @@ fn with_z_test(mut s: DriftSignal, x1: u64, x2: u64, cfg: &DriftConfig) -> Drift
     s
 }
 
-/// Two-sample KS distance between two distributions.
-pub(crate) fn ks_distance(a: &CdfView, b: &CdfView) -> f64 {
-    if let (CdfView::Sorted(x), CdfView::Sorted(y)) = (a, b) {
-        return ks_exact(x, y);
-    }
-    let mut points = Vec::new();
-    a.support(&mut points);
-    b.support(&mut points);
-    points
-        .iter()
-        .map(|&x| (a.cdf(x) - b.cdf(x)).abs())
-        .fold(0.0, f64::max)
-}
-
 pub(crate) fn compare(base: &Acc, cur: &Acc, cfg: &DriftConfig) -> Compared {
     let side = |a: &Acc, samples: u64, metric: &str| Side {
         samples,
@@ -161,8 +148,7 @@ pub(crate) fn compare(base: &Acc, cur: &Acc, cfg: &DriftConfig) -> Compared {
     );
     if latency.status == SignalStatus::Ok {
         latency.drifted = false;
-        if let (Some(a), Some(b)) = (base.latency.cdf_view(), cur.latency.cdf_view()) {
-            let d = ks_distance(&a, &b);
+        if let Some(d) = ks_distance(&base.latency, &cur.latency) {
             let p = ks_p_value(d, base.count, cur.count);
             latency.statistic = Some(d);
             latency.p_value = Some(p);

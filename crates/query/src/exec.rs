@@ -152,13 +152,27 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
         match part.source.tier() {
             Some(tier) => {
                 let groups = &mut out.groups;
+                // GroupKey → labels, so a known group costs two lookups and no allocation.
+                let mut labels_of: HashMap<GroupKey, Vec<String>> = HashMap::new();
                 src.rollups(tier, part.range, q.filter, &mut |start, key, r| {
                     let Some(slot) = grid.slot(start) else { return };
-                    let labels: Vec<String> = key_idx
-                        .iter()
-                        .map(|&i| key.0.get(i).cloned().unwrap_or_default())
-                        .collect();
-                    add_to(groups, labels, slot, needs).add_rollup(r);
+                    let labels = match labels_of.get(key) {
+                        Some(l) => l,
+                        None => labels_of.entry(key.clone()).or_insert_with(|| {
+                            key_idx
+                                .iter()
+                                .map(|&i| key.0.get(i).cloned().unwrap_or_default())
+                                .collect()
+                        }),
+                    };
+                    let slots = match groups.get_mut(labels) {
+                        Some(s) => s,
+                        None => groups.entry(labels.clone()).or_default(),
+                    };
+                    slots
+                        .entry(slot)
+                        .or_insert_with(|| Acc::new(needs))
+                        .add_rollup(r);
                 })?;
             }
             None => read_raw(

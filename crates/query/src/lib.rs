@@ -15,6 +15,7 @@
 
 mod acc;
 mod api;
+mod dist;
 mod drift;
 mod exec;
 mod memory;

@@ -96,6 +96,15 @@ impl MemoryStore {
         summary_on(self, req)
     }
 
+    /// See [`crate::QueryEngine::summary_for`].
+    pub fn summary_for(
+        &self,
+        req: &SummaryRequest,
+        metrics: &[&str],
+    ) -> Result<SummaryResult, QueryError> {
+        crate::api::summary_metrics_on(self, req, metrics)
+    }
+
     pub fn series(&self, req: &SeriesRequest) -> Result<SeriesResult, QueryError> {
         series_on(self, req)
     }

@@ -84,27 +84,6 @@ pub(crate) fn seed_percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[idx.min(n - 1)]
 }
 
-/// Exact two-sample KS distance between two ascending samples.
-pub(crate) fn ks_exact(a: &[f64], b: &[f64]) -> f64 {
-    if a.is_empty() || b.is_empty() {
-        return 0.0;
-    }
-    let (na, nb) = (a.len() as f64, b.len() as f64);
-    let (mut i, mut j) = (0usize, 0usize);
-    let mut d = 0.0f64;
-    while i < a.len() && j < b.len() {
-        let x = a[i].min(b[j]);
-        while i < a.len() && a[i] <= x {
-            i += 1;
-        }
-        while j < b.len() && b[j] <= x {
-            j += 1;
-        }
-        d = d.max((i as f64 / na - j as f64 / nb).abs());
-    }
-    d
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,14 +122,6 @@ mod tests {
         let crit = 1.358 * (2.0f64 / 400.0).sqrt();
         let p = ks_p_value(crit, 400, 400);
         assert!((p - 0.05).abs() < 0.01, "p at the critical value = {p}");
-    }
-
-    #[test]
-    fn ks_exact_of_identical_and_disjoint_samples() {
-        let a = [1.0, 2.0, 3.0];
-        assert_eq!(ks_exact(&a, &a), 0.0);
-        assert_eq!(ks_exact(&a, &[4.0, 5.0]), 1.0);
-        assert!((ks_exact(&[1.0, 2.0, 3.0, 4.0], &[3.0, 4.0, 5.0, 6.0]) - 0.5).abs() < 1e-12);
     }
 
     #[test]
