@@ -24,7 +24,9 @@ pub use validate::{Limits, ValidationError};
 /// `Model`, `Endpoint` and `Provider` are the usual rollup dimensions; the
 /// others are high-cardinality and served from raw rows.
 #[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Dim {
     Model,
     Endpoint,

@@ -174,7 +174,10 @@ mod tests {
     fn seed_models_cost_what_the_seed_computes() {
         let t = PriceTable::default();
         // seed: 1000/1000*0.0025 + 500/1000*0.01
-        assert!(close(t.cost(&call("gpt-4o", 1000, 500)).unwrap(), 0.0025 + 0.005));
+        assert!(close(
+            t.cost(&call("gpt-4o", 1000, 500)).unwrap(),
+            0.0025 + 0.005
+        ));
         assert!(close(
             t.cost(&call("claude-3-opus", 2000, 100)).unwrap(),
             2.0 * 0.015 + 0.1 * 0.075

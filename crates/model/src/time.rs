@@ -126,6 +126,9 @@ mod tests {
             Some(1_700_000_000_500)
         );
         assert_eq!(parse_timestamp("yesterday"), None);
-        assert_eq!(format_rfc3339_ms(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
+        assert_eq!(
+            format_rfc3339_ms(1_700_000_000_000),
+            "2023-11-14T22:13:20.000Z"
+        );
     }
 }

@@ -89,7 +89,10 @@ fn bounded(field: &str, v: &str, max: usize) -> Check {
         ));
     }
     if v.chars().any(|c| c == '\0') {
-        return Err(ValidationError::new(field, "must not contain NUL characters"));
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL characters",
+        ));
     }
     Ok(())
 }
@@ -102,7 +105,10 @@ fn millis(field: &str, v: f64, max: f64) -> Check {
         return Err(ValidationError::new(field, "must not be negative"));
     }
     if v > max {
-        return Err(ValidationError::new(field, format!("must be at most {max}")));
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max}"),
+        ));
     }
     Ok(())
 }
@@ -121,10 +127,7 @@ fn timestamp(field: &str, ts_ms: i64, now_ms: i64, l: &Limits) -> Check {
     if ts_ms > now_ms.saturating_add(l.max_future_ms) {
         return Err(ValidationError::new(
             field,
-            format!(
-                "is more than {} s in the future",
-                l.max_future_ms / 1000
-            ),
+            format!("is more than {} s in the future", l.max_future_ms / 1000),
         ));
     }
     if ts_ms < now_ms.saturating_sub(l.max_age_ms) {
@@ -197,7 +200,10 @@ impl Span {
         opt_id("parent_span_id", &self.parent_span_id, limits)?;
         bounded("name", &self.name, limits.max_name_bytes)?;
         if self.end_unix_nano < self.start_unix_nano {
-            return Err(ValidationError::new("end_time", "must not be before start_time"));
+            return Err(ValidationError::new(
+                "end_time",
+                "must not be before start_time",
+            ));
         }
         let start_ms = i64::try_from(self.start_unix_nano / 1_000_000)
             .map_err(|_| ValidationError::new("start_time", "out of range"))?;
@@ -226,11 +232,17 @@ impl Quality {
         id("request_id", &self.request_id, limits)?;
         timestamp("timestamp", self.timestamp_ms, now_ms, limits)?;
         if !self.sentiment_score.is_finite() {
-            return Err(ValidationError::new("sentiment_score", "must be a finite number"));
+            return Err(ValidationError::new(
+                "sentiment_score",
+                "must be a finite number",
+            ));
         }
         if let Some(a) = self.factual_accuracy {
             if !(0.0..=1.0).contains(&a) {
-                return Err(ValidationError::new("factual_accuracy", "must be in [0, 1]"));
+                return Err(ValidationError::new(
+                    "factual_accuracy",
+                    "must be in [0, 1]",
+                ));
             }
         }
         Ok(())
@@ -287,7 +299,10 @@ mod tests {
         check(|c| c.latency_ms = f64::INFINITY, Some("latency_ms"));
         check(|c| c.latency_ms = -1.0, Some("latency_ms"));
         check(|c| c.latency_ms = 1e12, Some("latency_ms"));
-        check(|c| c.time_to_first_token_ms = Some(-0.5), Some("time_to_first_token_ms"));
+        check(
+            |c| c.time_to_first_token_ms = Some(-0.5),
+            Some("time_to_first_token_ms"),
+        );
         check(|c| c.cost_usd = Some(f64::NAN), Some("cost_usd"));
         check(|c| c.prompt_tokens = u64::MAX, Some("prompt_tokens"));
         check(|c| c.cached_input_tokens = 5, Some("cached_input_tokens"));
@@ -312,7 +327,10 @@ mod tests {
             rating: 5000,
             comment: None,
         };
-        assert_eq!(f.validate(NOW, &Limits::default()).unwrap_err().field, "rating");
+        assert_eq!(
+            f.validate(NOW, &Limits::default()).unwrap_err().field,
+            "rating"
+        );
         let q = Quality {
             request_id: "r".into(),
             timestamp_ms: NOW,

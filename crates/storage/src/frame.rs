@@ -18,18 +18,31 @@ pub(crate) fn frame(version: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Returns the payload after checking version and checksum.
-pub(crate) fn unframe<'a>(what: &str, version: u8, bytes: &'a [u8]) -> Result<&'a [u8], CodecError> {
+pub(crate) fn unframe<'a>(
+    what: &str,
+    version: u8,
+    bytes: &'a [u8],
+) -> Result<&'a [u8], CodecError> {
     if bytes.len() < FRAME_HEADER {
-        return Err(CodecError::new(what, format!("{} bytes is shorter than the frame header", bytes.len())));
+        return Err(CodecError::new(
+            what,
+            format!("{} bytes is shorter than the frame header", bytes.len()),
+        ));
     }
     if bytes[0] != version {
-        return Err(CodecError::new(what, format!("format version {} (expected {version})", bytes[0])));
+        return Err(CodecError::new(
+            what,
+            format!("format version {} (expected {version})", bytes[0]),
+        ));
     }
     let want = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
     let payload = &bytes[FRAME_HEADER..];
     let got = crc32fast::hash(payload);
     if got != want {
-        return Err(CodecError::new(what, format!("checksum mismatch (stored {want:08x}, computed {got:08x})")));
+        return Err(CodecError::new(
+            what,
+            format!("checksum mismatch (stored {want:08x}, computed {got:08x})"),
+        ));
     }
     Ok(payload)
 }
