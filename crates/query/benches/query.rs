@@ -164,6 +164,17 @@ fn bench_summary(c: &mut Criterion) {
             &req,
             |b, req| b.iter(|| store.summary(req).expect("summary")),
         );
+        g.bench_with_input(
+            BenchmarkId::new("rollups_p95_only", format!("{days}d")),
+            &req,
+            |b, req| {
+                b.iter(|| {
+                    store
+                        .summary_for(req, &["latency_p95_ms"])
+                        .expect("summary")
+                })
+            },
+        );
     }
     // exact=true over one day of raw rows at 10 ev/s (864,000 calls); exact
     // cost is linear in the events, so 30 days costs ≈ 30× this.

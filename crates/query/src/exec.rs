@@ -79,6 +79,53 @@ impl Collected {
     }
 }
 
+/// One group's labels and its accumulators by slot (allocated on first touch).
+type GroupSlots = (Vec<String>, Vec<Option<Box<Acc>>>);
+
+/// Accumulators by group (dense index) and slot (dense vector, allocated
+/// on first touch).
+struct Groups {
+    index: HashMap<Vec<String>, usize>,
+    list: Vec<GroupSlots>,
+    slots: usize,
+    needs: Needs,
+}
+
+impl Groups {
+    fn id(&mut self, labels: Vec<String>) -> usize {
+        if let Some(&i) = self.index.get(&labels) {
+            return i;
+        }
+        let i = self.list.len();
+        self.list.push((labels.clone(), Vec::new()));
+        self.index.insert(labels, i);
+        i
+    }
+
+    fn acc(&mut self, group: usize, slot: usize) -> &mut Acc {
+        let slots = &mut self.list[group].1;
+        if slots.is_empty() {
+            slots.resize_with(self.slots, || None);
+        }
+        let needs = self.needs;
+        slots[slot].get_or_insert_with(|| Box::new(Acc::new(needs)))
+    }
+
+    fn into_map(self) -> HashMap<Vec<String>, BTreeMap<usize, Acc>> {
+        self.list
+            .into_iter()
+            .map(|(labels, slots)| {
+                let m = slots
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, a)| a.map(|a| (i, *a)))
+                    .collect();
+                (labels, m)
+            })
+            .collect()
+    }
+}
+
 pub(crate) struct Query<'a> {
     pub(crate) grid: Grid,
     pub(crate) filter: &'a RowFilter,
@@ -130,11 +177,11 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
     let coverage = src.coverage();
     let dims = src.rollup_dims();
     let (parts, missing, raw_reason) = plan_grid(q, &coverage, &dims);
-    let mut out = Collected {
-        groups: HashMap::new(),
-        missing,
-        raw_reason,
-        coverage,
+    let mut groups = Groups {
+        index: HashMap::new(),
+        list: Vec::new(),
+        slots: q.grid.n,
+        needs: q.needs,
     };
     let via_rollup_dims = rollups_serve(&dims, q.filter, q.group_by);
     // Positions of the group_by dims inside a rollup GroupKey.
@@ -146,33 +193,27 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
     } else {
         Vec::new()
     };
-    let needs = q.needs;
     let grid = q.grid;
+    // GroupKey → group id, so a known group costs one lookup and no allocation.
+    let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
     for part in &parts {
         match part.source.tier() {
             Some(tier) => {
-                let groups = &mut out.groups;
-                // GroupKey → labels, so a known group costs two lookups and no allocation.
-                let mut labels_of: HashMap<GroupKey, Vec<String>> = HashMap::new();
                 src.rollups(tier, part.range, q.filter, &mut |start, key, r| {
                     let Some(slot) = grid.slot(start) else { return };
-                    let labels = match labels_of.get(key) {
-                        Some(l) => l,
-                        None => labels_of.entry(key.clone()).or_insert_with(|| {
-                            key_idx
+                    let g = match group_of.get(key) {
+                        Some(&g) => g,
+                        None => {
+                            let labels = key_idx
                                 .iter()
                                 .map(|&i| key.0.get(i).cloned().unwrap_or_default())
-                                .collect()
-                        }),
+                                .collect();
+                            let g = groups.id(labels);
+                            group_of.insert(key.clone(), g);
+                            g
+                        }
                     };
-                    let slots = match groups.get_mut(labels) {
-                        Some(s) => s,
-                        None => groups.entry(labels.clone()).or_default(),
-                    };
-                    slots
-                        .entry(slot)
-                        .or_insert_with(|| Acc::new(needs))
-                        .add_rollup(r);
+                    groups.acc(g, slot).add_rollup(r);
                 })?;
             }
             None => read_raw(
@@ -182,24 +223,21 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
                 &dims,
                 via_rollup_dims,
                 &key_idx,
-                &mut out.groups,
+                &mut groups,
             )?,
         }
     }
-    Ok(out)
+    Ok(Collected {
+        groups: groups.into_map(),
+        missing,
+        raw_reason,
+        coverage,
+    })
 }
 
-fn add_to(
-    groups: &mut HashMap<Vec<String>, BTreeMap<usize, Acc>>,
-    labels: Vec<String>,
-    slot: usize,
-    needs: Needs,
-) -> &mut Acc {
-    groups
-        .entry(labels)
-        .or_default()
-        .entry(slot)
-        .or_insert_with(|| Acc::new(needs))
+fn add_to(groups: &mut Groups, labels: Vec<String>, slot: usize, _needs: Needs) -> &mut Acc {
+    let g = groups.id(labels);
+    groups.acc(g, slot)
 }
 
 /// True when a rollup group key (in `dims` order) passes `filter`.
@@ -222,7 +260,7 @@ fn read_raw(
     dims: &[Dim],
     via_rollup_dims: bool,
     key_idx: &[usize],
-    groups: &mut HashMap<Vec<String>, BTreeMap<usize, Acc>>,
+    groups: &mut Groups,
 ) -> Result<(), QueryError> {
     let grid = q.grid;
     let needs = q.needs;
