@@ -1,0 +1,265 @@
+//! Query benchmarks over an in-memory store of pre-built rollups
+//! (`MemoryStore`): the planner, the executor and the digest merges are the
+//! production code; storage reads are in-memory map range scans, so these
+//! figures exclude sled reads and rollup decoding.
+//!
+//! Workload: 10 events/s over 5 models × 3 endpoints (15 groups). Every
+//! bucket a query's plan touches is populated: minute rollups with 40 calls
+//! (10 ev/s ÷ 15 groups), hour rollups with 400 sampled calls and day
+//! rollups with 2,000 sampled calls (enough to fill their 200-centroid
+//! digests — merge cost depends on centroids, not on counts),
+//! raw calls at 10 ev/s for the unaligned edges.
+//!
+//! Run: `CARGO_TARGET_DIR=/work/target cargo bench -p sextant-query --bench query`
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use sextant_model::{Dim, LlmCall, Tier, TimeRange, DAY_MS, HOUR_MS, MINUTE_MS};
+use sextant_query::{
+    plan, Baseline, DriftConfig, DriftRequest, MemoryStore, PartSource, SeriesRequest,
+    SummaryRequest,
+};
+use sextant_storage::{Coverage, GroupKey, Rollup, RowFilter};
+
+const MODELS: &[&str] = &[
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4-turbo",
+    "claude-3-5-sonnet",
+    "claude-3-opus",
+];
+const ENDPOINTS: &[&str] = &["chat", "search", "summarize"];
+/// 2026-11-28T12:34:56.789Z: an unaligned "now".
+const NOW: i64 = 1_764_333_296_789;
+const EVENTS_PER_S: i64 = 10;
+
+fn dims() -> Vec<Dim> {
+    vec![Dim::Model, Dim::Endpoint]
+}
+
+fn coverage() -> Coverage {
+    Coverage {
+        raw_from_ms: NOW - 30 * DAY_MS,
+        minute_from_ms: NOW - 30 * DAY_MS,
+        hour_from_ms: NOW - 400 * DAY_MS,
+        hour_until_ms: Tier::Hour.floor(NOW),
+        day_from_ms: i64::MIN / 4,
+        day_until_ms: Tier::Day.floor(NOW),
+    }
+}
+
+fn call(rng: &mut fastrand::Rng, ts: i64, model: &str, endpoint: &str) -> LlmCall {
+    let z: f64 = (0..4).map(|_| rng.f64()).sum::<f64>() - 2.0;
+    let latency = 700.0 * (z * 0.8).exp();
+    let prompt = rng.u64(10..2000);
+    let completion = rng.u64(1..800);
+    LlmCall {
+        request_id: String::new(),
+        timestamp_ms: ts,
+        model: model.to_string(),
+        endpoint: endpoint.to_string(),
+        latency_ms: latency,
+        time_to_first_token_ms: Some(latency * 0.2),
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+        cost_usd: Some(prompt as f64 * 2.5e-6 + completion as f64 * 1e-5),
+        finish_reason: "stop".into(),
+        error: (rng.u32(0..50) == 0).then(|| "e".to_string()),
+        ..LlmCall::default()
+    }
+}
+
+/// Populates every bucket (and raw edge) the plan of `range` touches.
+fn populate(store: &mut MemoryStore, range: TimeRange, rng: &mut fastrand::Rng) {
+    let p = plan(
+        range,
+        &coverage(),
+        &dims(),
+        &RowFilter::default(),
+        &[Dim::Model],
+        false,
+    );
+    for part in &p.parts {
+        let r = part.range;
+        match part.source {
+            PartSource::Raw => {
+                let per_ms = 1000 / EVENTS_PER_S;
+                let mut ts = r.from_ms;
+                let mut i = 0usize;
+                let mut calls = Vec::new();
+                while ts < r.to_ms {
+                    let g = i % (MODELS.len() * ENDPOINTS.len());
+                    calls.push(call(
+                        rng,
+                        ts,
+                        MODELS[g % MODELS.len()],
+                        ENDPOINTS[g / MODELS.len()],
+                    ));
+                    ts += per_ms;
+                    i += 1;
+                }
+                store.add_calls(calls);
+            }
+            source => {
+                let (tier, samples, size) = match source {
+                    PartSource::Minute => (Tier::Minute, 40, 50),
+                    PartSource::Hour => (Tier::Hour, 400, 200),
+                    _ => (Tier::Day, 2000, 200),
+                };
+                let mut b = r.from_ms;
+                while b < r.to_ms {
+                    for m in MODELS {
+                        for e in ENDPOINTS {
+                            let mut roll = Rollup::new(size);
+                            for _ in 0..samples {
+                                roll.add_call(&call(rng, b, m, e));
+                            }
+                            // As decoded from storage: no pending buffer.
+                            roll.compress_digests();
+                            store.add_rollup(
+                                tier,
+                                b,
+                                GroupKey(vec![m.to_string(), e.to_string()]),
+                                &roll,
+                            );
+                        }
+                    }
+                    b += tier.width_ms();
+                }
+            }
+        }
+    }
+}
+
+fn summary_req(range: TimeRange, exact: bool) -> SummaryRequest {
+    SummaryRequest {
+        range,
+        filter: RowFilter::default(),
+        group_by: vec![Dim::Model],
+        exact,
+    }
+}
+
+fn bench_summary(c: &mut Criterion) {
+    let mut rng = fastrand::Rng::with_seed(1);
+    let mut g = c.benchmark_group("summary_p95_by_model");
+    g.sample_size(20);
+    for days in [30i64, 365] {
+        let range = if days == 30 {
+            TimeRange::new(NOW - 30 * DAY_MS, NOW)
+        } else {
+            // Day-aligned start: the days before raw retention are whole days.
+            TimeRange::new(Tier::Day.floor(NOW) - 365 * DAY_MS, NOW)
+        };
+        let mut store = MemoryStore::new(dims());
+        store.set_coverage(coverage());
+        populate(&mut store, range, &mut rng);
+        store.finish_loading();
+        let req = summary_req(range, false);
+        let got = store.summary(&req).expect("summary");
+        assert_eq!(got.groups.len(), MODELS.len());
+        assert!(!got.partial, "{:?}", got.coverage_note);
+        g.bench_with_input(
+            BenchmarkId::new("rollups", format!("{days}d")),
+            &req,
+            |b, req| b.iter(|| store.summary(req).expect("summary")),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("rollups_p95_only", format!("{days}d")),
+            &req,
+            |b, req| {
+                b.iter(|| {
+                    store
+                        .summary_for(req, &["latency_p95_ms"])
+                        .expect("summary")
+                })
+            },
+        );
+    }
+    // exact=true over one day of raw rows at 10 ev/s (864,000 calls); exact
+    // cost is linear in the events, so 30 days costs ≈ 30× this.
+    let range = TimeRange::new(NOW - DAY_MS, NOW);
+    let mut store = MemoryStore::new(dims());
+    let per_ms = 1000 / EVENTS_PER_S;
+    let calls: Vec<LlmCall> = (0..(DAY_MS / per_ms))
+        .map(|i| {
+            let g = i as usize % (MODELS.len() * ENDPOINTS.len());
+            call(
+                &mut rng,
+                range.from_ms + i * per_ms,
+                MODELS[g % MODELS.len()],
+                ENDPOINTS[g / MODELS.len()],
+            )
+        })
+        .collect();
+    store.add_calls(calls);
+    store.finish_loading();
+    let req = summary_req(range, true);
+    g.sample_size(10);
+    g.bench_with_input(BenchmarkId::new("exact_raw", "1d"), &req, |b, req| {
+        b.iter(|| store.summary(req).expect("summary"))
+    });
+    g.finish();
+}
+
+fn bench_series(c: &mut Criterion) {
+    let mut rng = fastrand::Rng::with_seed(2);
+    let to = Tier::Minute.floor(NOW);
+    let range = TimeRange::new(to - DAY_MS, to);
+    let mut store = MemoryStore::new(dims());
+    store.set_coverage(coverage());
+    // A 1-minute-step series reads minute rollups only.
+    let mut b = range.from_ms;
+    while b < range.to_ms {
+        populate(&mut store, TimeRange::new(b, b + MINUTE_MS), &mut rng);
+        b += MINUTE_MS;
+    }
+    store.finish_loading();
+    let mut g = c.benchmark_group("series_24h_1m_by_model");
+    g.sample_size(20);
+    for metric in ["count", "latency_p95_ms"] {
+        let req = SeriesRequest {
+            metric: metric.into(),
+            range,
+            step_ms: MINUTE_MS,
+            filter: RowFilter::default(),
+            group_by: vec![Dim::Model],
+        };
+        let got = store.series(&req).expect("series");
+        assert_eq!(got.series.len(), MODELS.len());
+        assert_eq!(got.series[0].points.len(), 1440);
+        g.bench_with_input(BenchmarkId::from_parameter(metric), &req, |b, req| {
+            b.iter(|| store.series(req).expect("series"))
+        });
+    }
+    g.finish();
+}
+
+fn bench_drift(c: &mut Criterion) {
+    let mut rng = fastrand::Rng::with_seed(3);
+    let current = TimeRange::new(NOW - DAY_MS, NOW);
+    let baseline = TimeRange::new(NOW - 2 * DAY_MS, NOW - DAY_MS);
+    let mut store = MemoryStore::new(dims());
+    store.set_coverage(coverage());
+    populate(&mut store, current, &mut rng);
+    populate(&mut store, baseline, &mut rng);
+    store.finish_loading();
+    let req = DriftRequest {
+        current,
+        baseline: Baseline::Offset(DAY_MS),
+        filter: RowFilter::default(),
+        config: DriftConfig::default(),
+    };
+    let got = store.drift(&req, baseline).expect("drift");
+    assert!(got.signal("latency").is_some_and(|s| s.statistic.is_some()));
+    let mut g = c.benchmark_group("drift_two_1d_windows");
+    g.sample_size(20);
+    g.bench_function("unaligned_now", |b| {
+        b.iter(|| store.drift(&req, baseline).expect("drift"))
+    });
+    g.finish();
+    let _ = HOUR_MS;
+}
+
+criterion_group!(benches, bench_summary, bench_series, bench_drift);
+criterion_main!(benches);

@@ -1,0 +1,505 @@
+//! Distributions merged from many digests: the union of their centroids
+//! (never re-compressed), plus raw samples.
+//!
+//! **Small sets** (≤ 4,096 centroids and samples) are kept as they are;
+//! quantiles sort them and interpolate between centroid mid-ranks as a
+//! t-digest does — over the *uncompressed* union, so a merge is at least as
+//! accurate as merging into one digest.
+//!
+//! **Large sets** (a year of day rollups is ~73,000 centroids per group) are
+//! binned as they arrive by a monotone key — the float's sign, exponent and
+//! top 8 mantissa bits: 256 bins per binade, ≤ 0.4 % wide in value — each
+//! bin keeping its weight and weighted mean. A bin is then a centroid whose
+//! members lie within 0.4 % of each other, and quantiles interpolate between
+//! the non-empty bins as between centroids: binning adds at most 0.4 %
+//! relative value error, and reading a quantile is O(bins), not O(centroids).
+//! Magnitudes are clamped to [1e-9, 1e60] for keying only (a bin's mean stays
+//! exact), which bounds the number of bins.
+//!
+//! The KS distance is exact for small sets and compares the two bin
+//! histograms for large ones.
+//!
+//! **Invariant:** when every sample is raw, quantiles are the seed's exact
+//! `sorted[int(n·q)]` and the KS distance is the exact two-sample statistic.
+
+use sextant_storage::Digest;
+
+use crate::stats::seed_percentile;
+
+/// Sets larger than this are binned.
+const SORT_LIMIT: usize = 4096;
+/// Mantissa bits kept in a bin key (256 bins per binade, ≤ 0.4 % wide).
+const BIN_MANTISSA_BITS: u32 = 8;
+
+/// A distribution being accumulated.
+#[derive(Debug, Clone)]
+pub(crate) struct Dist {
+    /// Each merged digest's centroids (mean, weight), ascending, as returned
+    /// (no copy); emptied once the set is binned.
+    chunks: Vec<Vec<(f64, u64)>>,
+    /// Centroids merged so far.
+    n_cents: usize,
+    /// True once the centroids are binned (`bins`) instead of kept (`chunks`).
+    binned: bool,
+    /// Per bin: (Σ weight, Σ weight × value); index 0 is key `bin_base`.
+    bins: Vec<(f64, f64)>,
+    bin_base: u64,
+    /// Raw samples, unsorted (never binned in place).
+    raw: Vec<f64>,
+    /// Exact bounds of the digest part (+inf / −inf when none).
+    min: f64,
+    max: f64,
+}
+
+impl Default for Dist {
+    fn default() -> Dist {
+        Dist {
+            chunks: Vec::new(),
+            n_cents: 0,
+            binned: false,
+            bins: Vec::new(),
+            bin_base: 0,
+            raw: Vec::new(),
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+/// A sorted weighted sample: (value, weight) ascending, with its total.
+#[derive(Debug, Clone)]
+pub(crate) struct Weighted {
+    pub(crate) items: Vec<(f64, f64)>,
+    pub(crate) total: f64,
+}
+
+/// A bin histogram: (Σ weight, Σ weight × value) per key from `base`.
+#[derive(Debug, Clone, Default)]
+struct Hist {
+    base: u64,
+    bins: Vec<(f64, f64)>,
+}
+
+impl Hist {
+    fn add(&mut self, x: f64, w: f64) {
+        let k = bin_key(x);
+        if self.bins.is_empty() {
+            self.base = k;
+            self.bins.push((0.0, 0.0));
+        } else if k < self.base {
+            let grow = (self.base - k) as usize;
+            self.bins
+                .splice(0..0, std::iter::repeat_n((0.0, 0.0), grow));
+            self.base = k;
+        } else if k - self.base >= self.bins.len() as u64 {
+            self.bins.resize((k - self.base + 1) as usize, (0.0, 0.0));
+        }
+        let b = &mut self.bins[(k - self.base) as usize];
+        b.0 += w;
+        b.1 += w * x;
+    }
+
+    /// Adds ascending centroids: room for the first and last key once, then no checks.
+    fn add_sorted(&mut self, c: &[(f64, u64)]) {
+        let (Some(first), Some(last)) = (c.first(), c.last()) else {
+            return;
+        };
+        self.add(first.0, 0.0);
+        self.add(last.0, 0.0);
+        let base = self.base;
+        for &(m, w) in c {
+            let b = &mut self.bins[(bin_key(m) - base) as usize];
+            let w = w as f64;
+            b.0 += w;
+            b.1 += w * m;
+        }
+    }
+
+    fn weight_at(&self, k: u64) -> f64 {
+        k.checked_sub(self.base)
+            .and_then(|i| self.bins.get(i as usize))
+            .map_or(0.0, |b| b.0)
+    }
+
+    fn end(&self) -> u64 {
+        self.base + self.bins.len() as u64
+    }
+}
+
+impl Dist {
+    pub(crate) fn add_digest(&mut self, d: &Digest) {
+        if d.is_empty() {
+            return;
+        }
+        if let (Some(lo), Some(hi)) = (d.min(), d.max()) {
+            self.min = self.min.min(lo);
+            self.max = self.max.max(hi);
+        }
+        let c = d.centroids();
+        self.n_cents += c.len();
+        if self.binned {
+            let mut h = Hist {
+                base: self.bin_base,
+                bins: std::mem::take(&mut self.bins),
+            };
+            h.add_sorted(&c);
+            self.bin_base = h.base;
+            self.bins = h.bins;
+            return;
+        }
+        self.chunks.push(c);
+        if self.n_cents > SORT_LIMIT {
+            let mut h = Hist::default();
+            for c in std::mem::take(&mut self.chunks) {
+                h.add_sorted(&c);
+            }
+            self.bin_base = h.base;
+            self.bins = h.bins;
+            self.binned = true;
+        }
+    }
+
+    pub(crate) fn add_raw(&mut self, x: f64) {
+        self.raw.push(x);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.n_cents == 0 && self.raw.is_empty()
+    }
+
+    /// Exact bounds over digests and raw samples.
+    fn bounds(&self) -> (f64, f64) {
+        let lo = self.raw.iter().copied().fold(self.min, f64::min);
+        let hi = self.raw.iter().copied().fold(self.max, f64::max);
+        (lo, hi)
+    }
+
+    /// Every sample as (value, weight), sorted; only for unbinned sets.
+    fn sorted(&self) -> Weighted {
+        let mut items = Vec::with_capacity(self.n_cents + self.raw.len());
+        items.extend(self.chunks.iter().flatten().map(|&(m, w)| (m, w as f64)));
+        items.extend(self.raw.iter().map(|&x| (x, 1.0)));
+        items.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total = items.iter().map(|c| c.1).sum();
+        Weighted { items, total }
+    }
+
+    /// The histogram of every centroid and raw sample.
+    fn hist(&self) -> Hist {
+        let mut h = if self.binned {
+            Hist {
+                base: self.bin_base,
+                bins: self.bins.clone(),
+            }
+        } else {
+            let mut h = Hist::default();
+            for c in &self.chunks {
+                h.add_sorted(c);
+            }
+            h
+        };
+        for &x in &self.raw {
+            h.add(x, 1.0);
+        }
+        h
+    }
+
+    /// Quantile estimates for each of `qs`; `None` when there are no samples.
+    pub(crate) fn quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
+        if self.is_empty() {
+            return vec![None; qs.len()];
+        }
+        if self.n_cents == 0 {
+            let mut v = self.raw.clone();
+            v.sort_by(f64::total_cmp);
+            return qs.iter().map(|&q| Some(seed_percentile(&v, q))).collect();
+        }
+        let (lo, hi) = self.bounds();
+        let points = if self.binned {
+            // Every non-empty bin acts as a centroid at its weighted mean.
+            let h = self.hist();
+            let items: Vec<(f64, f64)> = h
+                .bins
+                .iter()
+                .filter(|b| b.0 > 0.0)
+                .map(|&(w, s)| ((s / w).clamp(lo, hi), w))
+                .collect();
+            let total = items.iter().map(|c| c.1).sum();
+            Weighted { items, total }
+        } else {
+            self.sorted()
+        };
+        qs.iter()
+            .map(|&q| {
+                let t = (q * points.total).clamp(0.0, points.total);
+                Some(interpolate(&points.items, points.total, t, lo, hi))
+            })
+            .collect()
+    }
+}
+
+/// Two-sample KS distance between two distributions; `None` when either is
+/// empty. Exact for raw samples and small centroid sets; large sets are
+/// compared over common bins (≤ 0.4 % wide), which can only miss a
+/// difference arising inside one bin.
+pub(crate) fn ks_distance(a: &Dist, b: &Dist) -> Option<f64> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    if !a.binned && !b.binned && a.n_cents + a.raw.len() + b.n_cents + b.raw.len() <= 2 * SORT_LIMIT
+    {
+        return Some(ks_weighted(&a.sorted(), &b.sorted()));
+    }
+    let (ha, hb) = (a.hist(), b.hist());
+    let ta: f64 = ha.bins.iter().map(|x| x.0).sum();
+    let tb: f64 = hb.bins.iter().map(|x| x.0).sum();
+    let (mut ca, mut cb, mut d) = (0.0f64, 0.0f64, 0.0f64);
+    for k in ha.base.min(hb.base)..ha.end().max(hb.end()) {
+        ca += ha.weight_at(k);
+        cb += hb.weight_at(k);
+        d = d.max((ca / ta - cb / tb).abs());
+    }
+    Some(d)
+}
+
+/// Two-sample KS distance between weighted samples: the largest difference
+/// of their step CDFs, evaluated at every value of either.
+pub(crate) fn ks_weighted(a: &Weighted, b: &Weighted) -> f64 {
+    if a.total <= 0.0 || b.total <= 0.0 {
+        return 0.0;
+    }
+    let (x, y) = (&a.items, &b.items);
+    let (mut i, mut j) = (0usize, 0usize);
+    let (mut ca, mut cb) = (0.0f64, 0.0f64);
+    let mut d = 0.0f64;
+    while i < x.len() || j < y.len() {
+        let v = match (x.get(i), y.get(j)) {
+            (Some(p), Some(q)) => p.0.min(q.0),
+            (Some(p), None) => p.0,
+            (None, Some(q)) => q.0,
+            (None, None) => break,
+        };
+        while i < x.len() && x[i].0 <= v {
+            ca += x[i].1;
+            i += 1;
+        }
+        while j < y.len() && y[j].0 <= v {
+            cb += y[j].1;
+            j += 1;
+        }
+        d = d.max((ca / a.total - cb / b.total).abs());
+    }
+    d
+}
+
+/// t-digest interpolation over sorted centroids `c` (total weight `total`)
+/// for target rank `t`: centroid means sit at their mid-ranks, the tails
+/// interpolate to the exact `lo` / `hi`, and two adjacent singletons are not
+/// interpolated (the value itself).
+fn interpolate(c: &[(f64, f64)], total: f64, t: f64, lo: f64, hi: f64) -> f64 {
+    let Some(&(m0, w0)) = c.first() else {
+        return lo;
+    };
+    let mid0 = w0 / 2.0;
+    if t < mid0 {
+        if w0 > 1.0 {
+            return (lo + (m0 - lo) * (t / mid0).clamp(0.0, 1.0)).clamp(lo, hi);
+        }
+        return m0.clamp(lo, hi);
+    }
+    let mut cum = 0.0;
+    for win in c.windows(2) {
+        let (ma, wa) = win[0];
+        let (mb, wb) = win[1];
+        let mid_a = cum + wa / 2.0;
+        let mid_b = cum + wa + wb / 2.0;
+        if t < mid_b {
+            if wa == 1.0 && wb == 1.0 {
+                return if t < cum + wa { ma } else { mb };
+            }
+            let f = ((t - mid_a) / (mid_b - mid_a)).clamp(0.0, 1.0);
+            return (ma + (mb - ma) * f).clamp(lo, hi);
+        }
+        cum += wa;
+    }
+    let &(ml, wl) = c.last().unwrap_or(&(hi, 1.0));
+    let mid_l = cum + wl / 2.0;
+    if wl > 1.0 && total > mid_l {
+        return (ml + (hi - ml) * ((t - mid_l) / (total - mid_l)).clamp(0.0, 1.0)).clamp(lo, hi);
+    }
+    ml.clamp(lo, hi)
+}
+
+/// A monotone bin key: the order-preserving bit pattern of `x` (magnitude
+/// clamped to [1e-9, 1e60]), keeping sign, exponent and 8 mantissa bits.
+fn bin_key(x: f64) -> u64 {
+    let m = x.abs().clamp(1e-9, 1e60);
+    let b = if x < 0.0 { -m } else { m }.to_bits();
+    let ordered = if b >> 63 == 1 { !b } else { b | (1 << 63) };
+    ordered >> (52 - BIN_MANTISSA_BITS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rank_error(sorted: &[f64], v: f64, q: f64) -> f64 {
+        let n = sorted.len() as f64;
+        let below = sorted.partition_point(|&x| x < v) as f64 / n;
+        let at = sorted.partition_point(|&x| x <= v) as f64 / n;
+        if q < below {
+            below - q
+        } else if q > at {
+            q - at
+        } else {
+            0.0
+        }
+    }
+
+    fn lognormal(rng: &mut fastrand::Rng, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                let z: f64 = (0..6).map(|_| rng.f64()).sum::<f64>() - 3.0;
+                500.0 * (z * 0.9).exp()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn raw_only_quantiles_are_the_seed_rule() {
+        let mut d = Dist::default();
+        for x in [5.0, 1.0, 4.0, 2.0, 3.0] {
+            d.add_raw(x);
+        }
+        assert_eq!(
+            d.quantiles(&[0.5, 0.99, 0.0]),
+            vec![Some(3.0), Some(5.0), Some(1.0)]
+        );
+        assert_eq!(Dist::default().quantiles(&[0.5]), vec![None]);
+    }
+
+    /// Both paths — sorting a small union, binning a large one — stay within
+    /// the rollup bound (p50 ≤ 0.01, p95/p99 ≤ 0.005 in rank) of the exact answer.
+    #[test]
+    fn merged_digest_quantiles_stay_within_the_rank_bound() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        for (digests, per, size) in [
+            (3usize, 2000usize, 200usize),
+            (400, 300, 200),
+            (2000, 60, 50),
+        ] {
+            let mut d = Dist::default();
+            let mut all = Vec::new();
+            for _ in 0..digests {
+                let xs = lognormal(&mut rng, per);
+                let mut g = Digest::new(size);
+                xs.iter().for_each(|&x| g.add(x));
+                g.compress();
+                d.add_digest(&g);
+                all.extend(xs);
+            }
+            for _ in 0..50 {
+                let x = lognormal(&mut rng, 1)[0];
+                d.add_raw(x);
+                all.push(x);
+            }
+            all.sort_by(f64::total_cmp);
+            let qs = [0.5, 0.95, 0.99, 0.0, 1.0];
+            let got = d.quantiles(&qs);
+            for (q, v) in qs.iter().zip(&got) {
+                let v = v.unwrap();
+                let err = rank_error(&all, v, *q);
+                let bound = if *q == 0.5 { 0.01 } else { 0.005 };
+                assert!(
+                    err <= bound,
+                    "{digests}×{per}: q={q} v={v} rank error {err}"
+                );
+            }
+            assert_eq!(got[3], Some(all[0]), "q=0 is the exact min");
+            assert_eq!(got[4], Some(*all.last().unwrap()), "q=1 is the exact max");
+        }
+    }
+
+    #[test]
+    fn ks_of_weighted_samples() {
+        let w = |v: &[f64]| Weighted {
+            items: v.iter().map(|&x| (x, 1.0)).collect(),
+            total: v.len() as f64,
+        };
+        assert_eq!(ks_weighted(&w(&[1.0, 2.0, 3.0]), &w(&[1.0, 2.0, 3.0])), 0.0);
+        assert_eq!(ks_weighted(&w(&[1.0, 2.0, 3.0]), &w(&[4.0, 5.0])), 1.0);
+        assert!(
+            (ks_weighted(&w(&[1.0, 2.0, 3.0, 4.0]), &w(&[3.0, 4.0, 5.0, 6.0])) - 0.5).abs() < 1e-12
+        );
+        // Weights count: one centroid of weight 3 at 1.0 equals three samples at 1.0.
+        let a = Weighted {
+            items: vec![(1.0, 3.0), (2.0, 1.0)],
+            total: 4.0,
+        };
+        assert_eq!(ks_weighted(&a, &w(&[1.0, 1.0, 1.0, 2.0])), 0.0);
+    }
+
+    #[test]
+    fn binned_ks_agrees_with_the_exact_distance() {
+        let mut rng = fastrand::Rng::with_seed(2);
+        let (mut a, mut b) = (Dist::default(), Dist::default());
+        let (mut ra, mut rb) = (Vec::new(), Vec::new());
+        for _ in 0..60 {
+            let xs = lognormal(&mut rng, 500);
+            let ys: Vec<f64> = lognormal(&mut rng, 500)
+                .into_iter()
+                .map(|y| y * 1.3)
+                .collect();
+            let (mut g, mut h) = (Digest::new(200), Digest::new(200));
+            xs.iter().for_each(|&x| g.add(x));
+            ys.iter().for_each(|&y| h.add(y));
+            a.add_digest(&g);
+            b.add_digest(&h);
+            ra.extend(xs);
+            rb.extend(ys);
+        }
+        let (mut ea, mut eb) = (Dist::default(), Dist::default());
+        ra.iter().for_each(|&x| ea.add_raw(x));
+        rb.iter().for_each(|&x| eb.add_raw(x));
+        let exact = ks_distance(&ea, &eb).unwrap();
+        let binned = ks_distance(&a, &b).unwrap();
+        assert!(exact > 0.1, "a 30 % shift is visible: {exact}");
+        assert!(
+            (exact - binned).abs() < 0.01,
+            "exact {exact} vs from digests {binned}"
+        );
+        assert_eq!(ks_distance(&a, &Dist::default()), None);
+    }
+
+    #[test]
+    fn bin_keys_are_monotone_across_zero_and_binades() {
+        let xs = [
+            -1e9, -3.5, -1e-300, -0.0, 0.0, 1e-300, 0.001, 1.0, 1.01, 2.0, 3e5, 1e300,
+        ];
+        for w in xs.windows(2) {
+            assert!(bin_key(w[0]) <= bin_key(w[1]), "{} vs {}", w[0], w[1]);
+        }
+        assert!(bin_key(1.0) < bin_key(1.01), "bins are narrower than 1 %");
+    }
+
+    #[test]
+    fn values_spanning_huge_ranges_keep_a_bounded_histogram() {
+        let mut d = Dist::default();
+        for j in 0..30 {
+            let mut g = Digest::new(200);
+            for i in 0..400 {
+                let x = if i % 2 == 0 {
+                    1e-200 * (1.0 + i as f64)
+                } else {
+                    1e200 * (1.0 + (i + j) as f64)
+                };
+                g.add(x);
+            }
+            d.add_digest(&g);
+        }
+        assert!(d.binned);
+        assert!(d.bins.len() < 2 * 230 * 256, "{} bins", d.bins.len());
+        let got = d.quantiles(&[0.25, 0.75]);
+        assert!(got[0].unwrap() < 1.0 && got[1].unwrap() > 1.0, "{got:?}");
+    }
+}

@@ -1,0 +1,362 @@
+//! The executor: plans a range (per series step), reads each part from its
+//! source and folds it into one accumulator per (group, step).
+//!
+//! **Invariants:**
+//! - every part of every step's plan is read exactly once: contiguous parts
+//!   of the same source are coalesced into one storage scan, and each bucket
+//!   or row is routed to the step that contains its start (a plan never lets
+//!   a bucket straddle a step boundary, because each step is planned alone);
+//! - quality and feedback rows are placed by their own timestamp and
+//!   attributed to their call's group — through the request index's group
+//!   when rollup dims suffice, otherwise by joining to the call itself;
+//! - storage callbacks never call back into storage (rows needing a join are
+//!   collected first).
+
+use std::collections::{BTreeMap, HashMap};
+
+use sextant_model::{Dim, Feedback, LlmCall, Quality, TimeRange};
+use sextant_storage::{Coverage, GroupKey, RequestRef, RowFilter};
+
+use crate::acc::{Acc, Needs};
+use crate::api::QueryError;
+use crate::plan::{plan, rollups_serve, Part, RawReason};
+use crate::source::DataSource;
+
+/// How timestamps map to output slots: `n` steps of `step_ms` from `from_ms`
+/// (the last one cut at `to_ms`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grid {
+    pub(crate) range: TimeRange,
+    pub(crate) step_ms: i64,
+    pub(crate) n: usize,
+}
+
+impl Grid {
+    /// One slot spanning the whole range.
+    pub(crate) fn single(range: TimeRange) -> Grid {
+        Grid {
+            range,
+            step_ms: range.duration_ms().max(1),
+            n: 1,
+        }
+    }
+
+    pub(crate) fn steps(range: TimeRange, step_ms: i64) -> Grid {
+        let n = (range.duration_ms() + step_ms - 1) / step_ms;
+        Grid {
+            range,
+            step_ms,
+            n: n as usize,
+        }
+    }
+
+    fn slot_range(&self, i: usize) -> TimeRange {
+        let from = self.range.from_ms + i as i64 * self.step_ms;
+        TimeRange::new(from, (from + self.step_ms).min(self.range.to_ms))
+    }
+
+    fn slot(&self, ts: i64) -> Option<usize> {
+        if !self.range.contains(ts) {
+            return None;
+        }
+        let i = ((ts - self.range.from_ms) / self.step_ms) as usize;
+        (i < self.n).then_some(i)
+    }
+}
+
+/// What a query read: per group values (in group_by order), per slot.
+#[derive(Debug)]
+pub(crate) struct Collected {
+    pub(crate) groups: HashMap<Vec<String>, BTreeMap<usize, Acc>>,
+    pub(crate) missing: Vec<TimeRange>,
+    pub(crate) raw_reason: RawReason,
+    pub(crate) coverage: Coverage,
+}
+
+impl Collected {
+    pub(crate) fn coverage_note(&self) -> Option<String> {
+        crate::plan::coverage_note(&self.missing, self.raw_reason, &self.coverage)
+    }
+}
+
+/// One group's labels and its accumulators by slot (allocated on first touch).
+type GroupSlots = (Vec<String>, Vec<Option<Box<Acc>>>);
+
+/// Accumulators by group (dense index) and slot (dense vector, allocated
+/// on first touch).
+struct Groups {
+    index: HashMap<Vec<String>, usize>,
+    list: Vec<GroupSlots>,
+    slots: usize,
+    needs: Needs,
+}
+
+impl Groups {
+    fn id(&mut self, labels: Vec<String>) -> usize {
+        if let Some(&i) = self.index.get(&labels) {
+            return i;
+        }
+        let i = self.list.len();
+        self.list.push((labels.clone(), Vec::new()));
+        self.index.insert(labels, i);
+        i
+    }
+
+    fn acc(&mut self, group: usize, slot: usize) -> &mut Acc {
+        let slots = &mut self.list[group].1;
+        if slots.is_empty() {
+            slots.resize_with(self.slots, || None);
+        }
+        let needs = self.needs;
+        slots[slot].get_or_insert_with(|| Box::new(Acc::new(needs)))
+    }
+
+    fn into_map(self) -> HashMap<Vec<String>, BTreeMap<usize, Acc>> {
+        self.list
+            .into_iter()
+            .map(|(labels, slots)| {
+                let m = slots
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, a)| a.map(|a| (i, *a)))
+                    .collect();
+                (labels, m)
+            })
+            .collect()
+    }
+}
+
+pub(crate) struct Query<'a> {
+    pub(crate) grid: Grid,
+    pub(crate) filter: &'a RowFilter,
+    pub(crate) group_by: &'a [Dim],
+    pub(crate) exact: bool,
+    pub(crate) needs: Needs,
+}
+
+/// Plans every slot and coalesces contiguous same-source parts.
+fn plan_grid(
+    q: &Query<'_>,
+    cov: &Coverage,
+    dims: &[Dim],
+) -> (Vec<Part>, Vec<TimeRange>, RawReason) {
+    let mut parts: Vec<Part> = Vec::new();
+    let mut missing: Vec<TimeRange> = Vec::new();
+    let mut reason = RawReason::None;
+    for i in 0..q.grid.n {
+        let p = plan(
+            q.grid.slot_range(i),
+            cov,
+            dims,
+            q.filter,
+            q.group_by,
+            q.exact,
+        );
+        reason = p.raw_reason;
+        for part in p.parts {
+            match parts.last_mut() {
+                Some(last)
+                    if last.source == part.source && last.range.to_ms == part.range.from_ms =>
+                {
+                    last.range.to_ms = part.range.to_ms;
+                }
+                _ => parts.push(part),
+            }
+        }
+        for m in p.missing {
+            match missing.last_mut() {
+                Some(last) if last.to_ms == m.from_ms => last.to_ms = m.to_ms,
+                _ => missing.push(m),
+            }
+        }
+    }
+    (parts, missing, reason)
+}
+
+pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, QueryError> {
+    let coverage = src.coverage();
+    let dims = src.rollup_dims();
+    let (parts, missing, raw_reason) = plan_grid(q, &coverage, &dims);
+    let mut groups = Groups {
+        index: HashMap::new(),
+        list: Vec::new(),
+        slots: q.grid.n,
+        needs: q.needs,
+    };
+    let via_rollup_dims = rollups_serve(&dims, q.filter, q.group_by);
+    // Positions of the group_by dims inside a rollup GroupKey.
+    let key_idx: Vec<usize> = if via_rollup_dims {
+        q.group_by
+            .iter()
+            .map(|d| dims.iter().position(|x| x == d).unwrap_or(0))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let grid = q.grid;
+    // GroupKey → group id, so a known group costs one lookup and no allocation.
+    let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
+    for part in &parts {
+        match part.source.tier() {
+            Some(tier) => {
+                src.rollups(tier, part.range, q.filter, &mut |start, key, r| {
+                    let Some(slot) = grid.slot(start) else { return };
+                    let g = match group_of.get(key) {
+                        Some(&g) => g,
+                        None => {
+                            let labels = key_idx
+                                .iter()
+                                .map(|&i| key.0.get(i).cloned().unwrap_or_default())
+                                .collect();
+                            let g = groups.id(labels);
+                            group_of.insert(key.clone(), g);
+                            g
+                        }
+                    };
+                    groups.acc(g, slot).add_rollup(r);
+                })?;
+            }
+            None => read_raw(
+                src,
+                q,
+                part.range,
+                &dims,
+                via_rollup_dims,
+                &key_idx,
+                &mut groups,
+            )?,
+        }
+    }
+    Ok(Collected {
+        groups: groups.into_map(),
+        missing,
+        raw_reason,
+        coverage,
+    })
+}
+
+fn add_to(groups: &mut Groups, labels: Vec<String>, slot: usize, _needs: Needs) -> &mut Acc {
+    let g = groups.id(labels);
+    groups.acc(g, slot)
+}
+
+/// True when a rollup group key (in `dims` order) passes `filter`.
+fn key_matches(filter: &RowFilter, dims: &[Dim], key: &GroupKey) -> bool {
+    filter.equals.iter().all(|(d, values)| {
+        let v = dims
+            .iter()
+            .position(|x| x == d)
+            .and_then(|i| key.0.get(i))
+            .map(String::as_str)
+            .unwrap_or("");
+        values.iter().any(|want| want == v)
+    })
+}
+
+fn read_raw(
+    src: &dyn DataSource,
+    q: &Query<'_>,
+    range: TimeRange,
+    dims: &[Dim],
+    via_rollup_dims: bool,
+    key_idx: &[usize],
+    groups: &mut Groups,
+) -> Result<(), QueryError> {
+    let grid = q.grid;
+    let needs = q.needs;
+    let labels_of = |c: &LlmCall| -> Vec<String> {
+        q.group_by
+            .iter()
+            .map(|d| d.value_of(c).to_string())
+            .collect()
+    };
+    // request_id → the call's labels (None: the call does not pass the filter).
+    let mut joined: HashMap<String, Option<Vec<String>>> = HashMap::new();
+    src.scan_calls(range, q.filter, &mut |c| {
+        let Some(slot) = grid.slot(c.timestamp_ms) else {
+            return;
+        };
+        let labels = labels_of(c);
+        if !via_rollup_dims {
+            joined.insert(c.request_id.clone(), Some(labels.clone()));
+        }
+        add_to(groups, labels, slot, needs).add_call(c);
+    })?;
+
+    if via_rollup_dims {
+        // The request index carries the call's rollup group: no join needed.
+        let empty = GroupKey(vec![String::new(); dims.len()]);
+        let resolve = |r: Option<&RequestRef>| -> Option<Vec<String>> {
+            let key = r.map(|r| &r.group).unwrap_or(&empty);
+            key_matches(q.filter, dims, key).then(|| {
+                key_idx
+                    .iter()
+                    .map(|&i| key.0.get(i).cloned().unwrap_or_default())
+                    .collect()
+            })
+        };
+        src.scan_quality(range, &mut |x, r| {
+            if let (Some(slot), Some(labels)) = (grid.slot(x.timestamp_ms), resolve(r)) {
+                add_to(groups, labels, slot, needs).add_quality(x);
+            }
+        })?;
+        src.scan_feedback(range, &mut |x, r| {
+            if let (Some(slot), Some(labels)) = (grid.slot(x.timestamp_ms), resolve(r)) {
+                add_to(groups, labels, slot, needs).add_feedback(x);
+            }
+        })?;
+        return Ok(());
+    }
+
+    // Non-rollup dims: join quality and feedback to their calls.
+    let mut quality: Vec<(Quality, Option<RequestRef>)> = Vec::new();
+    src.scan_quality(range, &mut |x, r| {
+        if grid.slot(x.timestamp_ms).is_some() {
+            quality.push((x.clone(), r.cloned()));
+        }
+    })?;
+    let mut feedback: Vec<(Feedback, Option<RequestRef>)> = Vec::new();
+    src.scan_feedback(range, &mut |x, r| {
+        if grid.slot(x.timestamp_ms).is_some() {
+            feedback.push((x.clone(), r.cloned()));
+        }
+    })?;
+    let mut resolve =
+        |request_id: &str, r: Option<&RequestRef>| -> Result<Option<Vec<String>>, QueryError> {
+            if let Some(hit) = joined.get(request_id) {
+                return Ok(hit.clone());
+            }
+            // The call is outside this part (or filtered out): look it up by its timestamp.
+            let mut found: Option<LlmCall> = None;
+            if let Some(r) = r {
+                let at = TimeRange::new(r.timestamp_ms, r.timestamp_ms.saturating_add(1));
+                src.scan_calls(at, &RowFilter::default(), &mut |c| {
+                    if c.request_id == request_id {
+                        found = Some(c.clone());
+                    }
+                })?;
+            }
+            // A call that is unknown (or past raw retention) has every dim "".
+            let call = found.unwrap_or_default();
+            let hit = q.filter.matches(&call).then(|| labels_of(&call));
+            joined.insert(request_id.to_string(), hit.clone());
+            Ok(hit)
+        };
+    for (x, r) in &quality {
+        if let (Some(slot), Some(labels)) = (
+            grid.slot(x.timestamp_ms),
+            resolve(&x.request_id, r.as_ref())?,
+        ) {
+            add_to(groups, labels, slot, needs).add_quality(x);
+        }
+    }
+    for (x, r) in &feedback {
+        if let (Some(slot), Some(labels)) = (
+            grid.slot(x.timestamp_ms),
+            resolve(&x.request_id, r.as_ref())?,
+        ) {
+            add_to(groups, labels, slot, needs).add_feedback(x);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The read interface the engine needs from storage, as a trait so the
+//! executor can be tested against an in-memory model as well as the real
+//! [`Store`].
+
+use sextant_model::{Dim, Feedback, LlmCall, Quality, Tier, TimeRange};
+use sextant_storage::{Coverage, GroupKey, RequestRef, Rollup, RowFilter, StorageError, Store};
+
+pub(crate) type RollupFn<'a> = dyn FnMut(i64, &GroupKey, &Rollup) + 'a;
+
+/// What the executor reads. Mirrors `Store`'s read methods one for one.
+pub(crate) trait DataSource {
+    fn coverage(&self) -> Coverage;
+    fn rollup_dims(&self) -> Vec<Dim>;
+    fn rollups(
+        &self,
+        tier: Tier,
+        range: TimeRange,
+        filter: &RowFilter,
+        f: &mut RollupFn<'_>,
+    ) -> Result<(), StorageError>;
+    fn scan_calls(
+        &self,
+        range: TimeRange,
+        filter: &RowFilter,
+        f: &mut dyn FnMut(&LlmCall),
+    ) -> Result<(), StorageError>;
+    fn scan_quality(
+        &self,
+        range: TimeRange,
+        f: &mut dyn FnMut(&Quality, Option<&RequestRef>),
+    ) -> Result<(), StorageError>;
+    fn scan_feedback(
+        &self,
+        range: TimeRange,
+        f: &mut dyn FnMut(&Feedback, Option<&RequestRef>),
+    ) -> Result<(), StorageError>;
+}
+
+impl DataSource for Store {
+    fn coverage(&self) -> Coverage {
+        Store::coverage(self)
+    }
+    fn rollup_dims(&self) -> Vec<Dim> {
+        Store::rollup_dims(self).to_vec()
+    }
+    fn rollups(
+        &self,
+        tier: Tier,
+        range: TimeRange,
+        filter: &RowFilter,
+        f: &mut RollupFn<'_>,
+    ) -> Result<(), StorageError> {
+        Store::rollups(self, tier, range, filter, f)
+    }
+    fn scan_calls(
+        &self,
+        range: TimeRange,
+        filter: &RowFilter,
+        f: &mut dyn FnMut(&LlmCall),
+    ) -> Result<(), StorageError> {
+        Store::scan_calls(self, range, filter, f)
+    }
+    fn scan_quality(
+        &self,
+        range: TimeRange,
+        f: &mut dyn FnMut(&Quality, Option<&RequestRef>),
+    ) -> Result<(), StorageError> {
+        Store::scan_quality(self, range, f)
+    }
+    fn scan_feedback(
+        &self,
+        range: TimeRange,
+        f: &mut dyn FnMut(&Feedback, Option<&RequestRef>),
+    ) -> Result<(), StorageError> {
+        Store::scan_feedback(self, range, f)
+    }
+}
