@@ -1,6 +1,6 @@
 //! Criterion benches of the engine: durable append throughput (1 and 4
 //! appender threads, batches of 1,000 realistic calls) and reopen time
-//! (1M events in the WAL; 1M sealed events).
+//! (1M events in the WAL; 1M sealed events); seal of a 200k-event head.
 //!
 //! `cargo bench -p sextant-storage --bench engine`
 
@@ -100,5 +100,33 @@ fn reopen(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, reopen);
+/// Seal of a 200k-event head (the automatic seal size), and how long a
+/// reader waits on the state lock meanwhile (`stats()` takes a read lock).
+fn seal(c: &mut Criterion) {
+    let mut g = c.benchmark_group("seal");
+    g.sample_size(10).measurement_time(Duration::from_secs(30));
+    let data = batches(200, 11);
+    g.throughput(Throughput::Elements(200_000));
+    g.bench_function("200k_head_events", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open(dir.path(), config()).unwrap();
+                for b in data.clone() {
+                    store.append(b).unwrap();
+                }
+                let t0 = Instant::now();
+                let report = store.seal(now_ms()).unwrap();
+                total += t0.elapsed();
+                assert_eq!(report.sealed_events, 200_000);
+                drop(store);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append, reopen, seal);
 criterion_main!(benches);

@@ -480,3 +480,29 @@ fn concurrent_appenders_share_group_commits_and_lose_nothing() {
     );
     assert_eq!(store.stats().wal_batches, 160);
 }
+
+#[test]
+fn automatic_seals_run_off_the_writer_and_complete_by_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let cs = calls(1_000, BASE_MS, 1000, 3);
+    let want = expected(&cs);
+    let cfg = StoreConfig {
+        seal_max_events: 100,
+        ..config()
+    };
+    {
+        let store = Store::open(dir.path(), cfg.clone()).unwrap();
+        for chunk in cs.chunks(100) {
+            store.append(batch_of(chunk.to_vec())).unwrap();
+        }
+        assert_eq!(scan_sums(&store, all(), &RowFilter::default()), want);
+        // Closing joins the seal thread after its pending seal.
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path(), cfg).unwrap();
+    let st = store.stats();
+    assert_eq!((st.head_events, st.wal_batches), (0, 0));
+    assert_eq!(scan_sums(&store, all(), &RowFilter::default()), want);
+    assert_eq!(rollup_sums(&store, Tier::Minute, all()), want.0);
+    assert!(store.verify().unwrap().problems.is_empty());
+}

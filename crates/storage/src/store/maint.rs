@@ -82,6 +82,7 @@ impl Core {
             }
         };
         let wm = self.state.read_recursive().wm;
+        let t0 = std::time::Instant::now();
         let mut ops = Ops::default();
         let mut report = MaintenanceReport {
             sealed_events: snap.events() as u64,
@@ -113,6 +114,7 @@ impl Core {
             }
         }
         report.segments_written = new_segments.len() as u64;
+        let t_segments = t0.elapsed();
         ops.put(T::Meta, mk::NEXT_SEGMENT_ID, next_id.to_be_bytes().to_vec());
 
         // Rollups: minute always; hour/day for buckets already downsampled.
@@ -151,17 +153,21 @@ impl Core {
             }
         }
 
+        let t_rollups = t0.elapsed();
         // Request-index entries are written before the transaction, in
         // plain batches: they are idempotent (replaying the head rewrites the
         // same values) and lookups answer the same from the head or the
         // tree, so an entry that lands before a crash is harmless. Keeping
         // hundreds of thousands of them out of the sled transaction keeps
         // its memory and time bounded.
-        let reqs: Vec<(Vec<u8>, Vec<u8>)> = snap
+        // Sorted, so each batch walks the tree's pages in order instead of
+        // touching a random page per entry (several times faster in sled).
+        let mut reqs: Vec<(Vec<u8>, Vec<u8>)> = snap
             .requests
             .iter()
             .map(|(id, r)| (id.as_bytes().to_vec(), encode_request(r)))
             .collect();
+        reqs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for chunk in reqs.chunks(16_384) {
             let kvs: Vec<(Vec<u8>, &[u8])> = chunk
                 .iter()
@@ -169,6 +175,7 @@ impl Core {
                 .collect();
             self.db.insert_many(T::Requests, &kvs)?;
         }
+        let t_requests = t0.elapsed();
         for (k, q) in &snap.quality {
             ops.put(T::Quality, k.clone(), encode_row(q));
         }
@@ -182,8 +189,11 @@ impl Core {
             ops.put(T::Meta, mk::WAL_FLOOR, (last + 1).to_be_bytes().to_vec());
         }
 
+        let t_build = t0.elapsed();
+        let lock_held;
         {
             let mut st = self.state.write();
+            let t_lock = std::time::Instant::now();
             if let Err(e) = self.db.commit(&ops) {
                 // The dictionary handed out entries that were not stored:
                 // reload it so later segments never reference them. The
@@ -197,6 +207,7 @@ impl Core {
                 st.segments.insert(s.key(), *s);
             }
             st.sealing = None;
+            lock_held = t_lock.elapsed();
         }
         m.next_segment_id = next_id;
         self.counters
@@ -209,6 +220,16 @@ impl Core {
             .wal_bytes
             .fetch_sub(snap.wal_bytes, Ordering::Relaxed);
         self.db.flush()?;
+        tracing::debug!(
+            events = report.sealed_events,
+            segments_ms = t_segments.as_millis() as u64,
+            rollups_ms = (t_rollups - t_segments).as_millis() as u64,
+            requests_ms = (t_requests - t_rollups).as_millis() as u64,
+            build_ms = t_build.as_millis() as u64,
+            lock_held_ms = lock_held.as_millis() as u64,
+            total_ms = t0.elapsed().as_millis() as u64,
+            "sealed"
+        );
         Ok(report)
     }
 

@@ -248,12 +248,23 @@ impl Store {
         let next_seq = core.replay()?.max(wal_floor);
 
         let (tx, rx) = crossbeam_channel::unbounded();
+        // Automatic seals run on their own thread so appends keep flowing
+        // while a head is encoded and written; the writer only signals. The
+        // sealer stops when the writer (the only sender) exits.
+        let (seal_tx, seal_rx) = crossbeam_channel::bounded::<()>(1);
         let mut threads = Vec::new();
         let c = core.clone();
         threads.push(
             std::thread::Builder::new()
+                .name("sextant-seal".into())
+                .spawn(move || c.sealer(seal_rx))
+                .map_err(|e| open_err(dir, format!("starting the seal thread: {e}")))?,
+        );
+        let c = core.clone();
+        threads.push(
+            std::thread::Builder::new()
                 .name("sextant-wal".into())
-                .spawn(move || c.writer(rx, next_seq))
+                .spawn(move || c.writer(rx, seal_tx, next_seq))
                 .map_err(|e| open_err(dir, format!("starting the writer thread: {e}")))?,
         );
         let mut stop_maint = None;
@@ -668,7 +679,20 @@ impl Core {
         self.db.commit(&ops)
     }
 
-    fn writer(self: Arc<Core>, rx: Receiver<Msg>, mut next_seq: u64) {
+    /// Seals whenever the writer signals that the head reached
+    /// `seal_max_events`; returns when the writer has exited.
+    fn sealer(self: Arc<Core>, rx: Receiver<()>) {
+        while rx.recv().is_ok() {
+            let due = self.state.read_recursive().head.events() >= self.config.seal_max_events;
+            if due {
+                if let Err(e) = self.seal(sextant_model::now_ms()) {
+                    tracing::error!(error = %e, "automatic seal failed");
+                }
+            }
+        }
+    }
+
+    fn writer(self: Arc<Core>, rx: Receiver<Msg>, seal_tx: Sender<()>, mut next_seq: u64) {
         let interval = match self.config.durability {
             Durability::Interval { interval_ms } => Some(Duration::from_millis(interval_ms.max(1))),
             _ => None,
@@ -748,11 +772,11 @@ impl Core {
             }
             let due = self.state.read_recursive().head.events() >= self.config.seal_max_events;
             if due {
-                if let Err(e) = self.seal(sextant_model::now_ms()) {
-                    tracing::error!(error = %e, "automatic seal failed");
-                }
+                // Full means a signal is already pending: nothing to add.
+                let _ = seal_tx.try_send(());
             }
         }
+        drop(seal_tx);
         if dirty {
             let _ = self.db.flush();
         }
