@@ -24,7 +24,7 @@ use crate::api::{
     NotifierKind, Rule, Silence,
 };
 use crate::kv::{self, KvBackend};
-use crate::machine::{self, EvalContext, InstanceState, Notification, Phase, Transition};
+use crate::machine::{self, EvalContext, InstanceState, Notification, Transition};
 use crate::notify::{self, OutboxEntry, Outcome};
 use crate::rule::{self, CompiledRule};
 use crate::source::MetricSource;
