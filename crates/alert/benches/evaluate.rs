@@ -3,6 +3,11 @@
 //! figure is the alerting crate's own cost (state machine, encoding, commit
 //! assembly), not the query engine's.
 //!
+//! `query_source_steady`: the same 1,000 rules over the real `QuerySource`
+//! on a real store holding 2,000 calls across 20 models in the window; the
+//! rules share 4 distinct (window, filters, group_by) shapes, so a cycle runs
+//! 4 summaries (the source caches identical queries within a cycle).
+//!
 //! `steady`: values move but states do not (the common case).
 //! `flapping`: every instance alternates firing/resolved each cycle (worst case:
 //! 20,000 transitions, history records and outbox entries per cycle); its
@@ -113,6 +118,81 @@ fn setup(flap: bool) -> Alerting {
     a
 }
 
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The real store and query engine; the store's tempdir lives as long as the bench.
+fn setup_query() -> (Alerting, tempfile::TempDir) {
+    use sextant_model::{Batch, LlmCall};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        sextant_storage::Store::open(dir.path(), sextant_storage::StoreConfig::default()).unwrap();
+    let now = wall_ms();
+    let calls = (0..2000)
+        .map(|i: i64| LlmCall {
+            request_id: format!("req-{i}"),
+            timestamp_ms: now - 120_000 + i * 50,
+            model: format!("model-{}", i % 20),
+            provider: if i % 3 == 0 { "anthropic" } else { "openai" }.into(),
+            endpoint: "chat.completions".into(),
+            latency_ms: 500.0 + (i % 97) as f64 * 60.0,
+            prompt_tokens: 100,
+            completion_tokens: 50,
+            total_tokens: 150,
+            finish_reason: "stop".into(),
+            error: (i % 17 == 0).then(|| "boom".to_string()),
+            ..LlmCall::default()
+        })
+        .collect();
+    store
+        .append(Batch {
+            calls,
+            ..Batch::default()
+        })
+        .unwrap();
+    let engine = sextant_query::QueryEngine::new(store.clone());
+    let config = AlertConfig {
+        install_default_rules: false,
+        restart_grace_seconds: Some(0),
+        ..AlertConfig::default()
+    };
+    let a = Alerting::with_backend(
+        Arc::new(store),
+        Arc::new(sextant_alert::QuerySource::new(engine)),
+        config,
+        Vec::new(),
+        0,
+    )
+    .unwrap();
+    let metrics = [
+        "latency_p95_ms",
+        "error_rate",
+        "latency_p99_ms",
+        "avg_cost_usd",
+    ];
+    for i in 0..1000 {
+        let filters = [
+            serde_json::json!({}),
+            serde_json::json!({"provider": "openai"}),
+            serde_json::json!({"provider": "anthropic"}),
+            serde_json::json!({"endpoint": "chat.completions"}),
+        ][i % 4]
+            .clone();
+        let r: Rule = serde_json::from_value(serde_json::json!({
+            "name": format!("rule-{i:04}"), "metric": metrics[(i / 4) % metrics.len()],
+            "window_minutes": 5, "filters": filters, "group_by": ["model"],
+            "op": ">", "threshold": 5000, "message": "value {latency_p95_ms:.0f}"
+        }))
+        .unwrap();
+        a.create_rule(r).unwrap();
+    }
+    (a, dir)
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("alert_eval_1000_rules_x_20_groups");
     g.sample_size(20);
@@ -127,6 +207,11 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    let (a, _dir) = setup_query();
+    a.evaluate_once(wall_ms()).unwrap();
+    g.bench_function("query_source_steady", |b| {
+        b.iter(|| a.evaluate_once(wall_ms()).unwrap())
+    });
     g.finish();
 }
 

@@ -24,12 +24,16 @@ use crate::api::{
     NotifierKind, Rule, Silence,
 };
 use crate::kv::{self, KvBackend};
-use crate::machine::{self, EvalContext, InstanceState, Notification, Phase, Transition};
+use crate::machine::{self, EvalContext, InstanceState, Notification, Transition};
 use crate::notify::{self, OutboxEntry, Outcome};
 use crate::rule::{self, CompiledRule};
 use crate::source::MetricSource;
 
-/// Quiet instances whose only change is their value are re-persisted at most this often.
+/// Instances whose only change is their value / last-evaluated time (no
+/// material change: phase, level, timers, notifications, error) are
+/// re-persisted at most this often, in every phase. Losing up to this much of
+/// `last_value` on a crash is harmless: downtime never counts, and material
+/// changes are always written in the same commit as their notifications.
 const QUIET_CHECKPOINT_MS: i64 = 60_000;
 /// Retention runs at most this often.
 const RETENTION_EVERY_MS: i64 = 3_600_000;
@@ -544,7 +548,6 @@ impl Inner {
         let mut persisted = Vec::new();
         for (k, next) in &ev.next {
             let write = ev.changed.contains(k)
-                || !matches!(next.phase, Phase::Inactive | Phase::NoData)
                 || st
                     .persisted_ms
                     .get(k)
