@@ -177,6 +177,7 @@ impl Dist {
             return;
         }
         let before = self.cents.len();
+        self.cents.reserve(d.centroid_count());
         d.for_each_centroid(|m, w| self.cents.push((m, w)));
         self.n_cents += self.cents.len() - before;
         self.run_ends.push(self.cents.len());
@@ -226,8 +227,14 @@ impl Dist {
     fn sorted(&self) -> Weighted {
         let mut raw = self.raw.clone();
         raw.sort_by(f64::total_cmp);
-        let mut items: Vec<(f64, f64)> = Vec::with_capacity(self.n_cents + raw.len());
-        let mut scratch: Vec<(f64, f64)> = Vec::new();
+        let cap = self.n_cents + raw.len();
+        let mut items: Vec<(f64, f64)> = Vec::with_capacity(cap);
+        let mut scratch: Vec<(f64, f64)> =
+            Vec::with_capacity(if self.run_ends.len() > 1 || !raw.is_empty() {
+                cap
+            } else {
+                0
+            });
         for run in self.runs() {
             merge_into(
                 &mut items,
