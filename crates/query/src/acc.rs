@@ -23,6 +23,8 @@ use crate::dist::Dist;
 pub(crate) struct Needs {
     pub(crate) latency: bool,
     pub(crate) ttft: bool,
+    /// Count finish reasons (a summary reports them; a series never does).
+    pub(crate) finish_reasons: bool,
 }
 
 impl Needs {
@@ -30,12 +32,14 @@ impl Needs {
     pub(crate) const ALL: Needs = Needs {
         latency: true,
         ttft: true,
+        finish_reasons: true,
     };
 
     pub(crate) fn for_metric(name: &str) -> Needs {
         Needs {
             latency: matches!(name, "latency_p50_ms" | "latency_p95_ms" | "latency_p99_ms"),
             ttft: matches!(name, "ttft_p50_ms" | "ttft_p95_ms"),
+            finish_reasons: false,
         }
     }
 
@@ -45,6 +49,7 @@ impl Needs {
             Needs {
                 latency: n.latency || x.latency,
                 ttft: n.ttft || x.ttft,
+                finish_reasons: n.finish_reasons || x.finish_reasons,
             }
         })
     }
@@ -146,11 +151,13 @@ impl Acc {
         }
         self.ttft_count += r.ttft_count;
         self.ttft_sum_us += r.ttft_sum_us;
-        for (k, v) in &r.finish_reasons {
-            match self.finish_reasons.get_mut(k) {
-                Some(n) => *n += v,
-                None => {
-                    self.finish_reasons.insert(k.clone(), *v);
+        if self.needs.finish_reasons {
+            for (k, v) in &r.finish_reasons {
+                match self.finish_reasons.get_mut(k) {
+                    Some(n) => *n += v,
+                    None => {
+                        self.finish_reasons.insert(k.clone(), *v);
+                    }
                 }
             }
         }
@@ -196,10 +203,14 @@ impl Acc {
                 self.ttft.add_raw(t);
             }
         }
-        *self
-            .finish_reasons
-            .entry(c.finish_reason.clone())
-            .or_insert(0) += 1;
+        if self.needs.finish_reasons {
+            match self.finish_reasons.get_mut(&c.finish_reason) {
+                Some(n) => *n += 1,
+                None => {
+                    self.finish_reasons.insert(c.finish_reason.clone(), 1);
+                }
+            }
+        }
         if self.needs.latency {
             self.latency.add_raw(c.latency_ms);
         }

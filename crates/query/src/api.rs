@@ -573,7 +573,10 @@ fn summary_with(
     req: &SummaryRequest,
     names: &[&'static str],
 ) -> Result<SummaryResult, QueryError> {
-    let needs = Needs::for_metrics(names.iter().copied());
+    let needs = Needs {
+        finish_reasons: true,
+        ..Needs::for_metrics(names.iter().copied())
+    };
     check_range(req.range)?;
     let collected = collect(
         src,
@@ -589,8 +592,12 @@ fn summary_with(
     let mut groups: Vec<Summary> = collected
         .groups
         .into_iter()
-        .map(|(values, mut slots)| {
-            let acc = slots.remove(&0).unwrap_or_else(|| Acc::new(needs));
+        .map(|(values, slots)| {
+            let acc = slots
+                .into_iter()
+                .next()
+                .flatten()
+                .unwrap_or_else(|| Box::new(Acc::new(needs)));
             summary_of(labels_map(&req.group_by, &values), &acc, names)
         })
         .collect();
@@ -655,11 +662,12 @@ pub(crate) fn series_on(
     )?;
     let note = collected.coverage_note();
     let empty_value = Acc::new(needs).metric(metric);
-    let points_of = |slots: &BTreeMap<usize, Acc>| -> Vec<(i64, Option<f64>)> {
+    let points_of = |slots: &[Option<Box<Acc>>]| -> Vec<(i64, Option<f64>)> {
         (0..grid.n)
             .map(|i| {
                 let t = req.range.from_ms + i as i64 * req.step_ms;
-                (t, slots.get(&i).map_or(empty_value, |a| a.metric(metric)))
+                let acc = slots.get(i).and_then(|a| a.as_deref());
+                (t, acc.map_or(empty_value, |a| a.metric(metric)))
             })
             .collect()
     };
@@ -674,7 +682,7 @@ pub(crate) fn series_on(
     if req.group_by.is_empty() && series.is_empty() {
         series.push(Series {
             labels: BTreeMap::new(),
-            points: points_of(&BTreeMap::new()),
+            points: points_of(&[]),
         });
     }
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -695,7 +703,7 @@ fn window_acc(
     check_range(range)?;
     let needs = Needs {
         latency: true,
-        ttft: false,
+        ..Needs::default()
     };
     let mut c = collect(
         src,
@@ -710,9 +718,10 @@ fn window_acc(
     let partial = !c.missing.is_empty();
     let acc = c
         .groups
-        .remove(&Vec::new())
-        .and_then(|mut slots| slots.remove(&0))
-        .unwrap_or_else(|| Acc::new(needs));
+        .iter_mut()
+        .find(|(labels, _)| labels.is_empty())
+        .and_then(|(_, slots)| slots.first_mut().and_then(Option::take))
+        .map_or_else(|| Acc::new(needs), |a| *a);
     Ok((acc, partial))
 }
 

@@ -34,12 +34,14 @@ const BIN_MANTISSA_BITS: u32 = 8;
 /// A distribution being accumulated.
 #[derive(Debug, Clone)]
 pub(crate) struct Dist {
-    /// Each merged digest's centroids (mean, weight), ascending, as returned
-    /// (no copy); emptied once the set is binned.
-    chunks: Vec<Vec<(f64, u64)>>,
+    /// Every merged digest's centroids (mean, weight), one ascending run per
+    /// digest, concatenated; emptied once the set is binned.
+    cents: Vec<(f64, u64)>,
+    /// End index (into `cents`) of each run.
+    run_ends: Vec<usize>,
     /// Centroids merged so far.
     n_cents: usize,
-    /// True once the centroids are binned (`bins`) instead of kept (`chunks`).
+    /// True once the centroids are binned (`bins`) instead of kept (`cents`).
     binned: bool,
     /// Per bin: (Σ weight, Σ weight × value); index 0 is key `bin_base`.
     bins: Vec<(f64, f64)>,
@@ -54,7 +56,8 @@ pub(crate) struct Dist {
 impl Default for Dist {
     fn default() -> Dist {
         Dist {
-            chunks: Vec::new(),
+            cents: Vec::new(),
+            run_ends: Vec::new(),
             n_cents: 0,
             binned: false,
             bins: Vec::new(),
@@ -99,6 +102,20 @@ impl Hist {
         b.1 += w * x;
     }
 
+    /// Makes room for keys `lo..=hi` (one growth at most per side).
+    fn reserve_range(&mut self, lo: f64, hi: f64) {
+        self.add(lo, 0.0);
+        self.add(hi, 0.0);
+    }
+
+    /// Adds one value known to lie within a reserved range.
+    #[inline]
+    fn add_reserved(&mut self, m: f64, w: f64) {
+        let b = &mut self.bins[(bin_key(m) - self.base) as usize];
+        b.0 += w;
+        b.1 += w * m;
+    }
+
     /// Adds ascending centroids: room for the first and last key once, then no checks.
     fn add_sorted(&mut self, c: &[(f64, u64)]) {
         let (Some(first), Some(last)) = (c.first(), c.last()) else {
@@ -135,28 +152,56 @@ impl Dist {
             self.min = self.min.min(lo);
             self.max = self.max.max(hi);
         }
-        let c = d.centroids();
-        self.n_cents += c.len();
         if self.binned {
+            // Straight into the bins: no copy of the centroids.
             let mut h = Hist {
                 base: self.bin_base,
                 bins: std::mem::take(&mut self.bins),
             };
-            h.add_sorted(&c);
+            let mut first = true;
+            let mut n = 0usize;
+            d.for_each_centroid(|m, w| {
+                if first {
+                    // Centroid means lie within the digest's exact bounds.
+                    let lo = d.min().unwrap_or(m).min(m);
+                    let hi = d.max().unwrap_or(m).max(m);
+                    h.reserve_range(lo, hi);
+                    first = false;
+                }
+                h.add_reserved(m, w as f64);
+                n += 1;
+            });
+            self.n_cents += n;
             self.bin_base = h.base;
             self.bins = h.bins;
             return;
         }
-        self.chunks.push(c);
+        let before = self.cents.len();
+        self.cents.reserve(d.centroid_count());
+        d.for_each_centroid(|m, w| self.cents.push((m, w)));
+        self.n_cents += self.cents.len() - before;
+        self.run_ends.push(self.cents.len());
         if self.n_cents > SORT_LIMIT {
             let mut h = Hist::default();
-            for c in std::mem::take(&mut self.chunks) {
-                h.add_sorted(&c);
+            for run in self.runs() {
+                h.add_sorted(run);
             }
+            self.cents = Vec::new();
+            self.run_ends = Vec::new();
             self.bin_base = h.base;
             self.bins = h.bins;
             self.binned = true;
         }
+    }
+
+    /// The kept centroid runs (each ascending).
+    fn runs(&self) -> impl Iterator<Item = &[(f64, u64)]> + '_ {
+        let mut start = 0;
+        self.run_ends.iter().map(move |&end| {
+            let run = &self.cents[start..end];
+            start = end;
+            run
+        })
     }
 
     pub(crate) fn add_raw(&mut self, x: f64) {
@@ -175,11 +220,29 @@ impl Dist {
     }
 
     /// Every sample as (value, weight), sorted; only for unbinned sets.
+    ///
+    /// The runs (and the sorted raw samples as a last run) are merged, ties
+    /// going to the earlier run: the same order as a stable sort of their
+    /// concatenation, without the sort.
     fn sorted(&self) -> Weighted {
-        let mut items = Vec::with_capacity(self.n_cents + self.raw.len());
-        items.extend(self.chunks.iter().flatten().map(|&(m, w)| (m, w as f64)));
-        items.extend(self.raw.iter().map(|&x| (x, 1.0)));
-        items.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut raw = self.raw.clone();
+        raw.sort_by(f64::total_cmp);
+        let cap = self.n_cents + raw.len();
+        let mut items: Vec<(f64, f64)> = Vec::with_capacity(cap);
+        let mut scratch: Vec<(f64, f64)> =
+            Vec::with_capacity(if self.run_ends.len() > 1 || !raw.is_empty() {
+                cap
+            } else {
+                0
+            });
+        for run in self.runs() {
+            merge_into(
+                &mut items,
+                &mut scratch,
+                run.iter().map(|&(m, w)| (m, w as f64)),
+            );
+        }
+        merge_into(&mut items, &mut scratch, raw.iter().map(|&x| (x, 1.0)));
         let total = items.iter().map(|c| c.1).sum();
         Weighted { items, total }
     }
@@ -193,8 +256,8 @@ impl Dist {
             }
         } else {
             let mut h = Hist::default();
-            for c in &self.chunks {
-                h.add_sorted(c);
+            for run in self.runs() {
+                h.add_sorted(run);
             }
             h
         };
@@ -236,6 +299,37 @@ impl Dist {
             })
             .collect()
     }
+}
+
+/// Merges the ascending `run` into the ascending `acc` (ties: `acc` first,
+/// as a stable sort of `acc ++ run` orders them); `scratch` is reused.
+fn merge_into(
+    acc: &mut Vec<(f64, f64)>,
+    scratch: &mut Vec<(f64, f64)>,
+    run: impl ExactSizeIterator<Item = (f64, f64)>,
+) {
+    if run.len() == 0 {
+        return;
+    }
+    let mut run = run.peekable();
+    if acc.is_empty() {
+        acc.extend(run);
+        return;
+    }
+    scratch.clear();
+    scratch.reserve(acc.len() + run.len());
+    let mut i = 0;
+    while let Some(&b) = run.peek() {
+        if i < acc.len() && acc[i].0.total_cmp(&b.0).is_le() {
+            scratch.push(acc[i]);
+            i += 1;
+        } else {
+            scratch.push(b);
+            run.next();
+        }
+    }
+    scratch.extend_from_slice(&acc[i..]);
+    std::mem::swap(acc, scratch);
 }
 
 /// Two-sample KS distance between two distributions; `None` when either is

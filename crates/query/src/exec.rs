@@ -12,7 +12,8 @@
 //! - storage callbacks never call back into storage (rows needing a join are
 //!   collected first).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use sextant_model::{Dim, Feedback, LlmCall, Quality, TimeRange};
 use sextant_storage::{Coverage, GroupKey, RequestRef, RowFilter};
@@ -64,10 +65,11 @@ impl Grid {
     }
 }
 
-/// What a query read: per group values (in group_by order), per slot.
+/// What a query read: per group, its values (in group_by order) and its
+/// accumulators by slot (`None`: nothing fell in that slot).
 #[derive(Debug)]
 pub(crate) struct Collected {
-    pub(crate) groups: HashMap<Vec<String>, BTreeMap<usize, Acc>>,
+    pub(crate) groups: Vec<GroupSlots>,
     pub(crate) missing: Vec<TimeRange>,
     pub(crate) raw_reason: RawReason,
     pub(crate) coverage: Coverage,
@@ -80,12 +82,36 @@ impl Collected {
 }
 
 /// One group's labels and its accumulators by slot (allocated on first touch).
-type GroupSlots = (Vec<String>, Vec<Option<Box<Acc>>>);
+pub(crate) type GroupSlots = (Vec<String>, Vec<Option<Box<Acc>>>);
+
+/// FNV-1a: group keys are a few short strings, and the default SipHash
+/// dominated routing a rollup to its group.
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
 /// Accumulators by group (dense index) and slot (dense vector, allocated
 /// on first touch).
 struct Groups {
-    index: HashMap<Vec<String>, usize>,
+    index: FnvMap<Vec<String>, usize>,
     list: Vec<GroupSlots>,
     slots: usize,
     needs: Needs,
@@ -109,20 +135,6 @@ impl Groups {
         }
         let needs = self.needs;
         slots[slot].get_or_insert_with(|| Box::new(Acc::new(needs)))
-    }
-
-    fn into_map(self) -> HashMap<Vec<String>, BTreeMap<usize, Acc>> {
-        self.list
-            .into_iter()
-            .map(|(labels, slots)| {
-                let m = slots
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(i, a)| a.map(|a| (i, *a)))
-                    .collect();
-                (labels, m)
-            })
-            .collect()
     }
 }
 
@@ -178,7 +190,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
     let dims = src.rollup_dims();
     let (parts, missing, raw_reason) = plan_grid(q, &coverage, &dims);
     let mut groups = Groups {
-        index: HashMap::new(),
+        index: FnvMap::default(),
         list: Vec::new(),
         slots: q.grid.n,
         needs: q.needs,
@@ -195,7 +207,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
     };
     let grid = q.grid;
     // GroupKey → group id, so a known group costs one lookup and no allocation.
-    let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
+    let mut group_of: FnvMap<GroupKey, usize> = FnvMap::default();
     for part in &parts {
         match part.source.tier() {
             Some(tier) => {
@@ -228,7 +240,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
         }
     }
     Ok(Collected {
-        groups: groups.into_map(),
+        groups: groups.list,
         missing,
         raw_reason,
         coverage,

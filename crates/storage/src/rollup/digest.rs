@@ -260,6 +260,20 @@ impl Digest {
             .collect()
     }
 
+    /// Calls `f(mean, weight)` for each compressed centroid, ascending by
+    /// mean — the same sequence as [`Digest::centroids`], without allocating
+    /// (once the compressed view is cached).
+    pub fn for_each_centroid(&self, mut f: impl FnMut(f64, u64)) {
+        for c in self.view().centroids() {
+            f(c.mean(), c.weight() as u64);
+        }
+    }
+
+    /// Number of compressed centroids (what [`Digest::centroids`] would return).
+    pub fn centroid_count(&self) -> usize {
+        self.view().centroids().len()
+    }
+
     fn is_folded(&self) -> bool {
         self.pending.is_empty() && self.encoded.is_empty()
     }
@@ -656,6 +670,19 @@ mod tests {
         assert!(d.cdf(1.0).is_nan());
         assert_eq!((d.count(), d.min(), d.max()), (0, None, None));
         assert!(d.centroids().is_empty());
+    }
+
+    #[test]
+    fn for_each_centroid_visits_exactly_the_centroids() {
+        let mut d = Digest::new(30);
+        for i in 0..2_000 {
+            d.add(f64::from(i % 97) * 1.5 + f64::from(i) * 0.01);
+        }
+        let mut seen = Vec::new();
+        d.for_each_centroid(|m, w| seen.push((m, w)));
+        assert_eq!(seen, d.centroids());
+        assert_eq!(d.centroid_count(), seen.len());
+        assert!(seen.len() > 1 && seen.len() <= 30);
     }
 
     #[test]
