@@ -5,13 +5,18 @@
 //! Compression is the merging t-digest of the `tdigest` crate (same scale
 //! function `k_to_q`, same greedy pass), reimplemented here over sorted runs
 //! so that merging stored digests never goes through the crate's per-digest
-//! sort and rebuild; the crate is used only to estimate quantiles and ranks
-//! from the compressed centroids.
+//! sort and rebuild. Quantile and rank estimates are the crate's
+//! (`TDigest::estimate_quantile` / `estimate_rank`), ported in `View` so
+//! that they read the centroids in exactly their stored order: the crate's
+//! constructor re-sorts by (mean, weight), and two centroids whose means
+//! quantize to the same value would then swap places after a round trip
+//! and move a quantile by up to the gap to the next centroid.
 //!
 //! **Invariants:**
 //! - `count`, `min` and `max` are exact (count is an integer; min/max are f64
 //!   min/max, order-independent); only the centroids are approximate.
-//! - `centroids` is sorted by (mean, weight); all weights are whole numbers ≥ 1.
+//! - `centroids` is sorted by mean (ties keep merge order, which the
+//!   encoding preserves); all weights are whole numbers ≥ 1.
 //! - `Σ centroids weights + Σ pending weights + Σ encoded counts == count`.
 //! - `pending` is folded in when it reaches `BUFFER_FACTOR × max_centroids`
 //!   entries, and `encoded` when it holds more than [`LAZY_MAX_CENTROIDS`]
@@ -29,7 +34,7 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use tdigest::{Centroid, TDigest};
+use tdigest::Centroid;
 
 use super::wire::{self, varint, Reader};
 use crate::error::CodecError;
@@ -124,7 +129,7 @@ pub struct Digest {
     /// −inf when empty.
     max: f64,
     /// Cache: the compression of everything above, for reads.
-    view: OnceLock<TDigest>,
+    view: OnceLock<View>,
 }
 
 impl Digest {
@@ -196,9 +201,7 @@ impl Digest {
         if self.count == 0 || q.is_nan() {
             return f64::NAN;
         }
-        self.view()
-            .estimate_quantile(q.clamp(0.0, 1.0))
-            .unwrap_or(f64::NAN)
+        self.view().quantile(q.clamp(0.0, 1.0))
     }
 
     /// Several quantiles with one compression of the pending buffer.
@@ -212,8 +215,7 @@ impl Digest {
                 if q.is_nan() {
                     f64::NAN
                 } else {
-                    view.estimate_quantile(q.clamp(0.0, 1.0))
-                        .unwrap_or(f64::NAN)
+                    view.quantile(q.clamp(0.0, 1.0))
                 }
             })
             .collect()
@@ -224,7 +226,7 @@ impl Digest {
         if self.count == 0 || x.is_nan() {
             return f64::NAN;
         }
-        self.view().estimate_rank(x).unwrap_or(f64::NAN)
+        self.view().rank(x)
     }
 
     /// Number of values added (exact).
@@ -312,27 +314,21 @@ impl Digest {
     }
 
     /// The compressed digest of everything held (computed once, cached).
-    fn view(&self) -> &TDigest {
+    fn view(&self) -> &View {
         self.view.get_or_init(|| {
-            if self.count == 0 {
-                return TDigest::new_with_size(self.max_centroids);
-            }
-            let cs = if self.is_folded() {
+            let centroids = if self.count == 0 {
+                Vec::new()
+            } else if self.is_folded() {
                 self.centroids.clone()
             } else {
                 self.fold(self.max_centroids)
             };
-            let sum = cs.iter().map(|c| c.mean() * c.weight()).sum();
-            // `cs` is sorted and holds ≤ max_centroids: `new` neither
-            // re-sorts (a sorted run is detected in one pass) nor recompresses.
-            TDigest::new(
-                cs,
-                sum,
-                self.count as f64,
-                Some(self.max),
-                Some(self.min),
-                self.max_centroids,
-            )
+            View {
+                centroids,
+                count: self.count as f64,
+                min: self.min,
+                max: self.max,
+            }
         })
     }
 
@@ -374,9 +370,13 @@ impl Digest {
         wire::put_u64(out, cs.len() as u64);
         wire::put_f64(out, self.min);
         wire::put_f64(out, self.max);
-        // (quantized mean, weight), sorted as the decoder will read them so
-        // that re-encoding a decoded digest gives the same bytes.
-        let mut qw: Vec<(u64, u64)> = cs
+        // (quantized mean, weight) in the centroids' order, which is sorted by
+        // mean; quantizing is monotone, so the quantized means ascend too.
+        // Centroids whose means quantize to one value keep their order: the
+        // decoder reads them back in it, so every estimate moves by at most
+        // the quantization error (see `View`), and re-encoding a decoded
+        // digest gives the same bytes.
+        let qw: Vec<(u64, u64)> = cs
             .iter()
             .map(|c| {
                 (
@@ -385,7 +385,6 @@ impl Digest {
                 )
             })
             .collect();
-        qw.sort_unstable();
         for &(_, w) in &qw {
             wire::put_u64(out, w);
         }
@@ -453,6 +452,162 @@ impl Digest {
             max,
             view: OnceLock::new(),
         })
+    }
+}
+
+/// The compressed centroids of a digest and the estimates read from them.
+///
+/// The estimators are those of the `tdigest` crate 1.0.1
+/// (`estimate_quantile`, `estimate_rank`), applied to the centroids in the
+/// order given — never re-sorted. A quantile is then an interpolation
+/// `(1 − t)·a + t·b` between two centroid means (or a mean and the exact
+/// min/max) with `t` depending only on the weights, so moving each mean by
+/// at most ε·|mean| (the encoding's quantization) moves a quantile of
+/// same-signed values by at most ε·|quantile|.
+#[derive(Debug, Clone)]
+struct View {
+    /// Sorted by mean; never empty when `count > 0`.
+    centroids: Vec<Centroid>,
+    count: f64,
+    min: f64,
+    max: f64,
+}
+
+impl View {
+    fn centroids(&self) -> &[Centroid] {
+        &self.centroids
+    }
+
+    /// The crate's `estimate_quantile` (`q` in [0, 1]); NaN when empty.
+    fn quantile(&self, q: f64) -> f64 {
+        let cs = &self.centroids;
+        if cs.is_empty() {
+            return f64::NAN;
+        }
+        let rank = q * self.count;
+        let (pos, before) = if q > 0.5 {
+            if q >= 1.0 {
+                return self.max;
+            }
+            let mut t = self.count;
+            let mut pos = 0;
+            for (k, c) in cs.iter().enumerate().rev() {
+                t -= c.weight();
+                if rank >= t {
+                    pos = k;
+                    break;
+                }
+            }
+            (pos, t)
+        } else {
+            if q <= 0.0 {
+                return self.min;
+            }
+            let mut t = 0.0;
+            let mut pos = cs.len() - 1;
+            for (k, c) in cs.iter().enumerate() {
+                if rank < t + c.weight() {
+                    pos = k;
+                    break;
+                }
+                t += c.weight();
+            }
+            (pos, t)
+        };
+        self.interpolate_quantile(pos, rank, before)
+    }
+
+    fn interpolate_quantile(&self, pos: usize, rank: f64, weight_before: f64) -> f64 {
+        let cs = &self.centroids;
+        let c = cs[pos];
+        let offset = (rank - weight_before) / c.weight() - 0.5;
+        let (neighbor, weight_fraction) = if offset < 0.0 {
+            match pos.checked_sub(1) {
+                None => (self.min, 1.0),
+                Some(p) => (cs[p].mean(), c.weight() / (cs[p].weight() + c.weight())),
+            }
+        } else {
+            match cs.get(pos + 1) {
+                None => (self.max, 1.0),
+                Some(n) => (n.mean(), c.weight() / (c.weight() + n.weight())),
+            }
+        };
+        interpolate(
+            c.mean(),
+            neighbor,
+            (offset.abs() * 2.0 * weight_fraction).clamp(0.0, 1.0),
+        )
+        .clamp(self.min, self.max)
+    }
+
+    /// The crate's `estimate_rank`: estimated fraction of values ≤ `x`.
+    fn rank(&self, x: f64) -> f64 {
+        let cs = &self.centroids;
+        let (Some(first), Some(last)) = (cs.first(), cs.last()) else {
+            return f64::NAN;
+        };
+        let (min, max, count) = (self.min, self.max, self.count);
+        if min == max {
+            return if x >= max { 1.0 } else { 0.0 };
+        }
+        if x <= min {
+            return 0.0;
+        }
+        if x >= max {
+            return 1.0;
+        }
+        if x < first.mean() {
+            let rank = if first.mean() - min > 0.0 {
+                fraction_between(x, min, first.mean()) * first.weight() / 2.0
+            } else {
+                0.0
+            };
+            return (rank / count).clamp(0.0, 1.0);
+        }
+        let mut weight_before = 0.0;
+        for pair in cs.windows(2) {
+            let (left, right) = (pair[0], pair[1]);
+            let left_rank = weight_before + left.weight() / 2.0;
+            let right_rank = weight_before + left.weight() + right.weight() / 2.0;
+            if x <= right.mean() {
+                let rank = if right.mean() - left.mean() > 0.0 {
+                    left_rank
+                        + fraction_between(x, left.mean(), right.mean()) * (right_rank - left_rank)
+                } else {
+                    right_rank
+                };
+                return (rank / count).clamp(0.0, 1.0);
+            }
+            weight_before += left.weight();
+        }
+        let last_rank = count - last.weight() / 2.0;
+        let rank = if max - last.mean() > 0.0 {
+            last_rank + fraction_between(x, last.mean(), max) * (count - last_rank)
+        } else {
+            count
+        };
+        (rank / count).clamp(0.0, 1.0)
+    }
+}
+
+/// The `tdigest` crate's interpolation between two values.
+fn interpolate(left: f64, right: f64, fraction: f64) -> f64 {
+    if left == right {
+        left
+    } else if left.is_sign_negative() == right.is_sign_negative() {
+        left + (right - left) * fraction
+    } else {
+        left * (1.0 - fraction) + right * fraction
+    }
+}
+
+/// The `tdigest` crate's position of `value` between `left` and `right`.
+fn fraction_between(value: f64, left: f64, right: f64) -> f64 {
+    let width = right - left;
+    if width.is_finite() {
+        (value - left) / width
+    } else {
+        (value / 2.0 - left / 2.0) / (right / 2.0 - left / 2.0)
     }
 }
 
@@ -711,19 +866,34 @@ mod tests {
         assert!((p50 - 5000.0).abs() < 300.0, "p50 {p50}");
     }
 
-    // Known issue: for rare inputs whose tail values lie within one quantization
-    // step of each other, a decoded digest's quantile moves by more than
-    // eps·|x| (found once: size 55, 254 values in [0, 1e6), q 0.99:
-    // 987157.75 vs 987591.68 — a rank difference below 0.002, inside the
-    // documented bound, but over this test's value bound). The cause is not yet
-    // found (docs/format/rollup.md, Open work); the seed is pinned so CI is
-    // deterministic until it is.
+    #[test]
+    fn centroids_whose_means_quantize_alike_keep_their_order_through_encoding() {
+        // 1000.0 and 1000.01 quantize to one value (quantum 0.25 here). Sorting
+        // the decoded pair by (mean, weight) would put the weight-1 centroid
+        // first and move p70 from ~1000 to ~3000.
+        let mut d = Digest::new(10);
+        d.centroids = vec![
+            Centroid::new(1000.0, 3.0),
+            Centroid::new(1000.01, 1.0),
+            Centroid::new(5000.0, 1.0),
+        ];
+        d.count = 5;
+        d.min = 1000.0;
+        d.max = 5000.0;
+        let mut out = Vec::new();
+        d.encode_into(&mut out);
+        let shared: Arc<[u8]> = Arc::from(out.as_slice());
+        let back = Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", 10).unwrap();
+        let eps = 2f64.powi(-(MEAN_MANTISSA_BITS as i32 + 1));
+        for i in 0..=100 {
+            let q = f64::from(i) / 100.0;
+            let (x, y) = (d.quantile(q), back.quantile(q));
+            assert!((x - y).abs() <= eps * x.abs() + 1e-9, "q {q}: {x} vs {y}");
+        }
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 128,
-            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5e7a_4701),
-            ..ProptestConfig::default()
-        })]
+        #![proptest_config(ProptestConfig::with_cases(128))]
         #[test]
         fn encoding_round_trips_count_extremes_and_quantiles(values in proptest::collection::vec(0.0f64..1e6, 1..400), size in 5usize..120) {
             let mut d = Digest::new(size);
