@@ -306,6 +306,10 @@ impl<'a> CallFields<'a> {
 
 /// One record of a metrics body: an object's fields, or the type of
 /// whatever else stood there.
+// Not boxed: an item lives on the stack only until it becomes an `LlmCall`
+// (arrays are visited item by item), and a box would be one more allocation
+// per record on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum CallItem<'a> {
     Object(CallFields<'a>),
