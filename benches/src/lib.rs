@@ -50,6 +50,12 @@ impl Workload {
     /// One call as a JSON object (no trailing newline).
     pub fn call_json(&mut self, out: &mut String) {
         self.next_id += 1;
+        let id = format!("{}-{}", self.prefix, self.next_id);
+        self.call_json_with_id(out, &id);
+    }
+
+    /// One call whose `request_id` is `id` (which must need no JSON escaping).
+    fn call_json_with_id(&mut self, out: &mut String, id: &str) {
         let model = self.model();
         let endpoint = ENDPOINTS[self.rng.usize(..ENDPOINTS.len())];
         // Product of uniforms: a right-skewed latency around ~800 ms.
@@ -59,9 +65,7 @@ impl Workload {
         let error = self.rng.u32(0..100) < 2;
         let _ = write!(
             out,
-            r#"{{"request_id":"{}-{}","model":"{model}","endpoint":"{endpoint}","latency_ms":{latency:.2},"time_to_first_token_ms":{:.2},"prompt_tokens":{prompt},"completion_tokens":{completion},"finish_reason":"{}","error":{},"user_id":"user-{}","tags":{{"team":"{}"}}}}"#,
-            self.prefix,
-            self.next_id,
+            r#"{{"request_id":"{id}","model":"{model}","endpoint":"{endpoint}","latency_ms":{latency:.2},"time_to_first_token_ms":{:.2},"prompt_tokens":{prompt},"completion_tokens":{completion},"finish_reason":"{}","error":{},"user_id":"user-{}","tags":{{"team":"{}"}}}}"#,
             latency * 0.2,
             FINISH[self.rng.usize(..FINISH.len())],
             if error { "\"rate_limited\"" } else { "null" },
@@ -82,6 +86,71 @@ impl Workload {
         }
         s.push(']');
         s
+    }
+}
+
+/// Width of the batch sequence number inside template request ids.
+const SEQ_DIGITS: usize = 12;
+
+/// Pre-serialized batch bodies whose request ids are rewritten in place for
+/// every request, so each request carries distinct ids without the load
+/// generator formatting JSON (the CPU is shared with the server).
+///
+/// Every id is `{prefix}-{seq:012}-{i}`: `seq` is the request's sequence
+/// number, `i` the record's index in its template.
+#[derive(Debug)]
+pub struct BatchPool {
+    bodies: Vec<Vec<u8>>,
+    /// Byte offsets of the `seq` digits of each id, per body.
+    seq_at: Vec<Vec<usize>>,
+    next_seq: u64,
+}
+
+impl BatchPool {
+    /// `templates` distinct bodies of `n` records each (a JSON array).
+    pub fn new(w: &mut Workload, templates: usize, n: usize) -> BatchPool {
+        let placeholder = "0".repeat(SEQ_DIGITS);
+        let mut bodies = Vec::with_capacity(templates);
+        let mut seq_at = Vec::with_capacity(templates);
+        for _ in 0..templates.max(1) {
+            let mut s = String::with_capacity(n * 300);
+            let mut offsets = Vec::with_capacity(n);
+            s.push('[');
+            for i in 0..n {
+                if i > 0 {
+                    s.push(',');
+                }
+                let id = format!("{}-{placeholder}-{i}", w.prefix);
+                offsets.push(s.len() + r#"{"request_id":""#.len() + w.prefix.len() + 1);
+                w.call_json_with_id(&mut s, &id);
+            }
+            s.push(']');
+            bodies.push(s.into_bytes());
+            seq_at.push(offsets);
+        }
+        BatchPool {
+            bodies,
+            seq_at,
+            next_seq: 0,
+        }
+    }
+
+    /// The next body, its ids stamped with a fresh sequence number.
+    pub fn next_body(&mut self) -> &[u8] {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let k = (seq % self.bodies.len() as u64) as usize;
+        let mut digits = [b'0'; SEQ_DIGITS];
+        let mut v = seq;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        let body = &mut self.bodies[k];
+        for &at in &self.seq_at[k] {
+            body[at..at + SEQ_DIGITS].copy_from_slice(&digits);
+        }
+        &self.bodies[k]
     }
 }
 
@@ -183,5 +252,30 @@ mod tests {
             .collect();
         assert!(ids.len() > 1);
         assert_eq!(b.matches("\"request_id\"").count(), 50);
+    }
+
+    fn ids(body: &[u8]) -> Vec<String> {
+        let s = std::str::from_utf8(body).unwrap();
+        s.split("\"request_id\":\"")
+            .skip(1)
+            .map(|r| r.split('"').next().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn pooled_batches_get_fresh_ids_on_every_request() {
+        let mut w = Workload::new(3, "p");
+        let mut pool = BatchPool::new(&mut w, 2, 20);
+        let mut seen = std::collections::BTreeSet::new();
+        for seq in 0..5u64 {
+            let ids = ids(pool.next_body());
+            assert_eq!(ids.len(), 20);
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(id, &format!("p-{seq:012}-{i}"));
+                assert!(seen.insert(id.clone()), "{id} repeated");
+            }
+        }
+        let body = pool.next_body().to_vec();
+        assert!(body.starts_with(b"[{") && body.ends_with(b"}]"));
     }
 }

@@ -216,7 +216,7 @@ fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             limits: &limits,
             prices: &prices,
         };
-        match dto::parse_json(&line).and_then(|v| dto::parse_call(&v, ctx)) {
+        match dto::parse_call_item(&line).and_then(|item| dto::call_from_item(&item, ctx)) {
             Ok(call) => pending.push(call),
             Err(e) => {
                 invalid += 1;
@@ -418,7 +418,8 @@ mod tests {
             limits: &limits,
             prices: &prices,
         };
-        let back = dto::parse_call(&call_json(&call), ctx).unwrap();
+        let line = serde_json::to_vec(&call_json(&call)).unwrap();
+        let back = dto::call_from_item(&dto::parse_call_item(&line).unwrap(), ctx).unwrap();
         assert_eq!(back, call);
     }
 }

@@ -1,8 +1,11 @@
 //! Request bodies → domain events, with errors that name the field.
 //!
-//! Bodies are parsed into `serde_json::Value` first and read field by field,
-//! so a wrong type, a missing field or an out-of-range number is a 422 naming
-//! exactly that field (a derive would only say "at line 1 column 37").
+//! Every field is read through one set of rules ([`Field`]) over a
+//! [`Scalar`] view of its JSON value, so a wrong type, a missing field or an
+//! out-of-range number is a 422 naming exactly that field (a derive would
+//! only say "at line 1 column 37"). Metrics records — the hot ingest path —
+//! are decoded in one pass from the body's bytes ([`parse_call_item`]);
+//! other bodies are parsed into a `serde_json::Value` first ([`Fields`]).
 //! Unknown fields are ignored, as the seed's pydantic models do.
 //! Invariant: a parsed event has passed `sextant_model`'s `validate`.
 
@@ -14,15 +17,166 @@ use sextant_model::{
 };
 
 use crate::error::ApiError;
-
-/// Reads typed fields out of one JSON object.
-pub(crate) struct Fields<'a> {
-    map: &'a Map<String, Value>,
-}
+use crate::json::{CallItem, EachCallItem, Scalar, TagsField};
 
 /// Integers above this (2^53) are not exactly representable as JSON numbers
 /// parsed as floats; counts that large are rejected anyway by `Limits`.
 const MAX_EXACT_FLOAT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// One named field's value (`None`, or `null`: absent) and the rules for
+/// reading it as each type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Field<'s, 'a> {
+    key: &'s str,
+    value: Option<&'s Scalar<'a>>,
+}
+
+impl<'s, 'a> Field<'s, 'a> {
+    pub(crate) fn new(key: &'s str, value: Option<&'s Scalar<'a>>) -> Field<'s, 'a> {
+        Field {
+            key,
+            value: value.filter(|v| **v != Scalar::Null),
+        }
+    }
+
+    fn wrong(&self, want: &str, got: &Scalar<'_>) -> ApiError {
+        wrong_type(self.key, want, got.type_name())
+    }
+
+    pub(crate) fn req_str(&self) -> Result<String, ApiError> {
+        self.opt_str()?.ok_or_else(|| ApiError::missing(self.key))
+    }
+
+    pub(crate) fn opt_str(&self) -> Result<Option<String>, ApiError> {
+        match self.value {
+            None => Ok(None),
+            Some(Scalar::Str(s)) => Ok(Some(s.as_ref().to_owned())),
+            Some(other) => Err(self.wrong("a string", other)),
+        }
+    }
+
+    pub(crate) fn req_f64(&self) -> Result<f64, ApiError> {
+        self.opt_f64()?.ok_or_else(|| ApiError::missing(self.key))
+    }
+
+    pub(crate) fn opt_f64(&self) -> Result<Option<f64>, ApiError> {
+        let f = match self.value {
+            None => return Ok(None),
+            Some(Scalar::U64(u)) => *u as f64,
+            Some(Scalar::I64(i)) => *i as f64,
+            Some(Scalar::F64(f)) => *f,
+            Some(other) => return Err(self.wrong("a number", other)),
+        };
+        if f.is_finite() {
+            Ok(Some(f))
+        } else {
+            Err(ApiError::invalid(self.key, "must be a finite number"))
+        }
+    }
+
+    pub(crate) fn req_u64(&self) -> Result<u64, ApiError> {
+        self.opt_u64()?.ok_or_else(|| ApiError::missing(self.key))
+    }
+
+    /// A non-negative integer; `10.0` is accepted as 10 (pydantic's lax mode).
+    pub(crate) fn opt_u64(&self) -> Result<Option<u64>, ApiError> {
+        let key = self.key;
+        match self.value {
+            None => Ok(None),
+            Some(Scalar::U64(u)) => Ok(Some(*u)),
+            Some(Scalar::I64(_)) => Err(ApiError::invalid(key, "must not be negative")),
+            Some(Scalar::F64(f)) => {
+                let f = *f;
+                if !f.is_finite() {
+                    Err(ApiError::invalid(key, "must be a finite number"))
+                } else if f < 0.0 {
+                    Err(ApiError::invalid(key, "must not be negative"))
+                } else if f.fract() != 0.0 {
+                    Err(ApiError::invalid(key, "must be an integer"))
+                } else if f > MAX_EXACT_FLOAT_INT {
+                    Err(ApiError::invalid(key, "is too large"))
+                } else {
+                    Ok(Some(f as u64))
+                }
+            }
+            Some(other) => Err(self.wrong("an integer", other)),
+        }
+    }
+
+    pub(crate) fn req_i64(&self) -> Result<i64, ApiError> {
+        let key = self.key;
+        let f = match self.value {
+            None => return Err(ApiError::missing(key)),
+            Some(Scalar::I64(i)) => return Ok(*i),
+            Some(Scalar::U64(u)) => match i64::try_from(*u) {
+                Ok(i) => return Ok(i),
+                Err(_) => *u as f64,
+            },
+            Some(Scalar::F64(f)) => *f,
+            Some(other) => return Err(self.wrong("an integer", other)),
+        };
+        if f.is_finite() && f.fract() == 0.0 && f.abs() <= MAX_EXACT_FLOAT_INT {
+            Ok(f as i64)
+        } else if f.is_finite() && f.fract() != 0.0 {
+            Err(ApiError::invalid(key, "must be an integer"))
+        } else {
+            Err(ApiError::invalid(key, "is out of range"))
+        }
+    }
+
+    /// RFC 3339 string, or Unix ms as an integer or a string of digits.
+    pub(crate) fn opt_timestamp(&self) -> Result<Option<i64>, ApiError> {
+        match self.value {
+            None => Ok(None),
+            Some(Scalar::Str(s)) => parse_timestamp(s).map(Some).ok_or_else(|| {
+                ApiError::invalid(self.key, "must be RFC 3339 or integer Unix milliseconds")
+            }),
+            Some(Scalar::U64(_) | Scalar::I64(_) | Scalar::F64(_)) => self.req_i64().map(Some),
+            Some(other) => Err(self.wrong("an RFC 3339 string or Unix ms", other)),
+        }
+    }
+}
+
+/// `tags`: an object of strings (numbers and booleans are kept as their text).
+fn tags_field(
+    key: &str,
+    tags: Option<&TagsField<'_>>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    match tags {
+        None | Some(TagsField::Other(Scalar::Null)) => Ok(BTreeMap::new()),
+        Some(TagsField::Map(entries)) => {
+            let mut out = BTreeMap::new();
+            for (k, v) in entries {
+                let v = match v {
+                    Scalar::Str(s) => s.as_ref().to_owned(),
+                    Scalar::U64(u) => u.to_string(),
+                    Scalar::I64(i) => i.to_string(),
+                    Scalar::F64(f) => serde_json::Number::from_f64(*f)
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| f.to_string()),
+                    Scalar::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(wrong_type(
+                            &format!("{key}.{k}"),
+                            "a string, number or boolean",
+                            other.type_name(),
+                        ))
+                    }
+                };
+                out.insert(k.as_ref().to_owned(), v);
+            }
+            Ok(out)
+        }
+        Some(TagsField::Other(other)) => {
+            Err(wrong_type(key, "an object of strings", other.type_name()))
+        }
+    }
+}
+
+/// Reads typed fields out of one parsed JSON object.
+pub(crate) struct Fields<'a> {
+    map: &'a Map<String, Value>,
+}
 
 impl<'a> Fields<'a> {
     pub(crate) fn new(v: &'a Value, what: &str) -> Result<Fields<'a>, ApiError> {
@@ -40,148 +194,49 @@ impl<'a> Fields<'a> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
+    fn with<T>(&self, key: &str, f: impl FnOnce(Field<'_, '_>) -> T) -> T {
+        let s = self.map.get(key).map(Scalar::from_value);
+        f(Field::new(key, s.as_ref()))
+    }
+
     pub(crate) fn req_str(&self, key: &str) -> Result<String, ApiError> {
-        self.opt_str(key)?.ok_or_else(|| ApiError::missing(key))
+        self.with(key, |f| f.req_str())
     }
 
     pub(crate) fn opt_str(&self, key: &str) -> Result<Option<String>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(wrong_type(key, "a string", other)),
-        }
-    }
-
-    pub(crate) fn req_f64(&self, key: &str) -> Result<f64, ApiError> {
-        self.opt_f64(key)?.ok_or_else(|| ApiError::missing(key))
+        self.with(key, |f| f.opt_str())
     }
 
     pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(f) if f.is_finite() => Ok(Some(f)),
-                _ => Err(ApiError::invalid(key, "must be a finite number")),
-            },
-            Some(other) => Err(wrong_type(key, "a number", other)),
-        }
-    }
-
-    pub(crate) fn req_u64(&self, key: &str) -> Result<u64, ApiError> {
-        self.opt_u64(key)?.ok_or_else(|| ApiError::missing(key))
-    }
-
-    /// A non-negative integer; `10.0` is accepted as 10 (pydantic's lax mode).
-    pub(crate) fn opt_u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => {
-                if let Some(u) = n.as_u64() {
-                    return Ok(Some(u));
-                }
-                if n.as_i64().is_some() {
-                    return Err(ApiError::invalid(key, "must not be negative"));
-                }
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                if !f.is_finite() {
-                    Err(ApiError::invalid(key, "must be a finite number"))
-                } else if f < 0.0 {
-                    Err(ApiError::invalid(key, "must not be negative"))
-                } else if f.fract() != 0.0 {
-                    Err(ApiError::invalid(key, "must be an integer"))
-                } else if f > MAX_EXACT_FLOAT_INT {
-                    Err(ApiError::invalid(key, "is too large"))
-                } else {
-                    Ok(Some(f as u64))
-                }
-            }
-            Some(other) => Err(wrong_type(key, "an integer", other)),
-        }
+        self.with(key, |f| f.opt_f64())
     }
 
     pub(crate) fn req_i64(&self, key: &str) -> Result<i64, ApiError> {
-        match self.get(key) {
-            None => Err(ApiError::missing(key)),
-            Some(Value::Number(n)) => {
-                if let Some(i) = n.as_i64() {
-                    return Ok(i);
-                }
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                if f.is_finite() && f.fract() == 0.0 && f.abs() <= MAX_EXACT_FLOAT_INT {
-                    Ok(f as i64)
-                } else if f.is_finite() && f.fract() != 0.0 {
-                    Err(ApiError::invalid(key, "must be an integer"))
-                } else {
-                    Err(ApiError::invalid(key, "is out of range"))
-                }
-            }
-            Some(other) => Err(wrong_type(key, "an integer", other)),
-        }
+        self.with(key, |f| f.req_i64())
     }
 
-    /// RFC 3339 string, or Unix ms as an integer or a string of digits.
     pub(crate) fn opt_timestamp(&self, key: &str) -> Result<Option<i64>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => parse_timestamp(s).map(Some).ok_or_else(|| {
-                ApiError::invalid(key, "must be RFC 3339 or integer Unix milliseconds")
-            }),
-            Some(Value::Number(_)) => self.req_i64(key).map(Some),
-            Some(other) => Err(wrong_type(key, "an RFC 3339 string or Unix ms", other)),
-        }
-    }
-
-    pub(crate) fn opt_tags(&self, key: &str) -> Result<BTreeMap<String, String>, ApiError> {
-        match self.get(key) {
-            None => Ok(BTreeMap::new()),
-            Some(Value::Object(m)) => {
-                let mut out = BTreeMap::new();
-                for (k, v) in m {
-                    let v = match v {
-                        Value::String(s) => s.clone(),
-                        Value::Number(n) => n.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        other => {
-                            return Err(wrong_type(
-                                &format!("{key}.{k}"),
-                                "a string, number or boolean",
-                                other,
-                            ))
-                        }
-                    };
-                    out.insert(k.clone(), v);
-                }
-                Ok(out)
-            }
-            Some(other) => Err(wrong_type(key, "an object of strings", other)),
-        }
+        self.with(key, |f| f.opt_timestamp())
     }
 
     pub(crate) fn opt_object(&self, key: &str) -> Result<BTreeMap<String, Value>, ApiError> {
         match self.get(key) {
             None => Ok(BTreeMap::new()),
             Some(Value::Object(m)) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-            Some(other) => Err(wrong_type(key, "an object", other)),
+            Some(other) => Err(wrong_type(key, "an object", type_name(other))),
         }
     }
 }
 
 pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    Scalar::from_value(v).type_name()
 }
 
-fn wrong_type(key: &str, want: &str, got: &Value) -> ApiError {
+fn wrong_type(key: &str, want: &str, got: &str) -> ApiError {
     ApiError::Invalid {
         code: "wrong_type",
         field: key.to_string(),
-        message: format!("must be {want}, not {}", type_name(got)),
+        message: format!("must be {want}, not {got}"),
     }
 }
 
@@ -212,35 +267,95 @@ pub(crate) fn price_call(call: &mut LlmCall, prices: &PriceTable) {
     }
 }
 
-/// The seed's `MetricsRequest` plus Sextant's optional extensions.
-pub(crate) fn parse_call(v: &Value, ctx: IngestCtx<'_>) -> Result<LlmCall, ApiError> {
-    let f = Fields::new(v, "body")?;
-    let prompt_tokens = f.req_u64("prompt_tokens")?;
-    let completion_tokens = f.req_u64("completion_tokens")?;
+fn malformed(e: serde_json::Error) -> ApiError {
+    ApiError::malformed(format!("malformed JSON: {e}"))
+}
+
+/// One metrics record straight from its bytes (a `POST /v1/metrics` body or
+/// an NDJSON line); a syntax error is a 400.
+pub(crate) fn parse_call_item(body: &[u8]) -> Result<CallItem<'_>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::malformed(
+            "the body is empty; a JSON document is required",
+        ));
+    }
+    serde_json::from_slice(body).map_err(malformed)
+}
+
+/// Calls `f(item)` for each record of a JSON array of metrics records, in
+/// order, as it is decoded from the bytes; returns how many there were. A
+/// syntax error anywhere is a 400 for the whole body.
+pub(crate) fn for_each_call_item<'a>(
+    body: &'a [u8],
+    f: impl FnMut(CallItem<'a>),
+) -> Result<usize, ApiError> {
+    use serde::de::DeserializeSeed as _;
+    let mut n = 0;
+    let mut f = f;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    EachCallItem(|item| {
+        n += 1;
+        f(item)
+    })
+    .deserialize(&mut de)
+    .map_err(malformed)?;
+    de.end().map_err(malformed)?;
+    Ok(n)
+}
+
+/// The seed's `MetricsRequest` plus Sextant's optional extensions: field
+/// rules, then pricing, then `LlmCall::validate`.
+pub(crate) fn call_from_item(item: &CallItem<'_>, ctx: IngestCtx<'_>) -> Result<LlmCall, ApiError> {
+    let f = match item {
+        CallItem::Object(f) => f,
+        CallItem::NotObject(t) => {
+            return Err(ApiError::invalid(
+                "body",
+                format!("must be a JSON object, not {t}"),
+            ))
+        }
+    };
+    let prompt_tokens = Field::new("prompt_tokens", f.prompt_tokens.as_ref()).req_u64()?;
+    let completion_tokens =
+        Field::new("completion_tokens", f.completion_tokens.as_ref()).req_u64()?;
     let mut call = LlmCall {
-        request_id: f.req_str("request_id")?,
-        timestamp_ms: f.opt_timestamp("timestamp")?.unwrap_or(ctx.now_ms),
-        model: f.req_str("model")?,
-        provider: f.opt_str("provider")?.unwrap_or_default(),
-        endpoint: f.opt_str("endpoint")?.unwrap_or_default(),
-        latency_ms: f.req_f64("latency_ms")?,
-        time_to_first_token_ms: f.opt_f64("time_to_first_token_ms")?,
+        request_id: Field::new("request_id", f.request_id.as_ref()).req_str()?,
+        timestamp_ms: Field::new("timestamp", f.timestamp.as_ref())
+            .opt_timestamp()?
+            .unwrap_or(ctx.now_ms),
+        model: Field::new("model", f.model.as_ref()).req_str()?,
+        provider: Field::new("provider", f.provider.as_ref())
+            .opt_str()?
+            .unwrap_or_default(),
+        endpoint: Field::new("endpoint", f.endpoint.as_ref())
+            .opt_str()?
+            .unwrap_or_default(),
+        latency_ms: Field::new("latency_ms", f.latency_ms.as_ref()).req_f64()?,
+        time_to_first_token_ms: Field::new(
+            "time_to_first_token_ms",
+            f.time_to_first_token_ms.as_ref(),
+        )
+        .opt_f64()?,
         prompt_tokens,
         completion_tokens,
-        total_tokens: match f.opt_u64("total_tokens")? {
+        total_tokens: match Field::new("total_tokens", f.total_tokens.as_ref()).opt_u64()? {
             Some(t) => t,
             None => prompt_tokens.saturating_add(completion_tokens),
         },
-        cached_input_tokens: f.opt_u64("cached_input_tokens")?.unwrap_or(0),
-        reasoning_tokens: f.opt_u64("reasoning_tokens")?.unwrap_or(0),
-        cost_usd: f.opt_f64("cost_usd")?,
-        finish_reason: f.req_str("finish_reason")?,
-        error: f.opt_str("error")?,
-        user_id: f.opt_str("user_id")?,
-        session_id: f.opt_str("session_id")?,
-        trace_id: f.opt_str("trace_id")?,
-        span_id: f.opt_str("span_id")?,
-        tags: f.opt_tags("tags")?,
+        cached_input_tokens: Field::new("cached_input_tokens", f.cached_input_tokens.as_ref())
+            .opt_u64()?
+            .unwrap_or(0),
+        reasoning_tokens: Field::new("reasoning_tokens", f.reasoning_tokens.as_ref())
+            .opt_u64()?
+            .unwrap_or(0),
+        cost_usd: Field::new("cost_usd", f.cost_usd.as_ref()).opt_f64()?,
+        finish_reason: Field::new("finish_reason", f.finish_reason.as_ref()).req_str()?,
+        error: Field::new("error", f.error.as_ref()).opt_str()?,
+        user_id: Field::new("user_id", f.user_id.as_ref()).opt_str()?,
+        session_id: Field::new("session_id", f.session_id.as_ref()).opt_str()?,
+        trace_id: Field::new("trace_id", f.trace_id.as_ref()).opt_str()?,
+        span_id: Field::new("span_id", f.span_id.as_ref()).opt_str()?,
+        tags: tags_field("tags", f.tags.as_ref())?,
     };
     if call.reasoning_tokens > call.completion_tokens {
         return Err(ApiError::invalid(
@@ -351,7 +466,7 @@ pub(crate) fn parse_span(v: &Value, ctx: IngestCtx<'_>) -> Result<Span, ApiError
                 });
             }
         }
-        Some(other) => return Err(wrong_type("events", "an array", other)),
+        Some(other) => return Err(wrong_type("events", "an array", type_name(other))),
     }
     let span = Span {
         trace_id: f.req_str("trace_id")?,
@@ -382,6 +497,12 @@ mod tests {
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000_000;
+
+    /// A record through the real path: serialized, decoded in one pass, read.
+    fn parse_call(v: &Value, ctx: IngestCtx<'_>) -> Result<LlmCall, ApiError> {
+        let bytes = serde_json::to_vec(v).unwrap();
+        call_from_item(&parse_call_item(&bytes)?, ctx)
+    }
 
     fn ctx<'a>(limits: &'a Limits, prices: &'a PriceTable) -> IngestCtx<'a> {
         IngestCtx {

@@ -6,6 +6,7 @@
 //! names, extensions are extra fields only.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -16,7 +17,8 @@ use axum::Json;
 use serde_json::{json, Value};
 use sextant_alert::{HistoryQuery, Rule, Silence};
 use sextant_model::{
-    format_rfc3339_ms, now_ms, parse_timestamp, Batch, Dim, Quality, TimeRange, DAY_MS, MINUTE_MS,
+    format_rfc3339_ms, now_ms, parse_timestamp, Batch, Dim, LlmCall, Quality, TimeRange, DAY_MS,
+    MINUTE_MS,
 };
 use sextant_query::{Baseline, DriftReport, SeriesRequest, Summary, SummaryRequest, METRICS};
 use sextant_storage::RowFilter;
@@ -24,6 +26,7 @@ use sextant_storage::RowFilter;
 use crate::app::{is_json, path_param, Body, Params, Shared};
 use crate::dto::{self, IngestCtx};
 use crate::error::ApiError;
+use crate::json::CallItem;
 use crate::otlp;
 use crate::telemetry::Gauges;
 
@@ -90,18 +93,26 @@ pub(crate) async fn post_metrics(
     headers: HeaderMap,
     raw: BodyResult,
 ) -> Result<Json<Value>, ApiError> {
-    let v = json_body(&state, &headers, raw)?;
-    let call =
-        dto::parse_call(&v, ctx(&state, now_ms())).inspect_err(|_| count_rejected(&state, 1))?;
+    let body = Body::read(raw, &headers, state.max_body_bytes)?;
+    body.require_json()?;
+    let item = dto::parse_call_item(&body.bytes)?;
+    let call = dto::call_from_item(&item, ctx(&state, now_ms()))
+        .inspect_err(|_| count_rejected(&state, 1))?;
     let id = call.request_id.clone();
     state.telemetry.batch_items.observe(1.0);
     state.append(Batch::from_calls(vec![call])).await?;
     Ok(recorded(&id))
 }
 
-/// Splits a batch body into items: a JSON array, or NDJSON (one document
-/// per non-empty line; a line that does not parse is that item's error).
-fn batch_items(body: &Body) -> Result<Vec<Result<Value, ApiError>>, ApiError> {
+/// Decodes a batch body record by record, straight from its bytes, into
+/// the valid calls and the errors of the invalid items (by index): a JSON
+/// array, or NDJSON (one document per non-empty line; a line that does not
+/// parse is that item's error). No array of documents is built in between.
+fn decode_batch(
+    body: &Body,
+    ctx: IngestCtx<'_>,
+    max_items: usize,
+) -> Result<(Vec<LlmCall>, Vec<Value>), ApiError> {
     let ndjson_type = matches!(
         body.content_type.as_deref(),
         Some(
@@ -115,20 +126,51 @@ fn batch_items(body: &Body) -> Result<Vec<Result<Value, ApiError>>, ApiError> {
     if !ndjson_type {
         body.require_json()?;
     }
+    // ~300 bytes a record: reserve once instead of growing a large vector.
+    let mut calls = Vec::with_capacity((body.bytes.len() / 256).clamp(1, max_items.max(1)));
+    let mut errors = Vec::new();
+    let mut take = |i: usize, item: Result<CallItem<'_>, ApiError>| {
+        if i >= max_items {
+            return; // counted only: the whole batch is refused below
+        }
+        match item.and_then(|v| dto::call_from_item(&v, ctx)) {
+            Ok(c) => calls.push(c),
+            Err(e) => errors.push(item_error(i, &e)),
+        }
+    };
     let first = body.bytes.iter().find(|b| !b.is_ascii_whitespace());
-    match first {
-        None => Err(ApiError::malformed("the body is empty")),
-        Some(b'[') if !ndjson_type => match dto::parse_json(&body.bytes)? {
-            Value::Array(items) => Ok(items.into_iter().map(Ok).collect()),
-            _ => Err(ApiError::malformed("expected a JSON array")),
-        },
-        Some(_) => Ok(body
-            .bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .map(dto::parse_json)
-            .collect()),
+    let n = match first {
+        None => return Err(ApiError::malformed("the body is empty")),
+        Some(b'[') if !ndjson_type => {
+            let mut i = 0;
+            dto::for_each_call_item(&body.bytes, |item| {
+                take(i, Ok(item));
+                i += 1;
+            })?
+        }
+        Some(_) => {
+            let mut n = 0;
+            for line in body
+                .bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            {
+                take(n, dto::parse_call_item(line));
+                n += 1;
+            }
+            n
+        }
+    };
+    if n == 0 {
+        return Err(ApiError::invalid("items", "the batch is empty"));
     }
+    if n > max_items {
+        return Err(ApiError::TooLarge {
+            limit: max_items,
+            field: Some("items".into()),
+        });
+    }
+    Ok((calls, errors))
 }
 
 fn item_error(index: usize, e: &ApiError) -> Value {
@@ -143,25 +185,13 @@ pub(crate) async fn post_metrics_batch(
     raw: BodyResult,
 ) -> Result<Response, ApiError> {
     let body = Body::read(raw, &headers, state.max_body_bytes)?;
-    let items = batch_items(&body)?;
-    if items.is_empty() {
-        return Err(ApiError::invalid("items", "the batch is empty"));
-    }
-    if items.len() > state.max_batch_items {
-        return Err(ApiError::TooLarge {
-            limit: state.max_batch_items,
-            field: Some("items".into()),
-        });
-    }
-    let now = now_ms();
-    let mut calls = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        match item.and_then(|v| dto::parse_call(&v, ctx(&state, now))) {
-            Ok(c) => calls.push(c),
-            Err(e) => errors.push(item_error(i, &e)),
-        }
-    }
+    let started = Instant::now();
+    let (calls, errors) = decode_batch(&body, ctx(&state, now_ms()), state.max_batch_items)?;
+    drop(body);
+    state
+        .telemetry
+        .decode_seconds
+        .observe(started.elapsed().as_secs_f64());
     count_rejected(&state, errors.len() as u64);
     let accepted = calls.len();
     state.telemetry.batch_items.observe(accepted as f64);

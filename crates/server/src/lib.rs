@@ -8,6 +8,7 @@
 //! Module map: `config` (the TOML file), `cli` (clap commands), `app`
 //! (state, router, body/query plumbing, serve + shutdown), `handlers`
 //! (one function per endpoint), `dto` (JSON → domain, field-named errors),
+//! `json` (the one-pass borrowed view of metrics records `dto` reads),
 //! `otlp` (OTLP protobuf/JSON decoding, gen_ai → `LlmCall`), `auth` (API
 //! keys), `error` (the one `ApiError` and its `IntoResponse`), `telemetry`
 //! (`/metrics`), `judge` (factual-accuracy LLM judge).
@@ -19,6 +20,7 @@ mod config;
 mod dto;
 mod error;
 mod handlers;
+mod json;
 mod judge;
 mod otlp;
 mod telemetry;

@@ -75,6 +75,8 @@ pub(crate) struct Telemetry {
     pub(crate) requests_5xx: AtomicU64,
     pub(crate) batch_items: Histogram,
     pub(crate) append_seconds: Histogram,
+    /// `/v1/metrics/batch`: body bytes → validated, priced `LlmCall`s.
+    pub(crate) decode_seconds: Histogram,
     pub(crate) query_seconds: Histogram,
     pub(crate) judge_ok: AtomicU64,
     pub(crate) judge_failed: AtomicU64,
@@ -89,6 +91,7 @@ impl Default for Telemetry {
             requests_5xx: AtomicU64::new(0),
             batch_items: Histogram::new(SIZES),
             append_seconds: Histogram::new(SECONDS),
+            decode_seconds: Histogram::new(SECONDS),
             query_seconds: Histogram::new(SECONDS),
             judge_ok: AtomicU64::new(0),
             judge_failed: AtomicU64::new(0),
@@ -224,6 +227,11 @@ impl Telemetry {
             &mut out,
             "sextant_append_seconds",
             "Time to append a batch durably (WAL and head).",
+        );
+        self.decode_seconds.render(
+            &mut out,
+            "sextant_ingest_decode_seconds",
+            "Time to parse, validate and price one /v1/metrics/batch body (before the append).",
         );
         self.query_seconds.render(
             &mut out,
