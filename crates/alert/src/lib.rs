@@ -10,6 +10,7 @@
 //! outbox, the delivery worker) → `api` (the [`Alerting`] handle).
 
 mod api;
+mod instances;
 mod kv;
 mod machine;
 mod notify;
