@@ -31,7 +31,7 @@ use crate::machine::{
 };
 use crate::notify::{self, OutboxEntry, Outcome};
 use crate::rule::{self, CompiledRule};
-use crate::source::MetricSource;
+use crate::source::{Group, MetricSource};
 
 /// One evaluation cycle's pass over the rules: steps every instance in place
 /// and stages the writes (instances that changed materially, are new, or whose
@@ -57,7 +57,12 @@ impl Pass<'_> {
         }
     }
 
-    fn rule(&mut self, table: &mut Instances, rule: &CompiledRule, answer: machine::RuleResult) {
+    fn rule<G: Group>(
+        &mut self,
+        table: &mut Instances,
+        rule: &CompiledRule,
+        answer: Result<Vec<G>, String>,
+    ) {
         let (ctx, silences) = (self.ctx, self.silences);
         let name = rule.rule.name.as_str();
         match answer {
@@ -97,26 +102,27 @@ impl Pass<'_> {
                 let hasher = table.hasher();
                 let insts = table.rule_mut(name);
                 for g in groups {
-                    let hash = hasher.hash_one(&g.labels);
-                    let input = Input::Obs(&g.observation);
-                    if let Some(slot) = insts.get_mut(hash, &g.labels) {
+                    let hash = hasher.hash_one(g.labels());
+                    if let Some(slot) = insts.get_mut(hash, g.labels()) {
                         slot.seen = self.cycle;
                         let dirty = machine::step(
                             rule,
                             &mut slot.state,
-                            input,
-                            g.metrics.as_ref(),
+                            Input::Obs(g.observation()),
+                            g.metrics(),
                             silences,
                             ctx,
                             self.em,
                         );
                         self.persist(slot, dirty);
                     } else {
+                        let observation = g.observation().clone();
+                        let metrics = g.metrics().cloned();
                         let s = machine::step_new(
                             rule,
-                            g.labels,
-                            input,
-                            g.metrics.as_ref(),
+                            g.into_labels(),
+                            Input::Obs(&observation),
+                            metrics.as_ref(),
                             silences,
                             ctx,
                             self.em,
@@ -650,7 +656,10 @@ impl Inner {
         let st = &mut *guard;
         let answers = {
             let rule_refs: Vec<&Rule> = st.rules.iter().map(|c| &c.rule).collect();
-            self.source.observe(&rule_refs, now)
+            match self.source.observe_shared(&rule_refs, now) {
+                Some(shared) => Err(shared),
+                None => Ok(self.source.observe(&rule_refs, now)),
+            }
         };
         let ctx = EvalContext {
             now_ms: now,
@@ -670,8 +679,17 @@ impl Inner {
             ws: &mut ws,
         };
         // Rules without an answer (a short answer list) keep their instances as they are.
-        for (rule, answer) in st.rules.iter().zip(answers) {
-            pass.rule(&mut st.instances, rule, answer);
+        match answers {
+            Ok(owned) => {
+                for (rule, answer) in st.rules.iter().zip(owned) {
+                    pass.rule(&mut st.instances, rule, answer);
+                }
+            }
+            Err(shared) => {
+                for (rule, answer) in st.rules.iter().zip(shared) {
+                    pass.rule(&mut st.instances, rule, answer);
+                }
+            }
         }
         // Instances of rules that no longer exist.
         let rules = &st.rules;
