@@ -8,7 +8,7 @@
 //! rules share 4 distinct (window, filters, group_by) shapes, so a cycle runs
 //! 4 summaries (the source caches identical queries within a cycle).
 //!
-//! `query_source_observe_only`: that source's `observe` alone (no evaluation,
+//! `query_source_observe_only`: that source's `observe_shared` alone (what the evaluator calls) (no evaluation,
 //! no commit), to tell its share of `query_source_steady`.
 //!
 //! `steady`: values move but states do not (the common case).
@@ -229,7 +229,7 @@ fn bench(c: &mut Criterion) {
     // 1,000 rules' results (20,000 groups), without evaluating them.
     let refs: Vec<&Rule> = rules.iter().collect();
     g.bench_function("query_source_observe_only", |b| {
-        b.iter(|| source.observe(&refs, wall_ms()))
+        b.iter(|| source.observe_shared(&refs, wall_ms()))
     });
     g.finish();
 }

@@ -31,7 +31,13 @@ use crate::machine::{
 };
 use crate::notify::{self, OutboxEntry, Outcome};
 use crate::rule::{self, CompiledRule};
-use crate::source::{Group, MetricSource};
+use crate::source::{Group, MetricSource, SharedRuleResult};
+
+/// A metric source's answers for one cycle, in whichever form it gave them.
+enum Answers {
+    Owned(Vec<machine::RuleResult>),
+    Shared(Vec<SharedRuleResult>),
+}
 
 /// One evaluation cycle's pass over the rules: steps every instance in place
 /// and stages the writes (instances that changed materially, are new, or whose
@@ -657,8 +663,8 @@ impl Inner {
         let answers = {
             let rule_refs: Vec<&Rule> = st.rules.iter().map(|c| &c.rule).collect();
             match self.source.observe_shared(&rule_refs, now) {
-                Some(shared) => Err(shared),
-                None => Ok(self.source.observe(&rule_refs, now)),
+                Some(shared) => Answers::Shared(shared),
+                None => Answers::Owned(self.source.observe(&rule_refs, now)),
             }
         };
         let ctx = EvalContext {
@@ -680,12 +686,12 @@ impl Inner {
         };
         // Rules without an answer (a short answer list) keep their instances as they are.
         match answers {
-            Ok(owned) => {
+            Answers::Owned(owned) => {
                 for (rule, answer) in st.rules.iter().zip(owned) {
                     pass.rule(&mut st.instances, rule, answer);
                 }
             }
-            Err(shared) => {
+            Answers::Shared(shared) => {
                 for (rule, answer) in st.rules.iter().zip(shared) {
                     pass.rule(&mut st.instances, rule, answer);
                 }
