@@ -11,6 +11,8 @@
 //! `query_source_observe_only`: that source's `observe_shared` alone (what the evaluator calls) (no evaluation,
 //! no commit), to tell its share of `query_source_steady`.
 //!
+//! `steady_source_observe_only`: the in-memory source of `steady` alone.
+//!
 //! `steady`: values move but states do not (the common case).
 //! `flapping`: every instance alternates firing/resolved each cycle (worst case:
 //! 20,000 transitions, history records and outbox entries per cycle); its
@@ -209,6 +211,21 @@ fn setup_query() -> (
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("alert_eval_1000_rules_x_20_groups");
     g.sample_size(20);
+    // The in-memory source's own share of `steady`: building the 20,000
+    // groups' labels and values (and dropping them), without evaluating.
+    {
+        let src = BenchSource {
+            groups: 20,
+            cycle: AtomicI64::new(0),
+            flap: false,
+        };
+        let a = setup(false);
+        let rules = a.rules().unwrap();
+        let refs: Vec<&Rule> = rules.iter().collect();
+        g.bench_function("steady_source_observe_only", |b| {
+            b.iter(|| src.observe(&refs, 0))
+        });
+    }
     for (name, flap) in [("steady", false), ("flapping", true)] {
         let a = setup(flap);
         let mut now = 1_700_000_000_000i64;

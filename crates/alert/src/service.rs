@@ -48,16 +48,23 @@ struct Pass<'a> {
     cycle: u64,
     em: &'a mut Emitted,
     ws: &'a mut WriteSet,
+    buf: Vec<u8>,
 }
 
 impl Pass<'_> {
     fn persist(&mut self, slot: &mut Slot, dirty: bool) {
         let now = self.ctx.now_ms;
         if dirty || slot.checkpoint_due(now) {
+            // Encoded into a reused buffer, then copied out at its exact
+            // size: one allocation per write instead of a growing Vec.
+            self.buf.clear();
+            if serde_json::to_writer(&mut self.buf, &slot.state).is_err() {
+                self.buf.clear(); // cannot happen for this plain struct
+            }
             self.ws.put(
                 Space::AlertState,
                 slot.key.as_bytes().to_vec(),
-                encode(&slot.state),
+                self.buf.clone(),
             );
             slot.persisted_ms = now;
         }
@@ -683,6 +690,7 @@ impl Inner {
             cycle: st.cycle,
             em: &mut em,
             ws: &mut ws,
+            buf: Vec::with_capacity(1024),
         };
         // Rules without an answer (a short answer list) keep their instances as they are.
         match answers {
