@@ -8,6 +8,11 @@
 //! rules share 4 distinct (window, filters, group_by) shapes, so a cycle runs
 //! 4 summaries (the source caches identical queries within a cycle).
 //!
+//! `query_source_observe_only`: that source's `observe_shared` alone (what the evaluator calls) (no evaluation,
+//! no commit), to tell its share of `query_source_steady`.
+//!
+//! `steady_source_observe_only`: the in-memory source of `steady` alone.
+//!
 //! `steady`: values move but states do not (the common case).
 //! `flapping`: every instance alternates firing/resolved each cycle (worst case:
 //! 20,000 transitions, history records and outbox entries per cycle); its
@@ -125,8 +130,15 @@ fn wall_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// The real store and query engine; the store's tempdir lives as long as the bench.
-fn setup_query() -> (Alerting, tempfile::TempDir) {
+/// The real store and query engine; the store's tempdir lives as long as the
+/// bench. Also returns the rules and a `QuerySource` over the same store, to
+/// time the source alone.
+fn setup_query() -> (
+    Alerting,
+    tempfile::TempDir,
+    Vec<Rule>,
+    sextant_alert::QuerySource,
+) {
     use sextant_model::{Batch, LlmCall};
     let dir = tempfile::tempdir().unwrap();
     let store =
@@ -160,6 +172,7 @@ fn setup_query() -> (Alerting, tempfile::TempDir) {
         restart_grace_seconds: Some(0),
         ..AlertConfig::default()
     };
+    let source = sextant_alert::QuerySource::new(engine.clone());
     let a = Alerting::with_backend(
         Arc::new(store),
         Arc::new(sextant_alert::QuerySource::new(engine)),
@@ -174,6 +187,7 @@ fn setup_query() -> (Alerting, tempfile::TempDir) {
         "latency_p99_ms",
         "avg_cost_usd",
     ];
+    let mut rules = Vec::new();
     for i in 0..1000 {
         let filters = [
             serde_json::json!({}),
@@ -188,14 +202,30 @@ fn setup_query() -> (Alerting, tempfile::TempDir) {
             "op": ">", "threshold": 5000, "message": "value {latency_p95_ms:.0f}"
         }))
         .unwrap();
-        a.create_rule(r).unwrap();
+        rules.push(a.create_rule(r).unwrap());
     }
-    (a, dir)
+    rules.sort_by(|x, y| x.name.cmp(&y.name));
+    (a, dir, rules, source)
 }
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("alert_eval_1000_rules_x_20_groups");
     g.sample_size(20);
+    // The in-memory source's own share of `steady`: building the 20,000
+    // groups' labels and values (and dropping them), without evaluating.
+    {
+        let src = BenchSource {
+            groups: 20,
+            cycle: AtomicI64::new(0),
+            flap: false,
+        };
+        let a = setup(false);
+        let rules = a.rules().unwrap();
+        let refs: Vec<&Rule> = rules.iter().collect();
+        g.bench_function("steady_source_observe_only", |b| {
+            b.iter(|| src.observe(&refs, 0))
+        });
+    }
     for (name, flap) in [("steady", false), ("flapping", true)] {
         let a = setup(flap);
         let mut now = 1_700_000_000_000i64;
@@ -207,10 +237,16 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    let (a, _dir) = setup_query();
+    let (a, _dir, rules, source) = setup_query();
     a.evaluate_once(wall_ms()).unwrap();
     g.bench_function("query_source_steady", |b| {
         b.iter(|| a.evaluate_once(wall_ms()).unwrap())
+    });
+    // The source's share of that cycle: the 4 summaries and building the
+    // 1,000 rules' results (20,000 groups), without evaluating them.
+    let refs: Vec<&Rule> = rules.iter().collect();
+    g.bench_function("query_source_observe_only", |b| {
+        b.iter(|| source.observe_shared(&refs, wall_ms()))
     });
     g.finish();
 }

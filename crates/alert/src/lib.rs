@@ -10,6 +10,7 @@
 //! outbox, the delivery worker) → `api` (the [`Alerting`] handle).
 
 mod api;
+mod instances;
 mod kv;
 mod machine;
 mod notify;
@@ -31,7 +32,7 @@ pub use machine::{
 pub use notify::PAGERDUTY_EVENTS_URL;
 pub use rule::{default_rules, DRIFT_SIGNALS};
 pub use service::DeliveryPass;
-pub use source::{MetricSource, QuerySource};
+pub use source::{MetricSource, QuerySource, SharedGroup, SharedRuleResult};
 
 /// Validates `rule` against the configured notifier names and compiles it
 /// for [`evaluate`].

@@ -243,6 +243,14 @@ pub struct Evaluation {
     pub notifications: Vec<Notification>,
 }
 
+/// What stepping instances emitted: transitions (history) and notifications
+/// (outbox), in the order they happened.
+#[derive(Debug, Default)]
+pub(crate) struct Emitted {
+    pub(crate) transitions: Vec<Transition>,
+    pub(crate) notifications: Vec<Notification>,
+}
+
 /// True when an active silence covers (rule, labels) at `now_ms`.
 pub(crate) fn is_silenced(silences: &[Silence], rule: &str, labels: &Labels, now_ms: i64) -> bool {
     silences.iter().any(|s| {
@@ -267,6 +275,10 @@ pub fn evaluate(
 }
 
 /// [`evaluate`] consuming the prior state (no per-instance clone).
+///
+/// The service does not go through this map-based form: it keeps instances
+/// per rule, hashed by group labels, and steps them in place with the same
+/// [`step`] / [`step_new`] used here.
 pub fn evaluate_owned(
     rules: &[CompiledRule],
     results: &HashMap<String, RuleResult>,
@@ -278,6 +290,7 @@ pub fn evaluate_owned(
         next: HashMap::with_capacity(prior.len()),
         ..Evaluation::default()
     };
+    let mut em = Emitted::default();
     // Prior instances per rule.
     let mut by_rule: HashMap<String, HashMap<String, InstanceState>> = HashMap::new();
     for (k, s) in prior {
@@ -301,25 +314,30 @@ pub fn evaluate_owned(
         match result {
             Err(msg) => {
                 if priors.is_empty() {
-                    priors.insert(
-                        instance_key(name, &Labels::new()),
-                        InstanceState::new(rule, Labels::new()),
-                    );
-                    out.changed.insert(instance_key(name, &Labels::new()));
-                }
-                for (key, p) in priors {
-                    let labels = p.labels.clone();
-                    let (s, dirty) = step(
+                    let s = step_new(
                         rule,
-                        Some(p),
-                        &labels,
+                        Labels::new(),
                         Input::Error(msg),
                         None,
                         silences,
                         ctx,
-                        &mut out,
+                        &mut em,
                     );
-                    if dirty {
+                    let key = instance_key(name, &Labels::new());
+                    out.changed.insert(key.clone());
+                    out.next.insert(key, s);
+                    continue;
+                }
+                for (key, mut s) in priors {
+                    if step(
+                        rule,
+                        &mut s,
+                        Input::Error(msg),
+                        None,
+                        silences,
+                        ctx,
+                        &mut em,
+                    ) {
                         out.changed.insert(key.clone());
                     }
                     out.next.insert(key, s);
@@ -328,31 +346,45 @@ pub fn evaluate_owned(
             Ok(groups) => {
                 for g in groups {
                     let key = instance_key(name, &g.labels);
-                    let p = priors.remove(&key);
-                    let (s, dirty) = step(
-                        rule,
-                        p,
-                        &g.labels,
-                        Input::Obs(&g.observation),
-                        g.metrics.as_ref(),
-                        silences,
-                        ctx,
-                        &mut out,
-                    );
+                    let input = Input::Obs(&g.observation);
+                    let (s, dirty) = match priors.remove(&key) {
+                        Some(mut s) => {
+                            let dirty = step(
+                                rule,
+                                &mut s,
+                                input,
+                                g.metrics.as_ref(),
+                                silences,
+                                ctx,
+                                &mut em,
+                            );
+                            (s, dirty)
+                        }
+                        None => (
+                            step_new(
+                                rule,
+                                g.labels.clone(),
+                                input,
+                                g.metrics.as_ref(),
+                                silences,
+                                ctx,
+                                &mut em,
+                            ),
+                            true,
+                        ),
+                    };
                     keep_or_drop(&mut out, key, s, dirty, false);
                 }
-                for (key, p) in priors {
+                for (key, mut s) in priors {
                     // A group that vanished: no data for it.
-                    let labels = p.labels.clone();
-                    let (s, dirty) = step(
+                    let dirty = step(
                         rule,
-                        Some(p),
-                        &labels,
+                        &mut s,
                         Input::Obs(&Observation::NoData),
                         None,
                         silences,
                         ctx,
-                        &mut out,
+                        &mut em,
                     );
                     keep_or_drop(&mut out, key, s, dirty, !rule.rule.group_by.is_empty());
                 }
@@ -363,7 +395,15 @@ pub fn evaluate_owned(
     for (_, m) in by_rule {
         out.removed.extend(m.into_keys());
     }
+    out.transitions = em.transitions;
+    out.notifications = em.notifications;
     out
+}
+
+/// True when a group that vanished from its rule's result has nothing left
+/// worth keeping (quiet again, no error): its instance is dropped.
+pub(crate) fn vanished_droppable(s: &InstanceState) -> bool {
+    s.phase.is_quiet() && s.error.is_none()
 }
 
 fn keep_or_drop(
@@ -374,7 +414,7 @@ fn keep_or_drop(
     vanished_group: bool,
 ) {
     // A vanished group that is quiet again carries nothing worth keeping.
-    if vanished_group && s.phase.is_quiet() && s.error.is_none() {
+    if vanished_group && vanished_droppable(&s) {
         out.changed.remove(&key);
         out.removed.push(key);
         return;
@@ -385,7 +425,7 @@ fn keep_or_drop(
     out.next.insert(key, s);
 }
 
-enum Input<'a> {
+pub(crate) enum Input<'a> {
     Obs(&'a Observation),
     Error(&'a str),
 }
@@ -434,23 +474,36 @@ pub(crate) fn reset_instances(
     (ts, ns)
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Steps one instance; returns its next state and whether it is new or
-/// changed materially (see [`InstanceState::differs_materially`]).
-fn step(
+/// Steps an existing instance in place; returns whether it changed
+/// materially (see [`Material`]): only then must it be persisted this cycle.
+pub(crate) fn step(
     rule: &CompiledRule,
-    prior: Option<InstanceState>,
-    labels: &Labels,
+    s: &mut InstanceState,
     input: Input<'_>,
     metrics: Option<&MetricValues>,
     silences: &[Silence],
     ctx: &EvalContext,
-    out: &mut Evaluation,
-) -> (InstanceState, bool) {
-    let before = prior.as_ref().map(Material::of);
-    let s = step_inner(rule, prior, labels, input, metrics, silences, ctx, out);
-    let dirty = before.is_none_or(|b| b != Material::of(&s));
-    (s, dirty)
+    out: &mut Emitted,
+) -> bool {
+    let before = Material::of(s);
+    step_inner(rule, s, input, metrics, silences, ctx, out);
+    before != Material::of(s)
+}
+
+/// Creates the instance of a group seen for the first time and steps it (a
+/// new instance is always persisted).
+pub(crate) fn step_new(
+    rule: &CompiledRule,
+    labels: Labels,
+    input: Input<'_>,
+    metrics: Option<&MetricValues>,
+    silences: &[Silence],
+    ctx: &EvalContext,
+    out: &mut Emitted,
+) -> InstanceState {
+    let mut s = InstanceState::new(rule, labels);
+    step_inner(rule, &mut s, input, metrics, silences, ctx, out);
+    s
 }
 
 /// The fields a restart depends on.
@@ -485,29 +538,24 @@ impl Material {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn step_inner(
     rule: &CompiledRule,
-    prior: Option<InstanceState>,
-    labels: &Labels,
+    s: &mut InstanceState,
     input: Input<'_>,
     metrics: Option<&MetricValues>,
     silences: &[Silence],
     ctx: &EvalContext,
-    out: &mut Evaluation,
-) -> InstanceState {
+    out: &mut Emitted,
+) {
     let now = ctx.now_ms;
-    let mut s = match prior {
-        Some(p) if p.rule_fingerprint == rule.fingerprint => p,
-        Some(p) => {
-            // Defensive: a rule edit normally resets instances itself.
-            let (ts, ns) = reset_instances(rule, &[&p], now, false);
-            out.transitions.extend(ts);
-            out.notifications.extend(ns);
-            InstanceState::new(rule, labels.clone())
-        }
-        None => InstanceState::new(rule, labels.clone()),
-    };
+    if s.rule_fingerprint != rule.fingerprint {
+        // Defensive: a rule edit normally resets instances itself.
+        let (ts, ns) = reset_instances(rule, &[&*s], now, false);
+        out.transitions.extend(ts);
+        out.notifications.extend(ns);
+        let labels = std::mem::take(&mut s.labels);
+        *s = InstanceState::new(rule, labels);
+    }
     // Time since the previous evaluation of this process run; downtime is 0.
     let gap = match s.last_evaluated_ms {
         Some(t) if t >= ctx.restarted_at_ms => (now - t).max(0),
@@ -523,7 +571,7 @@ fn step_inner(
                     record(
                         out,
                         rule,
-                        &s,
+                        s,
                         "error",
                         format!("evaluating {}: {msg}", s.rule),
                         now,
@@ -545,7 +593,7 @@ fn step_inner(
                 record(
                     out,
                     rule,
-                    &s,
+                    s,
                     "error_cleared",
                     format!("{} evaluates again", s.rule),
                     now,
@@ -597,15 +645,15 @@ fn step_inner(
                 s.timer_ms = 0;
                 s.level = Some(level);
                 if for_ms == 0 && can_fire {
-                    fire(rule, &mut s, level, now, silenced, metrics, out);
+                    fire(rule, s, level, now, silenced, metrics, out);
                 } else {
                     s.phase = Phase::Pending;
                     record(
                         out,
                         rule,
-                        &s,
+                        s,
                         "pending",
-                        render(rule, &s, metrics),
+                        render(rule, s, metrics),
                         now,
                         metrics,
                     );
@@ -615,7 +663,7 @@ fn step_inner(
                 s.timer_ms = s.timer_ms.saturating_add(gap);
                 s.level = Some(level);
                 if s.timer_ms >= for_ms && can_fire {
-                    fire(rule, &mut s, level, now, silenced, metrics, out);
+                    fire(rule, s, level, now, silenced, metrics, out);
                 }
             }
             Phase::Recovering => {
@@ -624,15 +672,15 @@ fn step_inner(
                 record(
                     out,
                     rule,
-                    &s,
+                    s,
                     "refiring",
-                    render(rule, &s, metrics),
+                    render(rule, s, metrics),
                     now,
                     metrics,
                 );
-                while_firing(rule, &mut s, level, now, silenced, metrics, out);
+                while_firing(rule, s, level, now, silenced, metrics, out);
             }
-            Phase::Firing => while_firing(rule, &mut s, level, now, silenced, metrics, out),
+            Phase::Firing => while_firing(rule, s, level, now, silenced, metrics, out),
         },
         Cond::Clear { no_data } => {
             let quiet = if no_data {
@@ -649,25 +697,25 @@ fn step_inner(
                     record(
                         out,
                         rule,
-                        &s,
+                        s,
                         "pending_cancelled",
-                        render(rule, &s, metrics),
+                        render(rule, s, metrics),
                         now,
                         metrics,
                     );
                 }
                 Phase::Firing => {
                     if rule.rule.keep_firing_for_seconds == 0 {
-                        resolve(rule, &mut s, quiet, now, metrics, out);
+                        resolve(rule, s, quiet, now, metrics, out);
                     } else {
                         s.phase = Phase::Recovering;
                         s.timer_ms = 0;
                         record(
                             out,
                             rule,
-                            &s,
+                            s,
                             "recovering",
-                            render(rule, &s, metrics),
+                            render(rule, s, metrics),
                             now,
                             metrics,
                         );
@@ -676,7 +724,7 @@ fn step_inner(
                 Phase::Recovering => {
                     s.timer_ms = s.timer_ms.saturating_add(gap);
                     if s.timer_ms >= secs_ms(rule.rule.keep_firing_for_seconds) {
-                        resolve(rule, &mut s, quiet, now, metrics, out);
+                        resolve(rule, s, quiet, now, metrics, out);
                     }
                 }
                 Phase::Inactive | Phase::NoData | Phase::Error => {
@@ -686,7 +734,7 @@ fn step_inner(
                             record(
                                 out,
                                 rule,
-                                &s,
+                                s,
                                 "no_data",
                                 format!("no data for {}", s.rule),
                                 now,
@@ -701,10 +749,9 @@ fn step_inner(
     // Repeats continue while firing even when the value is held (keep_last, error).
     if matches!(cond, Cond::Hold) && s.phase == Phase::Firing {
         if let Some(level) = s.level {
-            while_firing(rule, &mut s, level, now, silenced, metrics, out);
+            while_firing(rule, s, level, now, silenced, metrics, out);
         }
     }
-    s
 }
 
 fn secs_ms(s: u64) -> i64 {
@@ -756,7 +803,7 @@ fn message_for(rule: &CompiledRule, s: &InstanceState, metrics: Option<&MetricVa
 }
 
 fn record(
-    out: &mut Evaluation,
+    out: &mut Emitted,
     rule: &CompiledRule,
     s: &InstanceState,
     kind: &'static str,
@@ -831,7 +878,7 @@ fn fire(
     now: i64,
     silenced: bool,
     metrics: Option<&MetricValues>,
-    out: &mut Evaluation,
+    out: &mut Emitted,
 ) {
     s.phase = Phase::Firing;
     s.level = Some(level);
@@ -856,7 +903,7 @@ fn while_firing(
     now: i64,
     silenced: bool,
     metrics: Option<&MetricValues>,
-    out: &mut Evaluation,
+    out: &mut Emitted,
 ) {
     let previous = s.level;
     s.level = Some(level);
@@ -927,7 +974,7 @@ fn resolve(
     quiet: Phase,
     now: i64,
     metrics: Option<&MetricValues>,
-    out: &mut Evaluation,
+    out: &mut Emitted,
 ) {
     let body = message_for(rule, s, metrics);
     record(

@@ -12,6 +12,7 @@
 //!   is attempted only when no older entry of its lane is left.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,18 +24,157 @@ use crate::api::{
     AlertConfig, AlertError, AlertStats, HistoryEntry, HistoryQuery, InstanceView, NotifierConfig,
     NotifierKind, Rule, Silence,
 };
+use crate::instances::{Instances, Slot};
 use crate::kv::{self, KvBackend};
-use crate::machine::{self, EvalContext, InstanceState, Notification, Transition};
+use crate::machine::{
+    self, Emitted, EvalContext, Input, InstanceState, Notification, Observation, Transition,
+};
 use crate::notify::{self, OutboxEntry, Outcome};
 use crate::rule::{self, CompiledRule};
-use crate::source::MetricSource;
+use crate::source::{Group, MetricSource, SharedRuleResult};
 
-/// Instances whose only change is their value / last-evaluated time (no
-/// material change: phase, level, timers, notifications, error) are
-/// re-persisted at most this often, in every phase. Losing up to this much of
-/// `last_value` on a crash is harmless: downtime never counts, and material
-/// changes are always written in the same commit as their notifications.
-const QUIET_CHECKPOINT_MS: i64 = 60_000;
+/// A metric source's answers for one cycle, in whichever form it gave them.
+enum Answers {
+    Owned(Vec<machine::RuleResult>),
+    Shared(Vec<SharedRuleResult>),
+}
+
+/// One evaluation cycle's pass over the rules: steps every instance in place
+/// and stages the writes (instances that changed materially, are new, or whose
+/// checkpoint is due; deletions of dropped instances).
+struct Pass<'a> {
+    ctx: &'a EvalContext,
+    silences: &'a [Silence],
+    cycle: u64,
+    em: &'a mut Emitted,
+    ws: &'a mut WriteSet,
+    buf: Vec<u8>,
+}
+
+impl Pass<'_> {
+    fn persist(&mut self, slot: &mut Slot, dirty: bool) {
+        let now = self.ctx.now_ms;
+        if dirty || slot.checkpoint_due(now) {
+            // Encoded into a reused buffer, then copied out at its exact
+            // size: one allocation per write instead of a growing Vec.
+            self.buf.clear();
+            if serde_json::to_writer(&mut self.buf, &slot.state).is_err() {
+                self.buf.clear(); // cannot happen for this plain struct
+            }
+            self.ws.put(
+                Space::AlertState,
+                slot.key.as_bytes().to_vec(),
+                self.buf.clone(),
+            );
+            slot.persisted_ms = now;
+        }
+    }
+
+    fn rule<G: Group>(
+        &mut self,
+        table: &mut Instances,
+        rule: &CompiledRule,
+        answer: Result<Vec<G>, String>,
+    ) {
+        let (ctx, silences) = (self.ctx, self.silences);
+        let name = rule.rule.name.as_str();
+        match answer {
+            Err(msg) => {
+                let insts = table.rule_mut(name);
+                if insts.is_empty() {
+                    let s = machine::step_new(
+                        rule,
+                        machine::Labels::new(),
+                        Input::Error(&msg),
+                        None,
+                        silences,
+                        ctx,
+                        self.em,
+                    );
+                    let hash = table.labels_hash(&s.labels);
+                    let mut slot = Slot::new(hash, s, 0, self.cycle);
+                    self.persist(&mut slot, true);
+                    table.rule_mut(name).insert(slot);
+                    return;
+                }
+                for slot in insts.iter_mut() {
+                    slot.seen = self.cycle;
+                    let dirty = machine::step(
+                        rule,
+                        &mut slot.state,
+                        Input::Error(&msg),
+                        None,
+                        silences,
+                        ctx,
+                        self.em,
+                    );
+                    self.persist(slot, dirty);
+                }
+            }
+            Ok(groups) => {
+                let hasher = table.hasher();
+                let insts = table.rule_mut(name);
+                for g in groups {
+                    let hash = hasher.hash_one(g.labels());
+                    if let Some(slot) = insts.get_mut(hash, g.labels()) {
+                        slot.seen = self.cycle;
+                        let dirty = machine::step(
+                            rule,
+                            &mut slot.state,
+                            Input::Obs(g.observation()),
+                            g.metrics(),
+                            silences,
+                            ctx,
+                            self.em,
+                        );
+                        self.persist(slot, dirty);
+                    } else {
+                        let observation = g.observation().clone();
+                        let metrics = g.metrics().cloned();
+                        let s = machine::step_new(
+                            rule,
+                            g.into_labels(),
+                            Input::Obs(&observation),
+                            metrics.as_ref(),
+                            silences,
+                            ctx,
+                            self.em,
+                        );
+                        let mut slot = Slot::new(hash, s, 0, self.cycle);
+                        self.persist(&mut slot, true);
+                        insts.insert(slot);
+                    }
+                }
+                // Groups that vanished: no data for them.
+                let grouped = !rule.rule.group_by.is_empty();
+                let cycle = self.cycle;
+                insts.retain(|slot| {
+                    if slot.seen == cycle {
+                        return true;
+                    }
+                    let dirty = machine::step(
+                        rule,
+                        &mut slot.state,
+                        Input::Obs(&Observation::NoData),
+                        None,
+                        silences,
+                        ctx,
+                        self.em,
+                    );
+                    // A vanished group that is quiet again carries nothing worth keeping.
+                    if grouped && machine::vanished_droppable(&slot.state) {
+                        self.ws
+                            .delete(Space::AlertState, slot.key.as_bytes().to_vec());
+                        return false;
+                    }
+                    self.persist(slot, dirty);
+                    true
+                });
+            }
+        }
+    }
+}
+
 /// Retention runs at most this often.
 const RETENTION_EVERY_MS: i64 = 3_600_000;
 /// Most history days deleted by one retention run (bounds one commit).
@@ -50,9 +190,16 @@ pub(crate) fn now_ms() -> i64 {
 struct EvalState {
     /// Sorted by name.
     rules: Vec<CompiledRule>,
-    instances: HashMap<String, InstanceState>,
-    /// Unix ms each instance was last written.
-    persisted_ms: HashMap<String, i64>,
+    /// Every instance, with when it was last written. Instances whose only
+    /// change is their value / last-evaluated time (no material change:
+    /// phase, level, timers, notifications, error) are re-persisted once per
+    /// `instances::CHECKPOINT_PERIOD_MS`, in every phase. Losing up to that
+    /// much of `last_value` on a crash is harmless: downtime never counts, and
+    /// material changes are always written in the same commit as their
+    /// notifications.
+    instances: Instances,
+    /// Evaluation cycles run (marks the instances a cycle saw).
+    cycle: u64,
     silences: Vec<Silence>,
     /// Last sequence number used (outbox keys, history ids).
     seq: u64,
@@ -128,18 +275,18 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn load_instances(kv: &dyn KvBackend) -> Result<HashMap<String, InstanceState>, AlertError> {
-    let mut instances = HashMap::new();
+fn load_instances(kv: &dyn KvBackend) -> Result<Instances, AlertError> {
+    let mut states = Vec::new();
     for (k, v) in kv.scan(Space::AlertState, b"")? {
         if let Some(s) = decode::<InstanceState>("instance", &k, &v) {
-            instances.insert(machine::instance_key(&s.rule, &s.labels), s);
+            states.push(s);
         }
     }
-    Ok(instances)
+    Ok(Instances::from_states(states))
 }
 
 impl Inner {
-    fn load_instances(&self) -> Result<HashMap<String, InstanceState>, AlertError> {
+    fn load_instances(&self) -> Result<Instances, AlertError> {
         load_instances(self.kv.as_ref())
     }
 
@@ -211,10 +358,6 @@ impl Inner {
         }
         rules.sort_by(|a, b| a.rule.name.cmp(&b.rule.name));
         let instances = load_instances(kv.as_ref())?;
-        let persisted_ms = instances
-            .iter()
-            .map(|(k, s)| (k.clone(), s.last_evaluated_ms.unwrap_or(0)))
-            .collect();
         let mut silences = Vec::new();
         for (k, v) in kv.scan(Space::Silences, b"")? {
             if let Some(s) = decode::<Silence>("silence", &k, &v) {
@@ -248,7 +391,7 @@ impl Inner {
             state: Mutex::new(EvalState {
                 rules,
                 instances,
-                persisted_ms,
+                cycle: 0,
                 silences,
                 seq: seq.max(max_outbox),
                 history_min_day,
@@ -352,13 +495,12 @@ impl Inner {
             }
         }
         let old = st.rules[idx].clone();
-        let keys: Vec<String> = st
+        let (keys, insts): (Vec<&str>, Vec<&InstanceState>) = st
             .instances
-            .iter()
-            .filter(|(_, s)| s.rule == name)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let insts: Vec<&InstanceState> = keys.iter().filter_map(|k| st.instances.get(k)).collect();
+            .by_rule
+            .get(name)
+            .map(|r| r.iter().map(|s| (s.key.as_str(), &s.state)).unzip())
+            .unwrap_or_default();
         let (mut transitions, notifications) =
             machine::reset_instances(&old, &insts, now, compiled.is_none());
         if transitions.is_empty() {
@@ -390,6 +532,7 @@ impl Inner {
         for k in &keys {
             ws.delete(Space::AlertState, k.as_bytes().to_vec());
         }
+        drop(insts);
         ws.delete(Space::Rules, name.as_bytes().to_vec());
         if let Some(c) = &compiled {
             ws.put(
@@ -413,10 +556,7 @@ impl Inner {
         self.kv.commit(ws)?;
         st.seq = seq;
         (st.history_min_day, st.history_max_day) = days;
-        for k in &keys {
-            st.instances.remove(k);
-            st.persisted_ms.remove(k);
-        }
+        st.instances.by_rule.remove(name);
         st.rules.remove(idx);
         if let Some(c) = compiled {
             let pos = st.rules.partition_point(|o| o.rule.name < c.rule.name);
@@ -525,42 +665,60 @@ impl Inner {
 
     pub(crate) fn evaluate_once(&self, now: i64) -> Result<(), AlertError> {
         let started = std::time::Instant::now();
-        let mut st = self.state.lock();
-        let rule_refs: Vec<&Rule> = st.rules.iter().map(|c| &c.rule).collect();
-        let answers = self.source.observe(&rule_refs, now);
-        let results: HashMap<String, machine::RuleResult> = st
-            .rules
-            .iter()
-            .zip(answers)
-            .map(|(c, r)| (c.rule.name.clone(), r))
-            .collect();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let answers = {
+            let rule_refs: Vec<&Rule> = st.rules.iter().map(|c| &c.rule).collect();
+            match self.source.observe_shared(&rule_refs, now) {
+                Some(shared) => Answers::Shared(shared),
+                None => Answers::Owned(self.source.observe(&rule_refs, now)),
+            }
+        };
         let ctx = EvalContext {
             now_ms: now,
             restarted_at_ms: self.started_ms,
             grace_ms: self.grace_ms(),
         };
-        // The prior state moves into the evaluation; on a failed commit it is
+        st.cycle += 1;
+        // Instances are stepped in place; on a failed commit they are
         // reloaded from storage, which is the truth.
-        let prior = std::mem::take(&mut st.instances);
-        let ev = machine::evaluate_owned(&st.rules, &results, prior, &st.silences, &ctx);
-
+        let mut em = Emitted::default();
         let mut ws = WriteSet::default();
-        let mut persisted = Vec::new();
-        for (k, next) in &ev.next {
-            let write = ev.changed.contains(k)
-                || st
-                    .persisted_ms
-                    .get(k)
-                    .is_none_or(|t| now - t >= QUIET_CHECKPOINT_MS);
-            if write {
-                ws.put(Space::AlertState, k.as_bytes().to_vec(), encode(next));
-                persisted.push(k.clone());
+        let mut pass = Pass {
+            ctx: &ctx,
+            silences: &st.silences,
+            cycle: st.cycle,
+            em: &mut em,
+            ws: &mut ws,
+            buf: Vec::with_capacity(1024),
+        };
+        // Rules without an answer (a short answer list) keep their instances as they are.
+        match answers {
+            Answers::Owned(owned) => {
+                for (rule, answer) in st.rules.iter().zip(owned) {
+                    pass.rule(&mut st.instances, rule, answer);
+                }
+            }
+            Answers::Shared(shared) => {
+                for (rule, answer) in st.rules.iter().zip(shared) {
+                    pass.rule(&mut st.instances, rule, answer);
+                }
             }
         }
-        let removed = &ev.removed;
-        for k in removed {
-            ws.delete(Space::AlertState, k.as_bytes().to_vec());
-        }
+        // Instances of rules that no longer exist.
+        let rules = &st.rules;
+        st.instances.by_rule.retain(|name, insts| {
+            let exists = rules
+                .binary_search_by(|c| c.rule.name.as_str().cmp(name.as_str()))
+                .is_ok();
+            if !exists {
+                for slot in insts.iter() {
+                    ws.delete(Space::AlertState, slot.key.as_bytes().to_vec());
+                }
+            }
+            exists
+        });
+        let ev = em;
         let mut seq = st.seq;
         let (mut min_day, max_day) = self.stage_history(
             &mut ws,
@@ -594,14 +752,7 @@ impl Inner {
         if retention_due {
             st.last_retention_ms = Some(now);
         }
-        for k in persisted {
-            st.persisted_ms.insert(k, now);
-        }
-        for k in removed {
-            st.persisted_ms.remove(k);
-        }
-        st.instances = ev.next;
-        drop(st);
+        drop(guard);
         if !ev.notifications.is_empty() {
             self.wake.notify_one();
         }
@@ -703,7 +854,8 @@ impl Inner {
         let st = self.state.lock();
         let mut v: Vec<InstanceView> = st
             .instances
-            .values()
+            .iter()
+            .map(|slot| &slot.state)
             .map(|s| InstanceView {
                 rule: s.rule.clone(),
                 labels: s.labels.clone(),

@@ -20,6 +20,76 @@ use crate::machine::{GroupObservation, Labels, MetricValues, Observation, RuleRe
 pub trait MetricSource: Send + Sync + Debug {
     /// One result per rule, in the order of `rules`, over the window ending at `now_ms`.
     fn observe(&self, rules: &[&Rule], now_ms: i64) -> Vec<RuleResult>;
+
+    /// The same answers as [`observe`](MetricSource::observe), but with each
+    /// group's labels behind an `Arc`, so rules reading the same query share
+    /// one copy instead of receiving one each (1,000 rules × 20 groups would
+    /// otherwise copy 20,000 label maps per cycle). The evaluator calls this
+    /// first and falls back to `observe` on `None` (the default).
+    fn observe_shared(&self, _rules: &[&Rule], _now_ms: i64) -> Option<Vec<SharedRuleResult>> {
+        None
+    }
+}
+
+/// One group of a rule's result, its labels shared (see
+/// [`MetricSource::observe_shared`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedGroup {
+    pub labels: Arc<Labels>,
+    pub observation: Observation,
+    /// Other metrics of the same group (optional; for templates).
+    pub metrics: Option<MetricValues>,
+}
+
+impl From<GroupObservation> for SharedGroup {
+    fn from(g: GroupObservation) -> SharedGroup {
+        SharedGroup {
+            labels: Arc::new(g.labels),
+            observation: g.observation,
+            metrics: g.metrics,
+        }
+    }
+}
+
+/// A rule's result with shared labels.
+pub type SharedRuleResult = Result<Vec<SharedGroup>, String>;
+
+/// What the evaluator needs of a group, owned or shared.
+pub(crate) trait Group {
+    fn labels(&self) -> &Labels;
+    fn observation(&self) -> &Observation;
+    fn metrics(&self) -> Option<&MetricValues>;
+    fn into_labels(self) -> Labels;
+}
+
+impl Group for GroupObservation {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn observation(&self) -> &Observation {
+        &self.observation
+    }
+    fn metrics(&self) -> Option<&MetricValues> {
+        self.metrics.as_ref()
+    }
+    fn into_labels(self) -> Labels {
+        self.labels
+    }
+}
+
+impl Group for SharedGroup {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn observation(&self) -> &Observation {
+        &self.observation
+    }
+    fn metrics(&self) -> Option<&MetricValues> {
+        self.metrics.as_ref()
+    }
+    fn into_labels(self) -> Labels {
+        Arc::unwrap_or_clone(self.labels)
+    }
 }
 
 /// Drift baselines for `drift.*` rules: the same window 7 days earlier.
@@ -65,17 +135,55 @@ fn samples_for(metric: &str, count: u64, metrics: &BTreeMap<&'static str, f64>) 
 }
 
 type ShapeKey = (u32, Vec<(String, String)>, Vec<String>);
-type ShapeGroups = Result<Vec<(Labels, u64, MetricValues)>, String>;
+type ShapeGroups = Result<Vec<(Arc<Labels>, u64, MetricValues)>, String>;
 
 impl MetricSource for QuerySource {
     fn observe(&self, rules: &[&Rule], now_ms: i64) -> Vec<RuleResult> {
+        self.answer(
+            rules,
+            now_ms,
+            |labels, observation, metrics| GroupObservation {
+                labels: Labels::clone(labels),
+                observation,
+                metrics: Some(metrics.clone()),
+            },
+            |g| g,
+        )
+    }
+
+    fn observe_shared(&self, rules: &[&Rule], now_ms: i64) -> Option<Vec<SharedRuleResult>> {
+        Some(self.answer(
+            rules,
+            now_ms,
+            |labels, observation, metrics| SharedGroup {
+                labels: labels.clone(),
+                observation,
+                metrics: Some(metrics.clone()),
+            },
+            SharedGroup::from,
+        ))
+    }
+}
+
+impl QuerySource {
+    /// Answers `rules`, one summary per distinct shape; `make` builds a
+    /// group of a summary-backed rule, `from_drift` converts a drift rule's.
+    fn answer<G>(
+        &self,
+        rules: &[&Rule],
+        now_ms: i64,
+        make: impl Fn(&Arc<Labels>, Observation, &MetricValues) -> G,
+        from_drift: impl Fn(GroupObservation) -> G,
+    ) -> Vec<Result<Vec<G>, String>> {
         let mut cache: HashMap<ShapeKey, ShapeGroups> = HashMap::new();
         rules
             .iter()
             .map(|rule| {
                 let from_ms = now_ms - i64::from(rule.window_minutes) * 60_000;
                 if let Some(signal) = rule.metric.strip_prefix("drift.") {
-                    return self.drift(rule, signal, TimeRange::new(from_ms, now_ms));
+                    return self
+                        .drift(rule, signal, TimeRange::new(from_ms, now_ms))
+                        .map(|gs| gs.into_iter().map(&from_drift).collect());
                 }
                 let key: ShapeKey = (
                     rule.window_minutes,
@@ -97,7 +205,7 @@ impl MetricSource for QuerySource {
                         .map(|r| {
                             r.groups
                                 .into_iter()
-                                .map(|g| (g.labels, g.count, Arc::new(g.metrics)))
+                                .map(|g| (Arc::new(g.labels), g.count, Arc::new(g.metrics)))
                                 .collect()
                         })
                         .map_err(|e| e.to_string())
@@ -106,16 +214,15 @@ impl MetricSource for QuerySource {
                     Err(e) => Err(e.clone()),
                     Ok(groups) => Ok(groups
                         .iter()
-                        .map(|(labels, count, metrics)| GroupObservation {
-                            labels: labels.clone(),
-                            observation: match metrics.get(rule.metric.as_str()) {
+                        .map(|(labels, count, metrics)| {
+                            let observation = match metrics.get(rule.metric.as_str()) {
                                 Some(v) => Observation::Value {
                                     value: *v,
                                     samples: samples_for(&rule.metric, *count, metrics),
                                 },
                                 None => Observation::NoData,
-                            },
-                            metrics: Some(metrics.clone()),
+                            };
+                            make(labels, observation, metrics)
                         })
                         .collect()),
                 }

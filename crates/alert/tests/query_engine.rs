@@ -130,3 +130,55 @@ fn high_error_rate_does_not_fire_at_exactly_5_percent() {
         "inactive"
     );
 }
+
+/// The evaluator reads `observe_shared` (labels shared between rules of one
+/// query); it must answer exactly what `observe` answers, grouped rules,
+/// filtered rules and drift rules alike.
+#[test]
+fn query_source_shared_answers_equal_its_owned_answers() {
+    use sextant_alert::{MetricSource, QuerySource, Rule, SharedGroup};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let now = wall_ms();
+    let mut batch = calls(
+        &(0..60)
+            .map(|i| (1000.0 + f64::from(i) * 100.0, i % 7 == 0))
+            .collect::<Vec<_>>(),
+        now,
+    );
+    for (i, c) in batch.calls.iter_mut().enumerate() {
+        c.model = format!("model-{}", i % 3);
+    }
+    store.append(batch).unwrap();
+    let source = QuerySource::new(QueryEngine::new(store.clone()));
+    let rule = |v: serde_json::Value| serde_json::from_value::<Rule>(v).unwrap();
+    let rules = [
+        rule(
+            serde_json::json!({"name": "a", "metric": "latency_p95_ms", "group_by": ["model"], "op": ">", "threshold": 1}),
+        ),
+        rule(
+            serde_json::json!({"name": "b", "metric": "error_rate", "group_by": ["model"], "op": ">", "threshold": 1}),
+        ),
+        rule(
+            serde_json::json!({"name": "c", "metric": "error_rate", "op": ">", "threshold": 1,
+            "filters": {"model": "model-1"}}),
+        ),
+        rule(
+            serde_json::json!({"name": "d", "metric": "drift.latency", "op": ">", "threshold": 1}),
+        ),
+    ];
+    let refs: Vec<&Rule> = rules.iter().collect();
+    let at = wall_ms() + 1;
+    let owned = source.observe(&refs, at);
+    let shared = source
+        .observe_shared(&refs, at)
+        .expect("QuerySource shares labels");
+    let owned_as_shared: Vec<Result<Vec<SharedGroup>, String>> = owned
+        .into_iter()
+        .map(|r| r.map(|gs| gs.into_iter().map(SharedGroup::from).collect()))
+        .collect();
+    assert_eq!(shared, owned_as_shared);
+    assert_eq!(shared[0].as_ref().unwrap().len(), 3, "one group per model");
+    assert_eq!(shared[2].as_ref().unwrap().len(), 1);
+    store.close().unwrap();
+}
