@@ -17,6 +17,17 @@ pub(crate) fn frame(version: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Frames `buf` in place: its first [`FRAME_HEADER`] bytes (reserved by the
+/// caller) become the header of the payload that follows them.
+pub(crate) fn frame_in_place(version: u8, buf: &mut [u8]) {
+    if buf.len() < FRAME_HEADER {
+        return;
+    }
+    let crc = crc32fast::hash(&buf[FRAME_HEADER..]);
+    buf[0] = version;
+    buf[1..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Returns the payload after checking version and checksum.
 pub(crate) fn unframe<'a>(
     what: &str,

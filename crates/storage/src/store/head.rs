@@ -4,8 +4,18 @@
 //! `seqs`, applied in sequence order; replaying those entries into an empty
 //! head rebuilds it (group resolution included, because it depends only on
 //! what was stored or applied before).
+//!
+//! Applying is the part of an append the single writer does under the state
+//! lock, so it is kept to a few hash probes per call: the work that needs no
+//! head state (grouping calls by their rollup dims) is done beforehand by
+//! [`Prepared::new`] on the appender's (or replay decoder's) thread; groups
+//! are interned (a rollup key is `(minute, group index)`), a batch's calls are
+//! kept as the batch's own vector (never moved one by one), and the request
+//! index maps a keyed hash of the request id to the call's ordinal instead of
+//! cloning ids and groups.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 use sextant_model::{Batch, Dim, Feedback, LlmCall, Quality, Tier};
 
@@ -31,14 +41,231 @@ pub(crate) fn unknown_group(dims: &[Dim]) -> GroupKey {
     GroupKey(vec![String::new(); dims.len()])
 }
 
+/// FxHash (rustc's): a fast, non-keyed hasher for small integer keys that
+/// callers cannot choose freely (minute buckets, interned group indexes).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+const FX_K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(FX_K);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        // The multiply leaves the low bits (hashbrown's bucket index) weakly
+        // mixed; fold the high half in.
+        let x = self.0;
+        (x ^ (x >> 29)).wrapping_mul(FX_K) ^ (x >> 32)
+    }
+}
+
+pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;
+
+/// Passes an already-hashed `u64` key through (the request index keys are
+/// keyed SipHash values of request ids).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A batch with its calls grouped by rollup dims, computed without the head.
+#[derive(Debug, Default)]
+pub(crate) struct Prepared {
+    pub(crate) batch: Batch,
+    /// Distinct groups of the batch's calls, in first-seen order.
+    groups: Vec<GroupKey>,
+    /// Per call, its index in `groups`.
+    call_groups: Vec<u32>,
+}
+
+impl Prepared {
+    pub(crate) fn new(batch: Batch, dims: &[Dim]) -> Prepared {
+        let mut groups: Vec<GroupKey> = Vec::new();
+        let mut call_groups = Vec::with_capacity(batch.calls.len());
+        // Hash of the dim values → the first group with that hash; a
+        // colliding group is found by a linear search.
+        let mut by_hash: HashMap<u64, u32, FxBuild> = HashMap::default();
+        let same = |g: &GroupKey, c: &LlmCall| {
+            g.0.iter()
+                .zip(dims)
+                .all(|(v, d)| v.as_str() == d.value_of(c))
+        };
+        for c in &batch.calls {
+            let mut h = FxHasher::default();
+            for d in dims {
+                let v = d.value_of(c);
+                h.write(v.as_bytes());
+                h.write_usize(v.len());
+            }
+            let h = h.finish();
+            let idx = match by_hash.get(&h) {
+                Some(&i) if same(&groups[i as usize], c) => i,
+                found => match groups.iter().position(|g| same(g, c)) {
+                    Some(i) => i as u32,
+                    None => {
+                        let i = groups.len() as u32;
+                        groups.push(group_of(dims, c));
+                        if found.is_none() {
+                            by_hash.insert(h, i);
+                        }
+                        i
+                    }
+                },
+            };
+            call_groups.push(idx);
+        }
+        Prepared {
+            batch,
+            groups,
+            call_groups,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.batch.len()
+    }
+}
+
+/// The head's calls: each applied batch's vector, kept as it came.
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    chunks: Vec<Vec<LlmCall>>,
+    /// Ordinal of each chunk's first call, ascending.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl Calls {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push_chunk(&mut self, calls: Vec<LlmCall>) {
+        if calls.is_empty() {
+            return;
+        }
+        self.starts.push(self.len);
+        self.len += calls.len();
+        self.chunks.push(calls);
+    }
+
+    /// The call with ordinal `i` (0 = first applied).
+    fn get(&self, i: usize) -> Option<&LlmCall> {
+        let c = self.starts.partition_point(|&s| s <= i).checked_sub(1)?;
+        self.chunks.get(c)?.get(i - self.starts[c])
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &LlmCall> {
+        self.chunks.iter().flatten()
+    }
+
+    /// Every call, cloned, in applied order.
+    pub(crate) fn to_vec(&self) -> Vec<LlmCall> {
+        let mut v = Vec::with_capacity(self.len);
+        for c in &self.chunks {
+            v.extend_from_slice(c);
+        }
+        v
+    }
+}
+
+impl<'a> IntoIterator for &'a Calls {
+    type Item = &'a LlmCall;
+    type IntoIter = std::iter::Flatten<std::slice::Iter<'a, Vec<LlmCall>>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.chunks.iter().flatten()
+    }
+}
+
+const NO_CALL: usize = usize::MAX;
+
+/// request id → newest call with that id, by call ordinal.
+#[derive(Debug, Default)]
+struct RequestIndex {
+    hasher: RandomState,
+    /// Keyed hash of the id → ordinal of the newest call with that hash.
+    newest: HashMap<u64, usize, BuildHasherDefault<IdHasher>>,
+    /// Per call ordinal, the previous call with the same hash (`NO_CALL` if none).
+    prev: Vec<usize>,
+}
+
+impl RequestIndex {
+    fn insert(&mut self, id: &str, ordinal: usize) {
+        debug_assert_eq!(ordinal, self.prev.len());
+        let h = self.hasher.hash_one(id);
+        let prev = self.newest.insert(h, ordinal).unwrap_or(NO_CALL);
+        self.prev.push(prev);
+    }
+
+    fn find(&self, calls: &Calls, id: &str) -> Option<usize> {
+        let mut i = *self.newest.get(&self.hasher.hash_one(id))?;
+        while i != NO_CALL {
+            if calls.get(i)?.request_id == id {
+                return Some(i);
+            }
+            i = *self.prev.get(i)?;
+        }
+        None
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Head {
-    pub(crate) calls: Vec<LlmCall>,
+    pub(crate) calls: Calls,
     pub(crate) quality: Vec<(Vec<u8>, Quality)>,
     pub(crate) feedback: Vec<(Vec<u8>, Feedback)>,
-    /// (minute bucket start ms, group) → rollup of the head's events there.
-    pub(crate) rollups: HashMap<(i64, GroupKey), Rollup>,
-    pub(crate) requests: HashMap<String, RequestRef>,
+    /// Interned rollup groups; a group's index never changes.
+    groups: Vec<GroupKey>,
+    group_ids: HashMap<GroupKey, u32>,
+    /// (minute bucket start ms, group index) → rollup of the head's events there.
+    rollups: HashMap<(i64, u32), Rollup, FxBuild>,
+    requests: RequestIndex,
     /// WAL sequences applied, ascending.
     pub(crate) seqs: Vec<u64>,
     pub(crate) wal_bytes: u64,
@@ -55,9 +282,57 @@ impl Head {
         self.seqs.is_empty()
     }
 
-    fn rollup(&mut self, bucket: i64, group: GroupKey, size: usize) -> &mut Rollup {
+    /// Every (minute bucket start ms, group) and its rollup, in no order.
+    pub(crate) fn rollups(&self) -> impl Iterator<Item = ((&i64, &GroupKey), &Rollup)> {
         self.rollups
-            .entry((bucket, group))
+            .iter()
+            .map(|((b, g), r)| ((b, &self.groups[*g as usize]), r))
+    }
+
+    /// The newest call in this head with `request_id`.
+    pub(crate) fn request(&self, dims: &[Dim], request_id: &str) -> Option<RequestRef> {
+        let c = self
+            .calls
+            .get(self.requests.find(&self.calls, request_id)?)?;
+        Some(RequestRef {
+            timestamp_ms: c.timestamp_ms,
+            group: group_of(dims, c),
+        })
+    }
+
+    /// One entry per distinct request id (its newest call), in applied order.
+    pub(crate) fn requests<'a>(
+        &'a self,
+        dims: &'a [Dim],
+    ) -> impl Iterator<Item = (&'a str, RequestRef)> + 'a {
+        self.calls.iter().enumerate().filter_map(move |(i, c)| {
+            let newest = self.requests.find(&self.calls, &c.request_id) == Some(i);
+            newest.then(|| {
+                (
+                    c.request_id.as_str(),
+                    RequestRef {
+                        timestamp_ms: c.timestamp_ms,
+                        group: group_of(dims, c),
+                    },
+                )
+            })
+        })
+    }
+
+    fn intern(&mut self, g: &GroupKey) -> u32 {
+        if let Some(&i) = self.group_ids.get(g) {
+            return i;
+        }
+        let i = self.groups.len() as u32;
+        self.groups.push(g.clone());
+        self.group_ids.insert(g.clone(), i);
+        i
+    }
+
+    fn rollup(&mut self, bucket: i64, group: &GroupKey, size: usize) -> &mut Rollup {
+        let g = self.intern(group);
+        self.rollups
+            .entry((bucket, g))
             .or_insert_with(|| Rollup::new(size))
     }
 
@@ -67,41 +342,49 @@ impl Head {
         &mut self,
         seq: u64,
         wal_bytes: u64,
-        batch: Batch,
+        prepared: Prepared,
         dims: &[Dim],
         digest_size: usize,
         now_ms: i64,
         lookup: &dyn Fn(&str) -> Option<RequestRef>,
     ) {
+        let Prepared {
+            batch,
+            groups,
+            call_groups,
+        } = prepared;
         self.seqs.push(seq);
         self.wal_bytes += wal_bytes;
         if self.first_applied_ms.is_none() && !batch.is_empty() {
             self.first_applied_ms = Some(now_ms);
         }
-        for call in batch.calls {
-            let group = group_of(dims, &call);
+        let gids: Vec<u32> = groups.iter().map(|g| self.intern(g)).collect();
+        let first = self.calls.len();
+        for (i, call) in batch.calls.iter().enumerate() {
+            let g = call_groups.get(i).and_then(|&l| gids.get(l as usize));
+            let g = match g {
+                Some(&g) => g,
+                // Only if `prepared` was built inconsistently.
+                None => self.intern(&group_of(dims, call)),
+            };
             let bucket = Tier::Minute.floor(call.timestamp_ms);
-            self.rollup(bucket, group.clone(), digest_size)
-                .add_call(&call);
-            self.requests.insert(
-                call.request_id.clone(),
-                RequestRef {
-                    timestamp_ms: call.timestamp_ms,
-                    group,
-                },
-            );
-            self.calls.push(call);
+            self.rollups
+                .entry((bucket, g))
+                .or_insert_with(|| Rollup::new(digest_size))
+                .add_call(call);
+            self.requests.insert(&call.request_id, first + i);
         }
+        self.calls.push_chunk(batch.calls);
         for (i, q) in batch.quality.into_iter().enumerate() {
             let group = self.resolve(&q.request_id, dims, lookup);
-            self.rollup(Tier::Minute.floor(q.timestamp_ms), group, digest_size)
+            self.rollup(Tier::Minute.floor(q.timestamp_ms), &group, digest_size)
                 .add_quality(&q);
             self.quality
                 .push((row_key(q.timestamp_ms, seq, i as u32), q));
         }
         for (i, fb) in batch.feedback.into_iter().enumerate() {
             let group = self.resolve(&fb.request_id, dims, lookup);
-            self.rollup(Tier::Minute.floor(fb.timestamp_ms), group, digest_size)
+            self.rollup(Tier::Minute.floor(fb.timestamp_ms), &group, digest_size)
                 .add_feedback(&fb);
             self.feedback
                 .push((row_key(fb.timestamp_ms, seq, i as u32), fb));
@@ -114,11 +397,105 @@ impl Head {
         dims: &[Dim],
         lookup: &dyn Fn(&str) -> Option<RequestRef>,
     ) -> GroupKey {
-        match self.requests.get(request_id) {
-            Some(r) => r.group.clone(),
+        match self.request(dims, request_id) {
+            Some(r) => r.group,
             None => lookup(request_id)
                 .map(|r| r.group)
                 .unwrap_or_else(|| unknown_group(dims)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str, ts: i64, model: &str) -> LlmCall {
+        LlmCall {
+            request_id: id.into(),
+            timestamp_ms: ts,
+            model: model.into(),
+            endpoint: "chat".into(),
+            latency_ms: 1.0,
+            ..LlmCall::default()
+        }
+    }
+
+    fn apply(head: &mut Head, seq: u64, calls: Vec<LlmCall>) {
+        let dims = [Dim::Model, Dim::Endpoint];
+        let p = Prepared::new(Batch::from_calls(calls), &dims);
+        head.apply(seq, 0, p, &dims, 50, 0, &|_| None);
+    }
+
+    #[test]
+    fn request_index_finds_the_newest_call_across_batches() {
+        let dims = [Dim::Model, Dim::Endpoint];
+        let mut head = Head::default();
+        apply(
+            &mut head,
+            1,
+            vec![call("a", 1, "m1"), call("b", 2, "m1"), call("a", 3, "m2")],
+        );
+        apply(&mut head, 2, vec![call("c", 4, "m3"), call("b", 5, "m3")]);
+        let r = |id: &str| {
+            head.request(&dims, id)
+                .map(|r| (r.timestamp_ms, r.group.0[0].clone()))
+        };
+        assert_eq!(r("a"), Some((3, "m2".into())));
+        assert_eq!(r("b"), Some((5, "m3".into())));
+        assert_eq!(r("c"), Some((4, "m3".into())));
+        assert_eq!(r("d"), None);
+        let all: Vec<(String, i64)> = head
+            .requests(&dims)
+            .map(|(id, r)| (id.to_string(), r.timestamp_ms))
+            .collect();
+        assert_eq!(all, vec![("a".into(), 3), ("c".into(), 4), ("b".into(), 5)]);
+        assert_eq!(head.calls.iter().count(), 5);
+        assert_eq!(head.calls.get(3).map(|c| c.timestamp_ms), Some(4));
+        assert!(head.calls.get(5).is_none());
+    }
+
+    #[test]
+    fn rollups_are_keyed_by_minute_and_group_as_if_added_one_by_one() {
+        let dims = [Dim::Model, Dim::Endpoint];
+        let calls: Vec<LlmCall> = (0..500)
+            .map(|i| {
+                call(
+                    &format!("r{i}"),
+                    (i * 7_919) % 300_000,
+                    ["a", "b", "c"][i as usize % 3],
+                )
+            })
+            .collect();
+        let mut head = Head::default();
+        apply(&mut head, 1, calls[..200].to_vec());
+        apply(&mut head, 2, calls[200..].to_vec());
+        let mut want: HashMap<(i64, GroupKey), Rollup> = HashMap::new();
+        for c in &calls {
+            want.entry((Tier::Minute.floor(c.timestamp_ms), group_of(&dims, c)))
+                .or_insert_with(|| Rollup::new(50))
+                .add_call(c);
+        }
+        let got: HashMap<(i64, GroupKey), &Rollup> = head
+            .rollups()
+            .map(|((b, g), r)| ((*b, g.clone()), r))
+            .collect();
+        assert_eq!(got.len(), want.len());
+        for (k, r) in &want {
+            assert!(got[k].exact_eq(r), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn prepared_groups_are_the_calls_groups() {
+        let dims = [Dim::Model];
+        let calls: Vec<LlmCall> = (0..100)
+            .map(|i| call("x", 0, &format!("m{}", i % 37)))
+            .collect();
+        let p = Prepared::new(Batch::from_calls(calls.clone()), &dims);
+        assert_eq!(p.groups.len(), 37);
+        for (c, &g) in calls.iter().zip(&p.call_groups) {
+            assert_eq!(p.groups[g as usize], group_of(&dims, c));
         }
     }
 }

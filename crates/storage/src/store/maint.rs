@@ -90,7 +90,7 @@ impl Core {
         };
 
         // Segments, oldest rows first.
-        let mut calls = snap.calls.clone();
+        let mut calls = snap.calls.to_vec();
         calls.sort_by_key(|c| c.timestamp_ms);
         let mut next_id = m.next_segment_id;
         let mut new_segments = Vec::new();
@@ -120,7 +120,7 @@ impl Core {
         // Rollups: minute always; hour/day for buckets already downsampled.
         let mut hours: HashMap<(i64, GroupKey), Rollup> = HashMap::new();
         let mut days: HashMap<(i64, GroupKey), Rollup> = HashMap::new();
-        for ((bucket, group), r) in &snap.rollups {
+        for ((bucket, group), r) in snap.rollups() {
             let key = rollup_key(*bucket, group);
             let mut merged = self
                 .stored_rollup(Tier::Minute, &key)?
@@ -163,9 +163,8 @@ impl Core {
         // Sorted, so each batch walks the tree's pages in order instead of
         // touching a random page per entry (several times faster in sled).
         let mut reqs: Vec<(Vec<u8>, Vec<u8>)> = snap
-            .requests
-            .iter()
-            .map(|(id, r)| (id.as_bytes().to_vec(), encode_request(r)))
+            .requests(&self.dims)
+            .map(|(id, r)| (id.as_bytes().to_vec(), encode_request(&r)))
             .collect();
         reqs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for chunk in reqs.chunks(16_384) {

@@ -31,10 +31,10 @@ use sextant_model::{Batch, Dim, Limits, Span, Tier, TimeRange};
 
 use crate::api::*;
 use crate::config::{Durability, StoreConfig};
-use crate::db::{ts_from_key, u64_from, Db, DbOptions, MigrationTx, Ops, T};
+use crate::db::{ts_from_key, u64_from, Bytes, Db, DbOptions, MigrationTx, Ops, T};
 use crate::error::{Result, StorageError};
 use crate::rollup::Rollup;
-use head::Head;
+use head::{Head, Prepared};
 use records::{decode_wal, encode_span, encode_wal, span_key, span_time_key, SegMeta};
 use segment::SegmentCodec;
 
@@ -103,7 +103,7 @@ pub(crate) struct MaintState {
 enum Msg {
     Append {
         wal: Vec<u8>,
-        batch: Batch,
+        prepared: Prepared,
         ack: Sender<Result<()>>,
     },
     Sync(Sender<Result<()>>),
@@ -120,7 +120,7 @@ struct Handle {
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Msg::Append { batch, .. } => write!(f, "Append({} events)", batch.len()),
+            Msg::Append { prepared, .. } => write!(f, "Append({} events)", prepared.len()),
             Msg::Sync(_) => f.write_str("Sync"),
         }
     }
@@ -319,8 +319,10 @@ impl Store {
             f.validate(now, &limits)?;
         }
         let wal = encode_wal(&batch);
+        // Grouping needs no head state: done here, off the writer thread.
+        let prepared = Prepared::new(batch, &self.core().dims);
         let (ack, done) = crossbeam_channel::bounded(1);
-        self.send(Msg::Append { wal, batch, ack })?;
+        self.send(Msg::Append { wal, prepared, ack })?;
         done.recv().map_err(|_| StorageError::ShuttingDown)?
     }
 
@@ -616,41 +618,96 @@ fn migrate(db: &Db, dir: &Path) -> Result<()> {
 
 impl Core {
     /// Rebuilds the head from the WAL; returns the next sequence number.
+    ///
+    /// Decoding (and grouping) runs on worker threads, WAL entry `j` on
+    /// worker `j mod n`; this thread takes results from the workers in the
+    /// same rotation, so batches are applied in sequence order.
     fn replay(&self) -> Result<u64> {
+        type Decoded = (
+            u64,
+            u64,
+            std::result::Result<Prepared, crate::error::CodecError>,
+        );
         let mut next = 1;
         let mut st = self.state.write();
         let now = sextant_model::now_ms();
-        for kv in self.db.range(T::Wal, ..) {
-            let (k, v) = kv?;
-            let Some(seq) = u64_from(&k) else { continue };
-            next = next.max(seq + 1);
-            let batch = match decode_wal(&v) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(seq, error = %e, "unreadable WAL batch left in place; see verify()");
-                    continue;
+        let n = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4);
+        std::thread::scope(|s| -> Result<()> {
+            let mut ins = Vec::with_capacity(n);
+            let mut outs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (in_tx, in_rx) = crossbeam_channel::bounded::<(u64, Bytes)>(8);
+                let (out_tx, out_rx) = crossbeam_channel::bounded::<Decoded>(8);
+                let dims = &self.dims;
+                s.spawn(move || {
+                    for (seq, v) in in_rx {
+                        let d = decode_wal(&v).map(|b| Prepared::new(b, dims));
+                        if out_tx.send((seq, v.len() as u64, d)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                ins.push(in_tx);
+                outs.push(out_rx);
+            }
+            // Entries in key order, dealt round-robin; a read error ends
+            // the deal and is reported after the entries before it.
+            let (err_tx, err_rx) = crossbeam_channel::bounded::<StorageError>(1);
+            s.spawn(move || {
+                let mut j = 0;
+                for kv in self.db.range(T::Wal, ..) {
+                    let (k, v) = match kv {
+                        Ok(kv) => kv,
+                        Err(e) => {
+                            let _ = err_tx.send(e);
+                            return;
+                        }
+                    };
+                    let Some(seq) = u64_from(&k) else { continue };
+                    if ins[j % n].send((seq, v)).is_err() {
+                        return;
+                    }
+                    j += 1;
                 }
-            };
-            self.write_spans(&batch.spans)?;
-            self.apply_locked(&mut st, seq, v.len() as u64, batch, now);
-        }
+            });
+            let mut j = 0;
+            while let Ok((seq, len, decoded)) = outs[j % n].recv() {
+                j += 1;
+                next = next.max(seq + 1);
+                let prepared = match decoded {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(seq, error = %e, "unreadable WAL batch left in place; see verify()");
+                        continue;
+                    }
+                };
+                self.write_spans(&prepared.batch.spans)?;
+                self.apply_locked(&mut st, seq, len, prepared, now);
+            }
+            match err_rx.try_recv() {
+                Ok(e) => Err(e),
+                Err(_) => Ok(()),
+            }
+        })?;
         Ok(next)
     }
 
-    fn apply_locked(&self, st: &mut State, seq: u64, wal_bytes: u64, batch: Batch, now: i64) {
-        let events = batch.len() as u64;
+    fn apply_locked(&self, st: &mut State, seq: u64, wal_bytes: u64, prepared: Prepared, now: i64) {
+        let events = prepared.len() as u64;
         let State { head, sealing, .. } = st;
         let sealing = sealing.clone();
         let lookup = |id: &str| -> Option<RequestRef> {
-            if let Some(r) = sealing.as_ref().and_then(|h| h.requests.get(id)) {
-                return Some(r.clone());
+            if let Some(r) = sealing.as_ref().and_then(|h| h.request(&self.dims, id)) {
+                return Some(r);
             }
             self.stored_request(id).ok().flatten()
         };
         head.apply(
             seq,
             wal_bytes,
-            batch,
+            prepared,
             &self.dims,
             self.config.digest_sizes.minute,
             now,
@@ -722,7 +779,7 @@ impl Core {
             let mut syncs = Vec::new();
             for m in msgs {
                 match m {
-                    Msg::Append { wal, batch, ack } => appends.push((wal, batch, ack)),
+                    Msg::Append { wal, prepared, ack } => appends.push((wal, prepared, ack)),
                     Msg::Sync(ack) => syncs.push(ack),
                 }
             }
@@ -740,7 +797,7 @@ impl Core {
                 if result.is_ok() {
                     let spans: Vec<Span> = appends
                         .iter()
-                        .flat_map(|(_, b, _)| b.spans.iter().cloned())
+                        .flat_map(|(_, p, _)| p.batch.spans.iter().cloned())
                         .collect();
                     result = self.write_spans(&spans);
                 }
@@ -763,6 +820,7 @@ impl Core {
                     let b = std::mem::take(b);
                     self.apply_locked(&mut st, first_seq + i as u64, w.len() as u64, b, now);
                 }
+                drop(st);
             }
             for (_, _, ack) in appends {
                 let _ = ack.send(result.as_ref().map(|_| ()).map_err(clone_err));
@@ -807,11 +865,11 @@ impl Core {
     }
 
     pub(crate) fn lookup_request(&self, st: &State, id: &str) -> Result<Option<RequestRef>> {
-        if let Some(r) = st.head.requests.get(id) {
-            return Ok(Some(r.clone()));
+        if let Some(r) = st.head.request(&self.dims, id) {
+            return Ok(Some(r));
         }
-        if let Some(r) = st.sealing.as_ref().and_then(|h| h.requests.get(id)) {
-            return Ok(Some(r.clone()));
+        if let Some(r) = st.sealing.as_ref().and_then(|h| h.request(&self.dims, id)) {
+            return Ok(Some(r));
         }
         self.stored_request(id)
     }

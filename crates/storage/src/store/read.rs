@@ -86,7 +86,7 @@ impl Core {
             out.insert((bucket, group), r);
         }
         for h in heads(&st) {
-            for ((m, g), r) in &h.rollups {
+            for ((m, g), r) in h.rollups() {
                 let b = tier.floor(*m);
                 if b < lo || b >= hi || !group_matches(&self.dims, filter, g) {
                     continue;
