@@ -21,6 +21,7 @@ fn config() -> StoreConfig {
     }
 }
 
+/// Bytes of every file under `dir` (apparent sizes, like `du -b`).
 fn du(dir: &Path) -> u64 {
     let mut n = 0;
     for e in std::fs::read_dir(dir).unwrap() {
@@ -29,6 +30,31 @@ fn du(dir: &Path) -> u64 {
         n += if m.is_dir() { du(&e.path()) } else { m.len() };
     }
     n
+}
+
+/// The sled directory by part: the log file `db`, blob files, snapshots, the rest.
+fn du_parts(dir: &Path) -> String {
+    let (mut db, mut blobs, mut nblobs, mut snaps, mut other) = (0, 0, 0, 0, 0);
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        let m = e.metadata().unwrap();
+        if m.is_dir() && name == "blobs" {
+            for b in std::fs::read_dir(e.path()).unwrap() {
+                blobs += b.unwrap().metadata().unwrap().len();
+                nblobs += 1;
+            }
+        } else if m.is_dir() {
+            other += du(&e.path());
+        } else if name == "db" {
+            db = m.len();
+        } else if name.starts_with("snap.") {
+            snaps += m.len();
+        } else {
+            other += m.len();
+        }
+    }
+    format!("log file {db}, {nblobs} blob files {blobs}, snapshots {snaps}, other {other}")
 }
 
 fn rss_kb() -> u64 {
@@ -50,19 +76,40 @@ fn bytes_per_event() {
     for chunk in all.chunks(1000) {
         store.append(Batch::from_calls(chunk.to_vec())).unwrap();
     }
+    let t0 = Instant::now();
     store.seal(now_ms()).unwrap();
+    println!("seal of {n} events: {:.1} s", t0.elapsed().as_secs_f64());
     store.close().unwrap();
     drop(store);
-    // Let sled rewrite its log: reopen, flush, close a few times.
-    for _ in 0..3 {
+    let show = |what: &str| {
+        let d = du(dir.path());
+        println!(
+            "  {what}: {d} bytes = {:.1} bytes/event ({})",
+            d as f64 / n as f64,
+            du_parts(dir.path())
+        );
+    };
+    show("after seal + close");
+    // Let sled settle: reopen and close a few times (each open recovers the
+    // log and writes a snapshot; each close flushes).
+    for i in 0..3 {
+        let t0 = Instant::now();
         let s = Store::open(dir.path(), config()).unwrap();
+        let opened = t0.elapsed();
         s.close().unwrap();
+        drop(s);
+        show(&format!(
+            "after reopen {} (open {:.2} s)",
+            i + 1,
+            opened.as_secs_f64()
+        ));
     }
     let store = Store::open(dir.path(), config()).unwrap();
     let disk = du(dir.path());
     println!(
-        "sealed {n} events: du of the sled dir {disk} bytes = {:.1} bytes/event",
-        disk as f64 / n as f64
+        "sealed {n} events: du of the sled dir {disk} bytes = {:.1} bytes/event ({})",
+        disk as f64 / n as f64,
+        du_parts(dir.path())
     );
     let sizes = store.tree_sizes().unwrap();
     let logical: u64 = sizes.iter().map(|s| s.2).sum();
@@ -165,7 +212,19 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    bytes_per_event();
-    rollup_bytes();
-    rss();
+    // Optional filter: `-- bytes`, `-- rollup`, `-- rss`.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let want = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    if want("bytes") {
+        bytes_per_event();
+    }
+    if want("rollup") {
+        rollup_bytes();
+    }
+    if want("rss") {
+        rss();
+    }
 }
