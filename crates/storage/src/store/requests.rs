@@ -175,12 +175,12 @@ fn pack(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, n: usize, w: u32) 
         return;
     }
     for (i, v) in values.enumerate() {
-        let mut bit = i * w as usize;
-        for b in 0..w {
+        let base = i * w as usize;
+        for b in 0..w as usize {
             if (v >> b) & 1 == 1 {
+                let bit = base + b;
                 out[start + bit / 8] |= 1 << (bit % 8);
             }
-            bit += 1;
         }
     }
 }
@@ -496,7 +496,7 @@ impl RequestIndex {
             delete_chunks(db, id)?;
             db.remove_many(T::RequestRunDir, &[id.to_be_bytes().to_vec()])?;
         }
-        runs.sort_by(|a, b| b.seq.cmp(&a.seq));
+        runs.sort_by_key(|r| std::cmp::Reverse(r.seq));
         let legacy = db.range(T::Requests, ..).next().is_some();
         Ok(RequestIndex {
             runs,
@@ -576,7 +576,7 @@ impl RequestIndex {
     /// Installs a published run (caller holds the state write lock).
     pub(crate) fn install(&mut self, run: Run) {
         self.runs.push(run);
-        self.runs.sort_by(|a, b| b.seq.cmp(&a.seq));
+        self.runs.sort_by_key(|r| std::cmp::Reverse(r.seq));
     }
 
     /// The pair of adjacent runs (by recency) to merge next, if more than
