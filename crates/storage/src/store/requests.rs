@@ -591,8 +591,8 @@ impl RequestIndex {
     }
 }
 
-/// Every entry of `run`, in key order, with its group.
-fn read_run(db: &Db, run: &Run) -> Result<Vec<(Vec<u8>, i64, GroupKey)>> {
+/// Every entry of `run`, in key order, with its group id mapped through `map`.
+fn read_run(db: &Db, run: &Run, map: &[u32]) -> Result<Vec<Entry>> {
     let mut out = Vec::with_capacity(run.count as usize);
     for i in 0..run.fences.len() {
         let ck = chunk_key(run.id, i as u32);
@@ -601,16 +601,12 @@ fn read_run(db: &Db, run: &Run) -> Result<Vec<(Vec<u8>, i64, GroupKey)>> {
             .ok_or_else(|| decode_err(&ck, CodecError::new("request index chunk", "missing")))?;
         let c = Chunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
         for j in 0..c.len() {
-            let g = run
-                .groups
-                .get(c.group(j) as usize)
-                .cloned()
-                .ok_or_else(|| {
-                    decode_err(
-                        &ck,
-                        CodecError::new("request index chunk", "group id out of range"),
-                    )
-                })?;
+            let g = *map.get(c.group(j) as usize).ok_or_else(|| {
+                decode_err(
+                    &ck,
+                    CodecError::new("request index chunk", "group id out of range"),
+                )
+            })?;
             out.push((c.key(j), c.ts(j), g));
         }
     }
@@ -620,19 +616,26 @@ fn read_run(db: &Db, run: &Run) -> Result<Vec<(Vec<u8>, i64, GroupKey)>> {
 /// Merges `newer` and `older` into one run with id `id`; `newer` wins on
 /// a repeated request id.
 pub(crate) fn merge_runs(db: &Db, id: u64, newer: &Run, older: &Run) -> Result<NewRun> {
-    let a = read_run(db, newer)?;
-    let b = read_run(db, older)?;
+    // One group table for both; each source's ids map into it.
     let mut groups: Vec<GroupKey> = Vec::new();
-    let mut gid: HashMap<GroupKey, u32> = HashMap::new();
+    let mut maps: Vec<Vec<u32>> = Vec::new();
+    for run in [newer, older] {
+        let map = run
+            .groups
+            .iter()
+            .map(|g| match groups.iter().position(|x| x == g) {
+                Some(i) => i as u32,
+                None => {
+                    groups.push(g.clone());
+                    (groups.len() - 1) as u32
+                }
+            })
+            .collect();
+        maps.push(map);
+    }
+    let a = read_run(db, newer, &maps[0])?;
+    let b = read_run(db, older, &maps[1])?;
     let mut entries: Vec<Entry> = Vec::with_capacity(a.len() + b.len());
-    let mut push = |(k, ts, g): (Vec<u8>, i64, GroupKey)| {
-        let n = groups.len() as u32;
-        let id = *gid.entry(g.clone()).or_insert_with(|| {
-            groups.push(g);
-            n
-        });
-        entries.push((k, ts, id));
-    };
     let (mut ia, mut ib) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
         let take_a = match (ia.peek(), ib.peek()) {
@@ -649,9 +652,7 @@ pub(crate) fn merge_runs(db: &Db, id: u64, newer: &Run, older: &Run) -> Result<N
             }
         };
         let e = if take_a { ia.next() } else { ib.next() };
-        if let Some(e) = e {
-            push(e);
-        }
+        entries.extend(e);
     }
     Ok(build_run(id, newer.seq.max(older.seq), &entries, groups))
 }
