@@ -35,7 +35,7 @@ pub struct Step {
 }
 
 /// Every step, oldest first. `STEPS[i].version == i + 1`.
-pub const STEPS: &[Step] = &[steps::INITIAL];
+pub const STEPS: &[Step] = &[steps::INITIAL, steps::REQUEST_RUNS];
 
 /// The newest format version these steps produce.
 pub fn latest_version() -> u32 {
@@ -143,11 +143,11 @@ mod tests {
     #[test]
     fn migrate_brings_an_empty_store_to_the_latest_version_once() {
         let mut m = Mem::default();
-        assert_eq!(migrate(&mut m).unwrap(), vec![1]);
+        assert_eq!(migrate(&mut m).unwrap(), vec![1, 2]);
         assert_eq!(current_version(&m).unwrap(), latest_version());
-        assert_eq!(m.commits, 1);
+        assert_eq!(m.commits, 2);
         assert_eq!(migrate(&mut m).unwrap(), Vec::<u32>::new());
-        assert_eq!(m.commits, 1);
+        assert_eq!(m.commits, 2);
     }
 
     #[test]

@@ -21,6 +21,7 @@ fn config() -> StoreConfig {
     }
 }
 
+/// Bytes of every file under `dir` (apparent sizes, like `du -b`).
 fn du(dir: &Path) -> u64 {
     let mut n = 0;
     for e in std::fs::read_dir(dir).unwrap() {
@@ -31,6 +32,31 @@ fn du(dir: &Path) -> u64 {
     n
 }
 
+/// The sled directory by part: the log file `db`, blob files, snapshots, the rest.
+fn du_parts(dir: &Path) -> String {
+    let (mut db, mut blobs, mut nblobs, mut snaps, mut other) = (0, 0, 0, 0, 0);
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        let m = e.metadata().unwrap();
+        if m.is_dir() && name == "blobs" {
+            for b in std::fs::read_dir(e.path()).unwrap() {
+                blobs += b.unwrap().metadata().unwrap().len();
+                nblobs += 1;
+            }
+        } else if m.is_dir() {
+            other += du(&e.path());
+        } else if name == "db" {
+            db = m.len();
+        } else if name.starts_with("snap.") {
+            snaps += m.len();
+        } else {
+            other += m.len();
+        }
+    }
+    format!("log file {db}, {nblobs} blob files {blobs}, snapshots {snaps}, other {other}")
+}
+
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -38,6 +64,41 @@ fn rss_kb() -> u64 {
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Waits (store open, idle) until the directory stopped shrinking: no new
+/// minimum for 10 s, or 180 s in all. Prints the size every 5 s.
+fn settle(dir: &Path, n: usize) {
+    let t0 = Instant::now();
+    let mut min = du(dir);
+    let mut last_min = Instant::now();
+    println!(
+        "  settling: at seal {:.1} bytes/event",
+        min as f64 / n as f64
+    );
+    let mut tick = 0;
+    while last_min.elapsed().as_secs() < 10 && t0.elapsed().as_secs() < 180 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let d = du(dir);
+        if d < min {
+            min = d;
+            last_min = Instant::now();
+        }
+        tick += 1;
+        if tick % 10 == 0 {
+            println!(
+                "  settling: {:.0} s {:.1} bytes/event ({})",
+                t0.elapsed().as_secs_f64(),
+                d as f64 / n as f64,
+                du_parts(dir)
+            );
+        }
+    }
+    println!(
+        "  settled after {:.0} s: {:.1} bytes/event",
+        t0.elapsed().as_secs_f64(),
+        min as f64 / n as f64
+    );
 }
 
 fn bytes_per_event() {
@@ -50,19 +111,41 @@ fn bytes_per_event() {
     for chunk in all.chunks(1000) {
         store.append(Batch::from_calls(chunk.to_vec())).unwrap();
     }
+    let t0 = Instant::now();
     store.seal(now_ms()).unwrap();
+    println!("seal of {n} events: {:.1} s", t0.elapsed().as_secs_f64());
+    settle(dir.path(), n);
     store.close().unwrap();
     drop(store);
-    // Let sled rewrite its log: reopen, flush, close a few times.
-    for _ in 0..3 {
+    let show = |what: &str| {
+        let d = du(dir.path());
+        println!(
+            "  {what}: {d} bytes = {:.1} bytes/event ({})",
+            d as f64 / n as f64,
+            du_parts(dir.path())
+        );
+    };
+    show("after seal + close");
+    // Let sled settle: reopen and close a few times (each open recovers the
+    // log and writes a snapshot; each close flushes).
+    for i in 0..3 {
+        let t0 = Instant::now();
         let s = Store::open(dir.path(), config()).unwrap();
+        let opened = t0.elapsed();
         s.close().unwrap();
+        drop(s);
+        show(&format!(
+            "after reopen {} (open {:.2} s)",
+            i + 1,
+            opened.as_secs_f64()
+        ));
     }
     let store = Store::open(dir.path(), config()).unwrap();
     let disk = du(dir.path());
     println!(
-        "sealed {n} events: du of the sled dir {disk} bytes = {:.1} bytes/event",
-        disk as f64 / n as f64
+        "sealed {n} events: du of the sled dir {disk} bytes = {:.1} bytes/event ({})",
+        disk as f64 / n as f64,
+        du_parts(dir.path())
     );
     let sizes = store.tree_sizes().unwrap();
     let logical: u64 = sizes.iter().map(|s| s.2).sum();
@@ -83,6 +166,89 @@ fn bytes_per_event() {
         println!(
             "  {col:<24} {bytes:>12} bytes {:>7.2} bytes/event",
             bytes as f64 / n as f64
+        );
+    }
+}
+
+/// Steady state: `rounds` rounds of 1M events (1,000-call batches, each
+/// round's calls spread over its own day), sealed automatically every
+/// 200,000 events as the default configuration does, then sealed and
+/// maintained (request-index runs merged) at the end of each round. Prints
+/// the sled directory after every round and the growth per event; then
+/// closes and times `Store::open` of the sealed store three times.
+fn steady_state(rounds: usize) {
+    let per = 1_000_000usize;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || StoreConfig {
+        background_maintenance: false,
+        seal_max_events: 200_000,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), cfg()).unwrap();
+    let mut rng = fastrand::Rng::with_seed(4);
+    let first_day = now_ms() - (rounds as i64 + 1) * DAY_MS;
+    let mut prev = du(dir.path());
+    for r in 0..rounds {
+        let t0 = Instant::now();
+        let start = first_day + r as i64 * DAY_MS;
+        for b in 0..per / 1000 {
+            let ts = start + (b as i64 * DAY_MS) / (per / 1000) as i64;
+            let calls = workload::calls(&mut rng, 1000, ts, DAY_MS / (per / 1000) as i64);
+            store.append(Batch::from_calls(calls)).unwrap();
+        }
+        store.seal(now_ms()).unwrap();
+        store.maintain(now_ms()).unwrap();
+        let d = du(dir.path());
+        let n = (r + 1) * per;
+        println!(
+            "round {:>2} ({:.0} s): {n} events sealed, sled dir {d} bytes = {:.1} bytes/event; this round added {:.1} bytes/event ({})",
+            r + 1,
+            t0.elapsed().as_secs_f64(),
+            d as f64 / n as f64,
+            (d as f64 - prev as f64) / per as f64,
+            du_parts(dir.path())
+        );
+        prev = d;
+    }
+    let n = rounds * per;
+    let sizes = store.tree_sizes().unwrap();
+    let logical: u64 = sizes.iter().map(|s| s.2).sum();
+    println!(
+        "logical bytes (keys + values) {logical} = {:.1} bytes/event",
+        logical as f64 / n as f64
+    );
+    for (t, entries, bytes) in &sizes {
+        if *entries > 0 {
+            println!(
+                "  tree {t:<16} {entries:>9} entries {bytes:>12} bytes {:>7.2} bytes/event",
+                *bytes as f64 / n as f64
+            );
+        }
+    }
+    store.close().unwrap();
+    drop(store);
+    for i in 0..3 {
+        let t0 = Instant::now();
+        let s = Store::open(dir.path(), cfg()).unwrap();
+        let opened = t0.elapsed();
+        assert_eq!(s.stats().head_events, 0);
+        let probe = Instant::now();
+        let mut found = 0;
+        let mut rng = fastrand::Rng::with_seed(4);
+        let calls = workload::calls(&mut rng, 1000, first_day, DAY_MS);
+        for c in &calls {
+            found += s.request(&c.request_id).unwrap().is_some() as usize;
+        }
+        let lookups = probe.elapsed();
+        s.close().unwrap();
+        drop(s);
+        println!(
+            "reopen {} with {n} sealed events: open {:.2} s; 1,000 request lookups {:.1} ms ({found} found); sled dir {:.1} bytes/event ({})",
+            i + 1,
+            opened.as_secs_f64(),
+            lookups.as_secs_f64() * 1e3,
+            du(dir.path()) as f64 / n as f64,
+            du_parts(dir.path())
         );
     }
 }
@@ -165,7 +331,27 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    bytes_per_event();
-    rollup_bytes();
-    rss();
+    // Optional filter: `-- bytes`, `-- steady` (rounds: SEXTANT_ROUNDS,
+    // default 3; 10 builds the 10M-sealed store), `-- rollup`, `-- rss`.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let want = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    if want("bytes") {
+        bytes_per_event();
+    }
+    if want("steady") {
+        let rounds = std::env::var("SEXTANT_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        steady_state(rounds);
+    }
+    if want("rollup") {
+        rollup_bytes();
+    }
+    if want("rss") {
+        rss();
+    }
 }

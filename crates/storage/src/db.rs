@@ -34,7 +34,8 @@ pub(crate) enum T {
     RollupMinute,
     RollupHour,
     RollupDay,
-    /// request_id → (timestamp, group).
+    /// Format version 1 request index: request_id → (timestamp, group).
+    /// Read, never written, since version 2.
     Requests,
     /// (ts, seq, idx) → framed quality row.
     Quality,
@@ -44,10 +45,14 @@ pub(crate) enum T {
     Traces,
     /// start_ns trace_id 0x00 span_id → empty.
     TraceTime,
+    /// Request index runs: run id u64 BE ‖ chunk no u32 BE → framed chunk.
+    RequestRuns,
+    /// Request index run directory: run id u64 BE → framed run summary.
+    RequestRunDir,
     Kv(Space),
 }
 
-const FIXED: [T; 13] = [
+const FIXED: [T; 15] = [
     T::Meta,
     T::Wal,
     T::Segments,
@@ -61,6 +66,8 @@ const FIXED: [T; 13] = [
     T::Feedback,
     T::Traces,
     T::TraceTime,
+    T::RequestRuns,
+    T::RequestRunDir,
 ];
 
 const SPACES: [Space; 7] = [
@@ -90,6 +97,8 @@ impl T {
             T::Feedback => "feedback",
             T::Traces => "traces",
             T::TraceTime => "trace_time",
+            T::RequestRuns => "request_runs",
+            T::RequestRunDir => "request_run_dir",
             T::Kv(s) => match s {
                 Space::Rules => "kv_rules",
                 Space::AlertState => "kv_alert_state",
@@ -159,6 +168,23 @@ pub(crate) struct DbOptions {
     pub(crate) flush_every_ms: Option<u64>,
 }
 
+/// sled log segment size for new stores. Items bigger than a quarter of it
+/// are stored as separate blob files, and sled 0.34 leaks the blob file of
+/// a node that was a single blob when it is freed or replaced (see
+/// docs/format.md, "sled"); 8 MiB keeps WAL leaves of several 1,000-call
+/// batches in the log, where deleting them frees space that sled reuses.
+const NEW_SEGMENT_SIZE: usize = 8 << 20;
+
+/// The segment size an existing sled directory was created with (sled
+/// refuses to open it with another), from its `conf` file.
+fn existing_segment_size(dir: &Path) -> Option<usize> {
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    let text = String::from_utf8_lossy(&conf);
+    text.lines()
+        .find_map(|l| l.strip_prefix("segment_size: "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[derive(Debug)]
 pub(crate) struct Db {
     db: sled::Db,
@@ -174,8 +200,10 @@ fn err(op: &'static str) -> impl Fn(sled::Error) -> StorageError {
 
 impl Db {
     pub(crate) fn open(dir: &Path, opts: DbOptions) -> Result<Db> {
+        let segment_size = existing_segment_size(dir).unwrap_or(NEW_SEGMENT_SIZE);
         let db = sled::Config::new()
             .path(dir)
+            .segment_size(segment_size)
             .cache_capacity(opts.cache_bytes)
             .flush_every_ms(opts.flush_every_ms)
             .open()
@@ -210,6 +238,18 @@ impl Db {
             b.insert(k.as_slice(), *v);
         }
         self.tree(t).apply_batch(b).map_err(err("insert batch"))
+    }
+
+    /// Removes many keys from one tree atomically (not durably).
+    pub(crate) fn remove_many(&self, t: T, keys: &[Vec<u8>]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut b = sled::Batch::default();
+        for k in keys {
+            b.remove(k.as_slice());
+        }
+        self.tree(t).apply_batch(b).map_err(err("remove batch"))
     }
 
     /// Key-ordered entries of `t` within `range`.

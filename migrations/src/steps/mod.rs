@@ -1,5 +1,7 @@
 //! The numbered steps. Each file is one version; never edit a released step.
 
 mod s0001_initial;
+mod s0002_request_runs;
 
 pub(crate) use s0001_initial::INITIAL;
+pub(crate) use s0002_request_runs::REQUEST_RUNS;

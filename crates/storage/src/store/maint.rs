@@ -8,7 +8,8 @@
 //!
 //! **Invariant (seal):** the transaction that writes a head's segments,
 //! rollups and quality/feedback rows also deletes exactly that head's WAL
-//! entries (request-index entries are idempotent and written just before). After a crash the WAL therefore holds
+//! entries and publishes the head's request-index run (whose chunks are
+//! written just before, invisible until then; see `requests.rs`). After a crash the WAL therefore holds
 //! exactly the batches not yet sealed, and replay re-adds nothing twice.
 //!
 //! **Invariant (downsample):** hour (day) rollups exist only for buckets
@@ -28,7 +29,8 @@ use crate::error::{Result, StorageError};
 use crate::rollup::Rollup;
 use crate::store::head::Head;
 use crate::store::meta_keys as mk;
-use crate::store::records::{encode_request, encode_row, parse_rollup_key, rollup_key, SegMeta};
+use crate::store::records::{encode_row, parse_rollup_key, rollup_key, SegMeta};
+use crate::store::requests;
 use crate::store::segment::{SegmentCodec, SEGMENT_MAX_ROWS};
 use crate::store::Core;
 
@@ -154,25 +156,19 @@ impl Core {
         }
 
         let t_rollups = t0.elapsed();
-        // Request-index entries are written before the transaction, in
-        // plain batches: they are idempotent (replaying the head rewrites the
-        // same values) and lookups answer the same from the head or the
-        // tree, so an entry that lands before a crash is harmless. Keeping
-        // hundreds of thousands of them out of the sled transaction keeps
-        // its memory and time bounded.
-        // Sorted, so each batch walks the tree's pages in order instead of
-        // touching a random page per entry (several times faster in sled).
-        let mut reqs: Vec<(Vec<u8>, Vec<u8>)> = snap
-            .requests(&self.dims)
-            .map(|(id, r)| (id.as_bytes().to_vec(), encode_request(&r)))
-            .collect();
-        reqs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for chunk in reqs.chunks(16_384) {
-            let kvs: Vec<(Vec<u8>, &[u8])> = chunk
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_slice()))
-                .collect();
-            self.db.insert_many(T::Requests, &kvs)?;
+        // The head's request-index run: its chunks are written now, in
+        // plain batches (invisible until the directory entry that the seal
+        // transaction writes; orphans of a crash are deleted at open), so
+        // the transaction carries one small value instead of 10^5 entries.
+        let (run_id, run_seq) = {
+            let mut st = self.state.write();
+            let seq = st.requests.next_seq();
+            (st.requests.take_id(), seq)
+        };
+        let new_run = requests::run_of(run_id, run_seq, snap.requests(&self.dims));
+        if !new_run.chunks.is_empty() {
+            self.write_run_chunks(&new_run)?;
+            requests::RequestIndex::publish(&mut ops, &new_run.run, run_id + 1);
         }
         let t_requests = t0.elapsed();
         for (k, q) in &snap.quality {
@@ -200,10 +196,14 @@ impl Core {
                 // retries it.
                 drop(st);
                 self.reload_dict()?;
+                requests::delete_chunks(&self.db, run_id)?;
                 return Err(e);
             }
             for s in &new_segments {
                 st.segments.insert(s.key(), *s);
+            }
+            if !new_run.chunks.is_empty() {
+                st.requests.install(new_run.run);
             }
             st.sealing = None;
             lock_held = t_lock.elapsed();
@@ -230,6 +230,58 @@ impl Core {
             "sealed"
         );
         Ok(report)
+    }
+
+    /// Writes a run's chunks in plain batches (idempotent: same keys, same values).
+    fn write_run_chunks(&self, run: &requests::NewRun) -> Result<()> {
+        for chunk in run.chunks.chunks(256) {
+            let kvs: Vec<(Vec<u8>, &[u8])> = chunk
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_slice()))
+                .collect();
+            self.db.insert_many(T::RequestRuns, &kvs)?;
+        }
+        Ok(())
+    }
+
+    /// Merges request-index runs while more than `requests::MAX_RUNS`
+    /// exist, so a lookup reads at most that many chunks. Caller holds
+    /// `maint`. Each merge: write the merged run's chunks, then one
+    /// transaction publishes it and tombstones its two sources, then their
+    /// chunks and tombstones are deleted (finished at open after a crash).
+    pub(crate) fn merge_request_runs(&self) -> Result<u64> {
+        let mut merged = 0;
+        loop {
+            let (newer, older, id) = {
+                let mut st = self.state.write();
+                let Some((a, b)) = st.requests.merge_candidate() else {
+                    return Ok(merged);
+                };
+                (a, b, st.requests.take_id())
+            };
+            let run = requests::merge_runs(&self.db, id, &newer, &older)?;
+            self.write_run_chunks(&run)?;
+            let mut ops = Ops::default();
+            requests::RequestIndex::publish(&mut ops, &run.run, id + 1);
+            for old in [&newer, &older] {
+                ops.put(T::RequestRunDir, old.id.to_be_bytes().to_vec(), Vec::new());
+            }
+            {
+                let mut st = self.state.write();
+                self.db.commit(&ops)?;
+                st.requests
+                    .runs
+                    .retain(|r| r.id != newer.id && r.id != older.id);
+                st.requests.install(run.run);
+            }
+            self.db.flush()?;
+            for old in [&newer, &older] {
+                requests::delete_chunks(&self.db, old.id)?;
+                self.db
+                    .remove_many(T::RequestRunDir, &[old.id.to_be_bytes().to_vec()])?;
+            }
+            merged += 1;
+        }
     }
 
     fn reload_dict(&self) -> Result<()> {
@@ -484,6 +536,8 @@ impl Core {
         report.hours_rolled = d.hours_rolled;
         report.days_rolled = d.days_rolled;
         report.keys_expired = self.apply_retention(now_ms)?.keys_expired;
+        let _m = self.maint.lock();
+        self.merge_request_runs()?;
         Ok(report)
     }
 }

@@ -16,6 +16,7 @@ mod head;
 mod maint;
 mod read;
 mod records;
+mod requests;
 mod segment;
 
 use std::collections::BTreeMap;
@@ -73,6 +74,8 @@ pub(crate) struct State {
     /// Segment key → summary, for every stored segment.
     pub(crate) segments: BTreeMap<Vec<u8>, SegMeta>,
     pub(crate) wm: Watermarks,
+    /// The sealed request index's directory.
+    pub(crate) requests: requests::RequestIndex,
 }
 
 #[derive(Debug, Default)]
@@ -230,6 +233,7 @@ impl Store {
             key: String::new(),
             source: e,
         })?;
+        let requests = requests::RequestIndex::open(&db)?;
 
         let core = Arc::new(Core {
             db,
@@ -239,6 +243,7 @@ impl Store {
                 sealing: None,
                 segments,
                 wm,
+                requests,
             }),
             maint: Mutex::new(MaintState { next_segment_id }),
             codec: RwLock::new(codec),
@@ -696,13 +701,18 @@ impl Core {
 
     fn apply_locked(&self, st: &mut State, seq: u64, wal_bytes: u64, prepared: Prepared, now: i64) {
         let events = prepared.len() as u64;
-        let State { head, sealing, .. } = st;
+        let State {
+            head,
+            sealing,
+            requests,
+            ..
+        } = st;
         let sealing = sealing.clone();
         let lookup = |id: &str| -> Option<RequestRef> {
             if let Some(r) = sealing.as_ref().and_then(|h| h.request(&self.dims, id)) {
                 return Some(r);
             }
-            self.stored_request(id).ok().flatten()
+            requests.get(&self.db, id).ok().flatten()
         };
         head.apply(
             seq,
@@ -851,19 +861,6 @@ impl Core {
         }
     }
 
-    pub(crate) fn stored_request(&self, id: &str) -> Result<Option<RequestRef>> {
-        match self.db.get(T::Requests, id.as_bytes())? {
-            None => Ok(None),
-            Some(v) => records::decode_request(&v)
-                .map(Some)
-                .map_err(|e| StorageError::Decode {
-                    tree: "requests",
-                    key: id.to_string(),
-                    source: e,
-                }),
-        }
-    }
-
     pub(crate) fn lookup_request(&self, st: &State, id: &str) -> Result<Option<RequestRef>> {
         if let Some(r) = st.head.request(&self.dims, id) {
             return Ok(Some(r));
@@ -871,7 +868,7 @@ impl Core {
         if let Some(r) = st.sealing.as_ref().and_then(|h| h.request(&self.dims, id)) {
             return Ok(Some(r));
         }
-        self.stored_request(id)
+        st.requests.get(&self.db, id)
     }
 }
 

@@ -18,7 +18,7 @@ use crate::store::records::{
     decode_request, decode_row, decode_span, decode_wal, parse_rollup_key, parse_span_time_key,
     trace_prefix, SegMeta,
 };
-use crate::store::{Core, State};
+use crate::store::{requests, Core, State};
 
 fn group_matches(dims: &[Dim], filter: &RowFilter, g: &GroupKey) -> bool {
     filter
@@ -330,6 +330,14 @@ impl Core {
                 &k,
                 decode_request(&v).map(|_| ()).map_err(|e| e.to_string()),
             );
+        }
+        for kv in self.db.range(T::RequestRunDir, ..) {
+            let (k, v) = kv?;
+            check(T::RequestRunDir, &k, requests::verify_dir_entry(&k, &v));
+        }
+        for kv in self.db.range(T::RequestRuns, ..) {
+            let (k, v) = kv?;
+            check(T::RequestRuns, &k, requests::verify_chunk(&v));
         }
         for kv in self.db.range(T::Traces, ..) {
             let (k, v) = kv?;

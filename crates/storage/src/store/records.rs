@@ -498,7 +498,9 @@ pub(crate) fn decode_span(bytes: &[u8]) -> Result<Span, CodecError> {
 
 // ---- request index ----
 
-/// `ts_key(timestamp) (u16 len + value)*`, unframed (small, rewritten only with its call).
+/// `ts_key(timestamp) (u16 len + value)*`, unframed: a format version 1
+/// request-index entry (tree `requests`; read, no longer written).
+#[cfg(test)]
 pub(crate) fn encode_request(r: &RequestRef) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + r.group.0.iter().map(|s| s.len() + 2).sum::<usize>());
     v.extend_from_slice(&ts_key(r.timestamp_ms));

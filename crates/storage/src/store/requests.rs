@@ -1,0 +1,930 @@
+//! The request index: request_id → (timestamp, group), kept forever so that
+//! quality and feedback of a call of any age join to it.
+//!
+//! Stored as sorted **runs**, one per seal (merged in the background): a
+//! run is a directory entry (tree `request_run_dir`, key `run_id u64 BE`)
+//! and its entries in chunks of up to [`CHUNK`] (tree `request_runs`, key
+//! `run_id u64 BE ‖ chunk_no u32 BE`). Entries are sorted by their key:
+//! `0x00 ‖ 16 bytes` for a canonical lowercase UUID, `0x01 ‖ UTF-8 bytes`
+//! for any other id. A chunk holds the 16-byte ids at fixed width (binary
+//! search), other ids length-prefixed, then bit-packed timestamp deltas
+//! and group ids. The directory (first key of every chunk, the run's group
+//! table) is loaded at open: O(entries / 512) memory, so a lookup is one
+//! fence search in memory and one chunk read per run, newest run first.
+//!
+//! **Invariant (visibility):** a run's chunks are written before the
+//! transaction that inserts its directory entry and advances
+//! `meta/next_request_run`; chunks without a directory entry are never
+//! read. At open, chunks at or above `next_request_run` (a crash before
+//! the commit) and chunks of tombstoned directory entries (a crash while a
+//! merge deleted them) are deleted.
+//!
+//! Format version 1 stores (no runs) keep their per-request entries in tree
+//! `requests`; they are still read (after every run) and never rewritten.
+
+use std::collections::HashMap;
+
+use crate::api::{GroupKey, RequestRef};
+use crate::db::{u64_from, Db, Ops, T};
+use crate::error::{CodecError, Result, StorageError};
+use crate::frame::{frame, unframe};
+use crate::store::records::decode_request;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_ivarint(out: &mut Vec<u8>, v: i64) {
+    put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// A bounds-checked cursor over untrusted bytes.
+struct Reader<'a> {
+    what: &'static str,
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(what: &'static str, b: &'a [u8]) -> Reader<'a> {
+        Reader { what, b, pos: 0 }
+    }
+    fn err(&self, why: &str) -> CodecError {
+        CodecError::new(self.what, format!("{why} (at byte {})", self.pos))
+    }
+    fn remaining(&self) -> usize {
+        self.b.len() - self.pos
+    }
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], CodecError> {
+        if n > self.remaining() {
+            return Err(self.err("truncated"));
+        }
+        let s = &self.b[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> std::result::Result<u8, CodecError> {
+        Ok(self.take(1)?[0])
+    }
+    fn varint(&mut self) -> std::result::Result<u64, CodecError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let part = u64::from(b & 0x7f);
+            if i == 9 && part > 1 {
+                return Err(self.err("varint overflows 64 bits"));
+            }
+            v |= part << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.err("varint longer than 10 bytes"))
+    }
+    fn ivarint(&mut self) -> std::result::Result<i64, CodecError> {
+        let u = self.varint()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+    fn count(&mut self, max: usize, of: &str) -> std::result::Result<usize, CodecError> {
+        let n = self.varint()?;
+        if n > max as u64 {
+            return Err(self.err(&format!("{of} count {n} exceeds the bound {max}")));
+        }
+        Ok(n as usize)
+    }
+    fn bytes(&mut self) -> std::result::Result<&'a [u8], CodecError> {
+        let n = self.count(self.remaining(), "byte string")?;
+        self.take(n)
+    }
+    fn finish(&self) -> std::result::Result<(), CodecError> {
+        if self.remaining() != 0 {
+            return Err(self.err("trailing bytes"));
+        }
+        Ok(())
+    }
+}
+
+/// Entries per chunk.
+pub(crate) const CHUNK: usize = 512;
+/// Runs kept before the two adjacent runs with the fewest entries are merged.
+pub(crate) const MAX_RUNS: usize = 8;
+/// Version byte of run directory entries and chunks.
+const RUN_VERSION: u8 = 1;
+/// Meta key: the id the next run gets (u64 BE).
+pub(crate) const NEXT_RUN_KEY: &[u8] = b"next_request_run";
+
+/// The sort key of a request id: canonical lowercase UUIDs as 16 bytes.
+pub(crate) fn id_key(id: &str) -> Vec<u8> {
+    let b = id.as_bytes();
+    if b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') {
+        let mut k = Vec::with_capacity(17);
+        k.push(0);
+        let mut hi = None;
+        let mut ok = true;
+        for (i, &c) in b.iter().enumerate() {
+            if [8, 13, 18, 23].contains(&i) {
+                continue;
+            }
+            let v = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => {
+                    ok = false;
+                    break;
+                }
+            };
+            match hi.take() {
+                None => hi = Some(v),
+                Some(h) => k.push((h << 4) | v),
+            }
+        }
+        if ok && k.len() == 17 {
+            return k;
+        }
+    }
+    let mut k = Vec::with_capacity(1 + b.len());
+    k.push(1);
+    k.extend_from_slice(b);
+    k
+}
+
+fn chunk_key(run: u64, chunk: u32) -> Vec<u8> {
+    let mut k = run.to_be_bytes().to_vec();
+    k.extend_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+fn bits_for(v: u64) -> u32 {
+    64 - v.leading_zeros()
+}
+
+/// Packs `values` at `w` bits each, little-endian bit order.
+fn pack(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, n: usize, w: u32) {
+    let start = out.len();
+    out.resize(start + (n * w as usize).div_ceil(8), 0);
+    if w == 0 {
+        return;
+    }
+    for (i, v) in values.enumerate() {
+        let base = i * w as usize;
+        for b in 0..w as usize {
+            if (v >> b) & 1 == 1 {
+                let bit = base + b;
+                out[start + bit / 8] |= 1 << (bit % 8);
+            }
+        }
+    }
+}
+
+/// The `i`-th `w`-bit value of `bytes` (bounds checked by the caller).
+fn unpack_at(bytes: &[u8], i: usize, w: u32) -> u64 {
+    let mut v = 0u64;
+    let base = i * w as usize;
+    for b in 0..w as usize {
+        let bit = base + b;
+        if bytes
+            .get(bit / 8)
+            .is_some_and(|x| (x >> (bit % 8)) & 1 == 1)
+        {
+            v |= 1 << b;
+        }
+    }
+    v
+}
+
+/// One decoded entry: (key, timestamp, group id in the run's table).
+type Entry = (Vec<u8>, i64, u32);
+
+fn encode_chunk(entries: &[Entry], group_bits: u32) -> Vec<u8> {
+    let n16 = entries.iter().filter(|e| e.0[0] == 0).count();
+    let ns = entries.len() - n16;
+    let base = entries.iter().map(|e| e.1).min().unwrap_or(0);
+    let max = entries.iter().map(|e| e.1).max().unwrap_or(0);
+    let ts_bits = bits_for(max.wrapping_sub(base) as u64);
+    let mut p = Vec::with_capacity(16 + entries.len() * 20);
+    put_varint(&mut p, n16 as u64);
+    put_varint(&mut p, ns as u64);
+    put_ivarint(&mut p, base);
+    p.push(ts_bits as u8);
+    p.push(group_bits as u8);
+    for e in &entries[..n16] {
+        p.extend_from_slice(&e.0[1..]);
+    }
+    for e in &entries[n16..] {
+        put_bytes(&mut p, &e.0[1..]);
+    }
+    pack(
+        &mut p,
+        entries.iter().map(|e| e.1.wrapping_sub(base) as u64),
+        entries.len(),
+        ts_bits,
+    );
+    pack(
+        &mut p,
+        entries.iter().map(|e| u64::from(e.2)),
+        entries.len(),
+        group_bits,
+    );
+    frame(RUN_VERSION, &p)
+}
+
+/// A chunk's payload, parsed just enough to search it.
+struct Chunk<'a> {
+    ids16: &'a [u8],
+    strs: Vec<&'a [u8]>,
+    base: i64,
+    ts_bits: u32,
+    group_bits: u32,
+    ts: &'a [u8],
+    groups: &'a [u8],
+}
+
+impl<'a> Chunk<'a> {
+    fn parse(bytes: &'a [u8]) -> std::result::Result<Chunk<'a>, CodecError> {
+        let p = unframe("request index chunk", RUN_VERSION, bytes)?;
+        let mut r = Reader::new("request index chunk", p);
+        let n16 = r.count(r.remaining() / 16, "16-byte id")?;
+        let ns = r.count(r.remaining(), "string id")?;
+        let base = r.ivarint()?;
+        let ts_bits = u32::from(r.u8()?);
+        let group_bits = u32::from(r.u8()?);
+        if ts_bits > 64 || group_bits > 32 {
+            return Err(r.err("bit width out of range"));
+        }
+        let ids16 = r.take(n16 * 16)?;
+        let mut strs = Vec::with_capacity(ns);
+        for _ in 0..ns {
+            strs.push(r.bytes()?);
+        }
+        let n = n16 + ns;
+        let ts = r.take((n * ts_bits as usize).div_ceil(8))?;
+        let groups = r.take((n * group_bits as usize).div_ceil(8))?;
+        r.finish()?;
+        Ok(Chunk {
+            ids16,
+            strs,
+            base,
+            ts_bits,
+            group_bits,
+            ts,
+            groups,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.ids16.len() / 16 + self.strs.len()
+    }
+
+    fn key(&self, i: usize) -> Vec<u8> {
+        let n16 = self.ids16.len() / 16;
+        let mut k = Vec::with_capacity(17);
+        if i < n16 {
+            k.push(0);
+            k.extend_from_slice(&self.ids16[i * 16..i * 16 + 16]);
+        } else {
+            k.push(1);
+            k.extend_from_slice(self.strs[i - n16]);
+        }
+        k
+    }
+
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        let n16 = self.ids16.len() / 16;
+        match key.split_first() {
+            Some((0, raw)) if raw.len() == 16 => {
+                let (mut lo, mut hi) = (0, n16);
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    match self.ids16[mid * 16..mid * 16 + 16].cmp(raw) {
+                        std::cmp::Ordering::Less => lo = mid + 1,
+                        std::cmp::Ordering::Greater => hi = mid,
+                        std::cmp::Ordering::Equal => return Some(mid),
+                    }
+                }
+                None
+            }
+            Some((1, s)) => self
+                .strs
+                .binary_search_by(|x| (*x).cmp(s))
+                .ok()
+                .map(|i| n16 + i),
+            _ => None,
+        }
+    }
+
+    fn ts(&self, i: usize) -> i64 {
+        self.base
+            .wrapping_add(unpack_at(self.ts, i, self.ts_bits) as i64)
+    }
+
+    fn group(&self, i: usize) -> u32 {
+        unpack_at(self.groups, i, self.group_bits) as u32
+    }
+}
+
+/// What the store keeps in memory about one run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Run {
+    pub(crate) id: u64,
+    /// Recency: lookups try higher `seq` first; a merged run takes the
+    /// highest `seq` of its sources.
+    pub(crate) seq: u64,
+    pub(crate) count: u64,
+    pub(crate) groups: Vec<GroupKey>,
+    /// First key of every chunk, ascending.
+    pub(crate) fences: Vec<Vec<u8>>,
+}
+
+impl Run {
+    fn encode(&self) -> Vec<u8> {
+        let mut p = Vec::new();
+        put_varint(&mut p, self.seq);
+        put_varint(&mut p, self.count);
+        put_varint(&mut p, self.groups.len() as u64);
+        for g in &self.groups {
+            put_varint(&mut p, g.0.len() as u64);
+            for s in &g.0 {
+                put_bytes(&mut p, s.as_bytes());
+            }
+        }
+        put_varint(&mut p, self.fences.len() as u64);
+        for f in &self.fences {
+            put_bytes(&mut p, f);
+        }
+        frame(RUN_VERSION, &p)
+    }
+
+    fn decode(id: u64, bytes: &[u8]) -> std::result::Result<Run, CodecError> {
+        let p = unframe("request run directory entry", RUN_VERSION, bytes)?;
+        let mut r = Reader::new("request run directory entry", p);
+        let seq = r.varint()?;
+        let count = r.varint()?;
+        let ng = r.count(r.remaining(), "group")?;
+        let mut groups = Vec::with_capacity(ng);
+        for _ in 0..ng {
+            let nd = r.count(r.remaining(), "group value")?;
+            let mut g = Vec::with_capacity(nd);
+            for _ in 0..nd {
+                let s = std::str::from_utf8(r.bytes()?)
+                    .map_err(|_| r.err("group value is not UTF-8"))?;
+                g.push(s.to_string());
+            }
+            groups.push(GroupKey(g));
+        }
+        let nf = r.count(r.remaining(), "chunk")?;
+        let mut fences = Vec::with_capacity(nf);
+        for _ in 0..nf {
+            fences.push(r.bytes()?.to_vec());
+        }
+        r.finish()?;
+        Ok(Run {
+            id,
+            seq,
+            count,
+            groups,
+            fences,
+        })
+    }
+
+    fn group_bits(&self) -> u32 {
+        bits_for(self.groups.len().saturating_sub(1) as u64)
+    }
+}
+
+/// A run being built: its entries sorted by key, chunk values ready to store.
+#[derive(Debug)]
+pub(crate) struct NewRun {
+    pub(crate) run: Run,
+    pub(crate) chunks: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Builds a run from entries sorted by key with no duplicate keys.
+fn build_run(id: u64, seq: u64, entries: &[Entry], groups: Vec<GroupKey>) -> NewRun {
+    let mut run = Run {
+        id,
+        seq,
+        count: entries.len() as u64,
+        groups,
+        fences: Vec::new(),
+    };
+    let gb = run.group_bits();
+    let mut chunks = Vec::new();
+    for (i, c) in entries.chunks(CHUNK).enumerate() {
+        run.fences.push(c[0].0.clone());
+        chunks.push((chunk_key(id, i as u32), encode_chunk(c, gb)));
+    }
+    NewRun { run, chunks }
+}
+
+/// The run of a sealed head's requests.
+pub(crate) fn run_of<'a>(
+    id: u64,
+    seq: u64,
+    requests: impl Iterator<Item = (&'a str, RequestRef)>,
+) -> NewRun {
+    let mut groups: Vec<GroupKey> = Vec::new();
+    let mut gid: HashMap<GroupKey, u32> = HashMap::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    for (id, r) in requests {
+        let g = match gid.get(&r.group) {
+            Some(&g) => g,
+            None => {
+                groups.push(r.group.clone());
+                let g = (groups.len() - 1) as u32;
+                gid.insert(r.group, g);
+                g
+            }
+        };
+        entries.push((id_key(id), r.timestamp_ms, g));
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    entries.dedup_by(|b, a| a.0 == b.0);
+    build_run(id, seq, &entries, groups)
+}
+
+fn decode_err(key: &[u8], e: CodecError) -> StorageError {
+    StorageError::Decode {
+        tree: T::RequestRuns.name(),
+        key: crate::store::maint::hex(key),
+        source: e,
+    }
+}
+
+/// The in-memory directory of runs, newest (highest `seq`) first.
+#[derive(Debug, Default)]
+pub(crate) struct RequestIndex {
+    pub(crate) runs: Vec<Run>,
+    /// Whether the version-1 tree `requests` holds entries.
+    pub(crate) legacy: bool,
+    pub(crate) next_run: u64,
+}
+
+impl RequestIndex {
+    /// Loads the directory; deletes chunks no directory entry owns.
+    pub(crate) fn open(db: &Db) -> Result<RequestIndex> {
+        let next_run = db
+            .get(T::Meta, NEXT_RUN_KEY)?
+            .and_then(|v| u64_from(&v))
+            .unwrap_or(1);
+        let mut runs = Vec::new();
+        let mut dead = Vec::new();
+        for kv in db.range(T::RequestRunDir, ..) {
+            let (k, v) = kv?;
+            let Some(id) = u64_from(&k) else { continue };
+            if v.is_empty() {
+                dead.push(id);
+                continue;
+            }
+            match Run::decode(id, &v) {
+                Ok(r) => runs.push(r),
+                Err(e) => {
+                    tracing::error!(run = id, error = %e, "unreadable request run directory entry; run skipped")
+                }
+            }
+        }
+        // Chunks of runs a crash left uncommitted.
+        let orphans: Vec<Vec<u8>> = db
+            .range(T::RequestRuns, next_run.to_be_bytes().to_vec()..)
+            .map(|kv| kv.map(|(k, _)| k.to_vec()))
+            .collect::<Result<_>>()?;
+        db.remove_many(T::RequestRuns, &orphans)?;
+        for id in dead {
+            delete_chunks(db, id)?;
+            db.remove_many(T::RequestRunDir, &[id.to_be_bytes().to_vec()])?;
+        }
+        runs.sort_by_key(|r| std::cmp::Reverse(r.seq));
+        let legacy = db.range(T::Requests, ..).next().is_some();
+        Ok(RequestIndex {
+            runs,
+            legacy,
+            next_run,
+        })
+    }
+
+    /// Looks `id` up in every run (newest first), then in the version-1 tree.
+    pub(crate) fn get(&self, db: &Db, id: &str) -> Result<Option<RequestRef>> {
+        let key = id_key(id);
+        for run in &self.runs {
+            let i = run
+                .fences
+                .partition_point(|f| f.as_slice() <= key.as_slice());
+            if i == 0 {
+                continue;
+            }
+            let ck = chunk_key(run.id, (i - 1) as u32);
+            let Some(v) = db.get(T::RequestRuns, &ck)? else {
+                continue;
+            };
+            let c = Chunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
+            if let Some(j) = c.find(&key) {
+                let group = run
+                    .groups
+                    .get(c.group(j) as usize)
+                    .cloned()
+                    .ok_or_else(|| {
+                        decode_err(
+                            &ck,
+                            CodecError::new("request index chunk", "group id out of range"),
+                        )
+                    })?;
+                return Ok(Some(RequestRef {
+                    timestamp_ms: c.ts(j),
+                    group,
+                }));
+            }
+        }
+        if self.legacy {
+            if let Some(v) = db.get(T::Requests, id.as_bytes())? {
+                return decode_request(&v)
+                    .map(Some)
+                    .map_err(|e| StorageError::Decode {
+                        tree: "requests",
+                        key: id.to_string(),
+                        source: e,
+                    });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Allocates a run id (persisted by the commit that publishes the run).
+    pub(crate) fn take_id(&mut self) -> u64 {
+        let id = self.next_run;
+        self.next_run += 1;
+        id
+    }
+
+    /// The next `seq` (recency) for a new run.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.runs.iter().map(|r| r.seq + 1).max().unwrap_or(1)
+    }
+
+    /// Adds the publishing writes of `run` (directory entry, next run id).
+    pub(crate) fn publish(ops: &mut Ops, run: &Run, next_run: u64) {
+        ops.put(
+            T::RequestRunDir,
+            run.id.to_be_bytes().to_vec(),
+            run.encode(),
+        );
+        ops.put(T::Meta, NEXT_RUN_KEY, next_run.to_be_bytes().to_vec());
+    }
+
+    /// Installs a published run (caller holds the state write lock).
+    pub(crate) fn install(&mut self, run: Run) {
+        self.runs.push(run);
+        self.runs.sort_by_key(|r| std::cmp::Reverse(r.seq));
+    }
+
+    /// The pair of adjacent runs (by recency) to merge next, if more than
+    /// [`MAX_RUNS`] exist: the pair with the fewest entries together.
+    pub(crate) fn merge_candidate(&self) -> Option<(Run, Run)> {
+        if self.runs.len() <= MAX_RUNS {
+            return None;
+        }
+        let i = (0..self.runs.len() - 1)
+            .min_by_key(|&i| self.runs[i].count + self.runs[i + 1].count)?;
+        Some((self.runs[i].clone(), self.runs[i + 1].clone()))
+    }
+}
+
+/// Every entry of `run`, in key order, with its group id mapped through `map`.
+fn read_run(db: &Db, run: &Run, map: &[u32]) -> Result<Vec<Entry>> {
+    let mut out = Vec::with_capacity(run.count as usize);
+    for i in 0..run.fences.len() {
+        let ck = chunk_key(run.id, i as u32);
+        let v = db
+            .get(T::RequestRuns, &ck)?
+            .ok_or_else(|| decode_err(&ck, CodecError::new("request index chunk", "missing")))?;
+        let c = Chunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
+        for j in 0..c.len() {
+            let g = *map.get(c.group(j) as usize).ok_or_else(|| {
+                decode_err(
+                    &ck,
+                    CodecError::new("request index chunk", "group id out of range"),
+                )
+            })?;
+            out.push((c.key(j), c.ts(j), g));
+        }
+    }
+    Ok(out)
+}
+
+/// Merges `newer` and `older` into one run with id `id`; `newer` wins on
+/// a repeated request id.
+pub(crate) fn merge_runs(db: &Db, id: u64, newer: &Run, older: &Run) -> Result<NewRun> {
+    // One group table for both; each source's ids map into it.
+    let mut groups: Vec<GroupKey> = Vec::new();
+    let mut maps: Vec<Vec<u32>> = Vec::new();
+    for run in [newer, older] {
+        let map = run
+            .groups
+            .iter()
+            .map(|g| match groups.iter().position(|x| x == g) {
+                Some(i) => i as u32,
+                None => {
+                    groups.push(g.clone());
+                    (groups.len() - 1) as u32
+                }
+            })
+            .collect();
+        maps.push(map);
+    }
+    let a = read_run(db, newer, &maps[0])?;
+    let b = read_run(db, older, &maps[1])?;
+    let mut entries: Vec<Entry> = Vec::with_capacity(a.len() + b.len());
+    let (mut ia, mut ib) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let take_a = match (ia.peek(), ib.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(x), Some(y)) => {
+                if x.0 == y.0 {
+                    ib.next();
+                    true
+                } else {
+                    x.0 < y.0
+                }
+            }
+        };
+        let e = if take_a { ia.next() } else { ib.next() };
+        entries.extend(e);
+    }
+    Ok(build_run(id, newer.seq.max(older.seq), &entries, groups))
+}
+
+/// Deletes every chunk of run `id` (plain batches; idempotent).
+pub(crate) fn delete_chunks(db: &Db, id: u64) -> Result<()> {
+    let keys: Vec<Vec<u8>> = db
+        .scan_prefix(T::RequestRuns, &id.to_be_bytes())
+        .map(|kv| kv.map(|(k, _)| k.to_vec()))
+        .collect::<Result<_>>()?;
+    for c in keys.chunks(4096) {
+        db.remove_many(T::RequestRuns, c)?;
+    }
+    Ok(())
+}
+
+/// Checks a directory entry (`Ok` for a tombstone).
+pub(crate) fn verify_dir_entry(key: &[u8], value: &[u8]) -> std::result::Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let id = u64_from(key).ok_or("key is not a run id")?;
+    Run::decode(id, value)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a chunk.
+pub(crate) fn verify_chunk(value: &[u8]) -> std::result::Result<(), String> {
+    Chunk::parse(value).map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(m: &str) -> GroupKey {
+        GroupKey(vec![m.to_string(), "chat".to_string()])
+    }
+
+    #[test]
+    fn uuid_keys_are_16_bytes_only_in_canonical_lowercase_form() {
+        let u = "0123abcd-4567-89ef-0123-456789abcdef";
+        assert_eq!(id_key(u).len(), 17);
+        assert_eq!(id_key(u)[0], 0);
+        assert_eq!(id_key(&u.to_uppercase())[0], 1);
+        assert_eq!(id_key("0123abcd456789ef0123456789abcdef")[0], 1);
+        assert_eq!(id_key("0123abcd-4567-89ef-0123-456789abcdeg")[0], 1);
+        assert_eq!(id_key("r1"), b"\x01r1".to_vec());
+    }
+
+    #[test]
+    fn chunks_find_every_entry_and_nothing_else() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for n in [1usize, 2, 3, 500, 1300] {
+            let mut reqs: HashMap<String, RequestRef> = HashMap::new();
+            for i in 0..n {
+                let id = if i % 3 == 0 {
+                    format!("req-{}", rng.u32(..))
+                } else {
+                    let h = format!("{:032x}", rng.u128(..));
+                    format!(
+                        "{}-{}-{}-{}-{}",
+                        &h[..8],
+                        &h[8..12],
+                        &h[12..16],
+                        &h[16..20],
+                        &h[20..]
+                    )
+                };
+                let r = RequestRef {
+                    timestamp_ms: rng.i64(-1_000_000..2_000_000_000_000),
+                    group: g(["a", "b", "c"][rng.usize(..3)]),
+                };
+                reqs.insert(id, r);
+            }
+            let nr = run_of(1, 1, reqs.iter().map(|(k, r)| (k.as_str(), r.clone())));
+            assert_eq!(nr.run.count as usize, reqs.len());
+            let run = Run::decode(1, &nr.run.encode()).unwrap();
+            assert_eq!(run, nr.run);
+            let chunks: HashMap<Vec<u8>, Vec<u8>> = nr.chunks.into_iter().collect();
+            let get = |id: &str| -> Option<RequestRef> {
+                let key = id_key(id);
+                let i = run
+                    .fences
+                    .partition_point(|f| f.as_slice() <= key.as_slice());
+                if i == 0 {
+                    return None;
+                }
+                let v = &chunks[&chunk_key(1, (i - 1) as u32)];
+                let c = Chunk::parse(v).unwrap();
+                c.find(&key).map(|j| RequestRef {
+                    timestamp_ms: c.ts(j),
+                    group: run.groups[c.group(j) as usize].clone(),
+                })
+            };
+            for (id, r) in &reqs {
+                assert_eq!(get(id).as_ref(), Some(r), "{id}");
+            }
+            assert_eq!(get("nope"), None);
+            assert_eq!(get("00000000-0000-0000-0000-000000000000"), None);
+        }
+    }
+
+    #[test]
+    fn damaged_chunks_are_errors_not_panics() {
+        let reqs: HashMap<String, RequestRef> = (0..50)
+            .map(|i| {
+                (
+                    format!("id-{i}"),
+                    RequestRef {
+                        timestamp_ms: i * 1000,
+                        group: g("m"),
+                    },
+                )
+            })
+            .collect();
+        let nr = run_of(3, 1, reqs.iter().map(|(k, r)| (k.as_str(), r.clone())));
+        let v = &nr.chunks[0].1;
+        for i in 0..v.len() {
+            let mut bad = v.clone();
+            bad[i] ^= 0x21;
+            assert!(Chunk::parse(&bad).is_err());
+        }
+        for cut in 0..v.len() {
+            assert!(Chunk::parse(&v[..cut]).is_err());
+        }
+        let d = nr.run.encode();
+        for cut in 0..d.len() {
+            assert!(Run::decode(3, &d[..cut]).is_err());
+        }
+        // A well-framed payload with absurd counts is refused too.
+        let mut p = Vec::new();
+        put_varint(&mut p, u64::MAX);
+        assert!(Chunk::parse(&frame(RUN_VERSION, &p)).is_err());
+    }
+
+    fn call(id: &str, ts: i64, model: &str) -> sextant_model::LlmCall {
+        sextant_model::LlmCall {
+            request_id: id.to_string(),
+            timestamp_ms: ts,
+            model: model.to_string(),
+            provider: "p".into(),
+            endpoint: "chat".into(),
+            latency_ms: 10.0,
+            ..sextant_model::LlmCall::default()
+        }
+    }
+
+    #[test]
+    fn runs_survive_merges_reopen_and_crash_leftovers() {
+        use crate::{Store, StoreConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let config = || StoreConfig {
+            background_maintenance: false,
+            seal_max_events: usize::MAX,
+            ..StoreConfig::default()
+        };
+        let now = sextant_model::now_ms();
+        let mut want: HashMap<String, RequestRef> = HashMap::new();
+        let store = Store::open(dir.path(), config()).unwrap();
+        let mut rng = fastrand::Rng::with_seed(11);
+        for s in 0..(3 * MAX_RUNS as i64) {
+            let mut calls = Vec::new();
+            for i in 0..(1 + s * 37) {
+                let id = if i % 4 == 0 {
+                    format!("req-{s}-{i}")
+                } else {
+                    let h = format!("{:032x}", rng.u128(..));
+                    format!(
+                        "{}-{}-{}-{}-{}",
+                        &h[..8],
+                        &h[8..12],
+                        &h[12..16],
+                        &h[16..20],
+                        &h[20..]
+                    )
+                };
+                calls.push(call(
+                    &id,
+                    now - 3_600_000 + s * 1000 + i,
+                    ["a", "b"][i as usize % 2],
+                ));
+            }
+            // The same id in every seal: the newest call wins.
+            calls.push(call("again", now - 3_600_000 + s, &format!("m{s}")));
+            for c in &calls {
+                want.insert(
+                    c.request_id.clone(),
+                    RequestRef {
+                        timestamp_ms: c.timestamp_ms,
+                        group: GroupKey(vec![c.model.clone(), c.endpoint.clone()]),
+                    },
+                );
+            }
+            store
+                .append(sextant_model::Batch::from_calls(calls))
+                .unwrap();
+            store.seal(now).unwrap();
+            store.maintain(now).unwrap();
+            assert!(store.h.core.state.read().requests.runs.len() <= MAX_RUNS);
+        }
+        let check = |store: &Store, want: &HashMap<String, RequestRef>| {
+            for (id, r) in want {
+                assert_eq!(store.request(id).unwrap().as_ref(), Some(r), "{id}");
+            }
+            assert_eq!(store.request("absent").unwrap(), None);
+            assert!(store.verify().unwrap().problems.is_empty());
+        };
+        check(&store, &want);
+        let runs = store.h.core.state.read().requests.runs.clone();
+        store.close().unwrap();
+        drop(store);
+        // A crash's leftovers: chunks of an unpublished run, and a tombstone
+        // whose chunks were not yet deleted.
+        {
+            let db = Db::open(
+                dir.path(),
+                crate::db::DbOptions {
+                    cache_bytes: 1 << 20,
+                    flush_every_ms: None,
+                },
+            )
+            .unwrap();
+            let next = u64_from(&db.get(T::Meta, NEXT_RUN_KEY).unwrap().unwrap()).unwrap();
+            db.insert(T::RequestRuns, &chunk_key(next, 0), b"junk")
+                .unwrap();
+            db.insert(T::RequestRuns, &chunk_key(next + 5, 3), b"junk")
+                .unwrap();
+            let dead = &runs[runs.len() - 1];
+            db.insert(T::RequestRunDir, &dead.id.to_be_bytes(), b"")
+                .unwrap();
+            let t = chunk_key(dead.id, 0);
+            assert!(db.get(T::RequestRuns, &t).unwrap().is_some());
+            db.flush().unwrap();
+            drop(db);
+            let store = Store::open(dir.path(), config()).unwrap();
+            let db = &store.h.core.db;
+            assert!(db
+                .get(T::RequestRuns, &chunk_key(next, 0))
+                .unwrap()
+                .is_none());
+            assert!(db
+                .get(T::RequestRuns, &chunk_key(next + 5, 3))
+                .unwrap()
+                .is_none());
+            assert!(db.get(T::RequestRuns, &t).unwrap().is_none());
+            assert!(db
+                .get(T::RequestRunDir, &dead.id.to_be_bytes())
+                .unwrap()
+                .is_none());
+            assert_eq!(
+                store.h.core.state.read().requests.runs.len(),
+                runs.len() - 1
+            );
+            // The tombstoned run is gone, so drop its entries from the expectation.
+            let gone: Vec<String> = want
+                .keys()
+                .filter(|id| store.request(id).unwrap().is_none())
+                .cloned()
+                .collect();
+            // All of its entries but "again", which newer runs also hold.
+            assert_eq!(gone.len() as u64 + 1, dead.count);
+            for id in gone {
+                want.remove(&id);
+            }
+            check(&store, &want);
+        }
+    }
+}
