@@ -1,7 +1,13 @@
-//! Query benchmarks over an in-memory store of pre-built rollups
-//! (`MemoryStore`): the planner, the executor and the digest merges are the
-//! production code; storage reads are in-memory map range scans, so these
-//! figures exclude sled reads and rollup decoding.
+//! Query benchmarks over pre-built rollups, in two stores:
+//!
+//! - `MemoryStore` (the `rollups*` and `series_*` benches): the planner, the
+//!   executor and the digest merges are the production code; rollups are held
+//!   as the real store hands them out (decoded from their encoding, digests
+//!   undecoded), so these figures include digest decoding but not sled reads
+//!   or rollup decoding.
+//! - The real sled `Store` (`store_*` benches), loaded through the
+//!   `#[doc(hidden)]` `Store::import_rollups`: everything a production query
+//!   pays, including sled range scans and `Rollup::decode`.
 //!
 //! Workload: 10 events/s over 5 models × 3 endpoints (15 groups). Every
 //! bucket a query's plan touches is populated: minute rollups with 40 calls
@@ -13,12 +19,13 @@
 //! Run: `CARGO_TARGET_DIR=/work/target cargo bench -p sextant-query --bench query`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use sextant_model::Batch;
 use sextant_model::{Dim, LlmCall, Tier, TimeRange, DAY_MS, HOUR_MS, MINUTE_MS};
 use sextant_query::{
-    plan, Baseline, DriftConfig, DriftRequest, MemoryStore, PartSource, SeriesRequest,
+    plan, Baseline, DriftConfig, DriftRequest, MemoryStore, PartSource, QueryEngine, SeriesRequest,
     SummaryRequest,
 };
-use sextant_storage::{Coverage, GroupKey, Rollup, RowFilter};
+use sextant_storage::{Coverage, GroupKey, Rollup, RowFilter, Store, StoreConfig};
 
 const MODELS: &[&str] = &[
     "gpt-4o",
@@ -69,8 +76,80 @@ fn call(rng: &mut fastrand::Rng, ts: i64, model: &str, endpoint: &str) -> LlmCal
     }
 }
 
+/// Where populated data goes.
+trait Sink {
+    fn rollup(&mut self, tier: Tier, bucket: i64, group: GroupKey, r: Rollup);
+    fn calls(&mut self, calls: Vec<LlmCall>);
+}
+
+impl Sink for MemoryStore {
+    fn rollup(&mut self, tier: Tier, bucket: i64, group: GroupKey, r: Rollup) {
+        self.add_rollup(tier, bucket, group, &r);
+    }
+    fn calls(&mut self, calls: Vec<LlmCall>) {
+        self.add_calls(calls);
+    }
+}
+
+/// Rows for a real store: rollups per tier (imported) and raw calls (appended).
+#[derive(Default)]
+struct StoreRows {
+    rollups: Vec<(Tier, i64, GroupKey, Rollup)>,
+    calls: Vec<LlmCall>,
+}
+
+impl Sink for StoreRows {
+    fn rollup(&mut self, tier: Tier, bucket: i64, group: GroupKey, r: Rollup) {
+        self.rollups.push((tier, bucket, group, r));
+    }
+    fn calls(&mut self, calls: Vec<LlmCall>) {
+        self.calls.extend(calls);
+    }
+}
+
+impl StoreRows {
+    /// A sled store in `dir` holding these rows, hours and days rolled up to `NOW`.
+    fn into_store(self, dir: &std::path::Path) -> Store {
+        let store = Store::open(
+            dir,
+            StoreConfig {
+                rollup_dims: dims(),
+                background_maintenance: false,
+                ..StoreConfig::default()
+            },
+        )
+        .expect("open store");
+        for tier in [Tier::Minute, Tier::Hour, Tier::Day] {
+            let rows = self
+                .rollups
+                .iter()
+                .filter(|x| x.0 == tier)
+                .map(|(_, b, g, r)| (*b, g.clone(), r.clone()));
+            store.import_rollups(tier, rows).expect("import");
+        }
+        store.import_mark_rolled_up(NOW, NOW).expect("watermarks");
+        for (i, chunk) in self.calls.chunks(10_000).enumerate() {
+            let calls = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, c)| LlmCall {
+                    request_id: format!("r{i}-{j}"),
+                    ..c.clone()
+                })
+                .collect();
+            store
+                .append(Batch {
+                    calls,
+                    ..Batch::default()
+                })
+                .expect("append");
+        }
+        store
+    }
+}
+
 /// Populates every bucket (and raw edge) the plan of `range` touches.
-fn populate(store: &mut MemoryStore, range: TimeRange, rng: &mut fastrand::Rng) {
+fn populate(sink: &mut dyn Sink, range: TimeRange, rng: &mut fastrand::Rng) {
     let p = plan(
         range,
         &coverage(),
@@ -98,7 +177,7 @@ fn populate(store: &mut MemoryStore, range: TimeRange, rng: &mut fastrand::Rng) 
                     ts += per_ms;
                     i += 1;
                 }
-                store.add_calls(calls);
+                sink.calls(calls);
             }
             source => {
                 let (tier, samples, size) = match source {
@@ -114,13 +193,12 @@ fn populate(store: &mut MemoryStore, range: TimeRange, rng: &mut fastrand::Rng) 
                             for _ in 0..samples {
                                 roll.add_call(&call(rng, b, m, e));
                             }
-                            // As decoded from storage: no pending buffer.
                             roll.compress_digests();
-                            store.add_rollup(
+                            sink.rollup(
                                 tier,
                                 b,
                                 GroupKey(vec![m.to_string(), e.to_string()]),
-                                &roll,
+                                roll,
                             );
                         }
                     }
@@ -129,6 +207,23 @@ fn populate(store: &mut MemoryStore, range: TimeRange, rng: &mut fastrand::Rng) 
             }
         }
     }
+}
+
+/// `QUERY_BENCH_MEMORY_ONLY=1` skips building the sled stores (minutes of setup).
+fn skip_store() -> bool {
+    std::env::var_os("QUERY_BENCH_MEMORY_ONLY").is_some_and(|v| v == "1")
+}
+
+/// A memory store holding `rows` (coverage as the bench's `coverage()`).
+fn memory_store(rows: &StoreRows) -> MemoryStore {
+    let mut store = MemoryStore::new(dims());
+    store.set_coverage(coverage());
+    for (tier, b, g, r) in &rows.rollups {
+        store.add_rollup(*tier, *b, g.clone(), r);
+    }
+    store.add_calls(rows.calls.iter().cloned());
+    store.finish_loading();
+    store
 }
 
 fn summary_req(range: TimeRange, exact: bool) -> SummaryRequest {
@@ -151,14 +246,41 @@ fn bench_summary(c: &mut Criterion) {
             // Day-aligned start: the days before raw retention are whole days.
             TimeRange::new(Tier::Day.floor(NOW) - 365 * DAY_MS, NOW)
         };
-        let mut store = MemoryStore::new(dims());
-        store.set_coverage(coverage());
-        populate(&mut store, range, &mut rng);
-        store.finish_loading();
+        let mut rows = StoreRows::default();
+        populate(&mut rows, range, &mut rng);
+        let store = memory_store(&rows);
         let req = summary_req(range, false);
         let got = store.summary(&req).expect("summary");
         assert_eq!(got.groups.len(), MODELS.len());
         assert!(!got.partial, "{:?}", got.coverage_note);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = (!skip_store()).then(|| QueryEngine::new(rows.into_store(dir.path())));
+        if let Some(engine) = &engine {
+            let real = engine.summary(&req).expect("summary");
+            assert_eq!(
+                real.groups.iter().map(|g| g.count).collect::<Vec<_>>(),
+                got.groups.iter().map(|g| g.count).collect::<Vec<_>>(),
+                "the sled store answers as the memory store"
+            );
+        }
+        if let Some(engine) = &engine {
+            g.bench_with_input(
+                BenchmarkId::new("store_rollups", format!("{days}d")),
+                &req,
+                |b, req| b.iter(|| engine.summary(req).expect("summary")),
+            );
+            g.bench_with_input(
+                BenchmarkId::new("store_rollups_p95_only", format!("{days}d")),
+                &req,
+                |b, req| {
+                    b.iter(|| {
+                        engine
+                            .summary_for(req, &["latency_p95_ms"])
+                            .expect("summary")
+                    })
+                },
+            );
+        }
         g.bench_with_input(
             BenchmarkId::new("rollups", format!("{days}d")),
             &req,
@@ -206,15 +328,16 @@ fn bench_series(c: &mut Criterion) {
     let mut rng = fastrand::Rng::with_seed(2);
     let to = Tier::Minute.floor(NOW);
     let range = TimeRange::new(to - DAY_MS, to);
-    let mut store = MemoryStore::new(dims());
-    store.set_coverage(coverage());
     // A 1-minute-step series reads minute rollups only.
+    let mut rows = StoreRows::default();
     let mut b = range.from_ms;
     while b < range.to_ms {
-        populate(&mut store, TimeRange::new(b, b + MINUTE_MS), &mut rng);
+        populate(&mut rows, TimeRange::new(b, b + MINUTE_MS), &mut rng);
         b += MINUTE_MS;
     }
-    store.finish_loading();
+    let store = memory_store(&rows);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = (!skip_store()).then(|| QueryEngine::new(rows.into_store(dir.path())));
     let mut g = c.benchmark_group("series_24h_1m_by_model");
     g.sample_size(20);
     for metric in ["count", "latency_p95_ms"] {
@@ -228,6 +351,13 @@ fn bench_series(c: &mut Criterion) {
         let got = store.series(&req).expect("series");
         assert_eq!(got.series.len(), MODELS.len());
         assert_eq!(got.series[0].points.len(), 1440);
+        if let Some(engine) = &engine {
+            let real = engine.series(&req).expect("series");
+            assert_eq!(real.series.len(), MODELS.len());
+            g.bench_with_input(BenchmarkId::new("store", metric), &req, |b, req| {
+                b.iter(|| engine.series(req).expect("series"))
+            });
+        }
         g.bench_with_input(BenchmarkId::from_parameter(metric), &req, |b, req| {
             b.iter(|| store.series(req).expect("series"))
         });

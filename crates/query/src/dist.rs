@@ -31,6 +31,15 @@ const SORT_LIMIT: usize = 4096;
 /// Mantissa bits kept in a bin key (256 bins per binade, ≤ 0.4 % wide).
 const BIN_MANTISSA_BITS: u32 = 8;
 
+type SortBuffers = (Vec<(f64, f64)>, Vec<(f64, f64)>);
+
+thread_local! {
+    /// Reused merge buffers of [`Dist::quantiles`] over small sets.
+    static SORT_BUFFERS: std::cell::RefCell<SortBuffers> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
+}
+
 /// A distribution being accumulated.
 #[derive(Debug, Clone)]
 pub(crate) struct Dist {
@@ -108,12 +117,17 @@ impl Hist {
         self.add(hi, 0.0);
     }
 
-    /// Adds one value known to lie within a reserved range.
+    /// Adds one value, cheaply when it lies within a reserved range.
     #[inline]
-    fn add_reserved(&mut self, m: f64, w: f64) {
-        let b = &mut self.bins[(bin_key(m) - self.base) as usize];
-        b.0 += w;
-        b.1 += w * m;
+    fn add_in_range(&mut self, m: f64, w: f64) {
+        let i = bin_key(m).wrapping_sub(self.base) as usize;
+        match self.bins.get_mut(i) {
+            Some(b) => {
+                b.0 += w;
+                b.1 += w * m;
+            }
+            None => self.add(m, w),
+        }
     }
 
     /// Adds ascending centroids: room for the first and last key once, then no checks.
@@ -145,30 +159,24 @@ impl Hist {
 
 impl Dist {
     pub(crate) fn add_digest(&mut self, d: &Digest) {
-        if d.is_empty() {
+        let (Some(lo), Some(hi)) = (d.min(), d.max()) else {
             return;
-        }
-        if let (Some(lo), Some(hi)) = (d.min(), d.max()) {
-            self.min = self.min.min(lo);
-            self.max = self.max.max(hi);
-        }
+        };
+        self.min = self.min.min(lo);
+        self.max = self.max.max(hi);
         if self.binned {
-            // Straight into the bins: no copy of the centroids.
+            // Straight into the bins (stored digests are decoded from their
+            // bytes, never into a t-digest; order does not matter here).
             let mut h = Hist {
                 base: self.bin_base,
                 bins: std::mem::take(&mut self.bins),
             };
-            let mut first = true;
+            // Centroid means lie within the digest's exact bounds, so this
+            // is the only growth (`add_in_range` still checks).
+            h.reserve_range(lo, hi);
             let mut n = 0usize;
-            d.for_each_centroid(|m, w| {
-                if first {
-                    // Centroid means lie within the digest's exact bounds.
-                    let lo = d.min().unwrap_or(m).min(m);
-                    let hi = d.max().unwrap_or(m).max(m);
-                    h.reserve_range(lo, hi);
-                    first = false;
-                }
-                h.add_reserved(m, w as f64);
+            d.for_each_centroid_unordered(|m, w| {
+                h.add_in_range(m, w as f64);
                 n += 1;
             });
             self.n_cents += n;
@@ -177,8 +185,12 @@ impl Dist {
             return;
         }
         let before = self.cents.len();
-        self.cents.reserve(d.centroid_count());
-        d.for_each_centroid(|m, w| self.cents.push((m, w)));
+        if self.cents.capacity() == 0 {
+            // Room for a few digests at once (a series step merges several
+            // groups' digests): one allocation instead of three.
+            self.cents.reserve((4 * d.max_centroids()).min(SORT_LIMIT));
+        }
+        d.append_centroids(&mut self.cents);
         self.n_cents += self.cents.len() - before;
         self.run_ends.push(self.cents.len());
         if self.n_cents > SORT_LIMIT {
@@ -225,26 +237,24 @@ impl Dist {
     /// going to the earlier run: the same order as a stable sort of their
     /// concatenation, without the sort.
     fn sorted(&self) -> Weighted {
-        let mut raw = self.raw.clone();
-        raw.sort_by(f64::total_cmp);
-        let cap = self.n_cents + raw.len();
-        let mut items: Vec<(f64, f64)> = Vec::with_capacity(cap);
-        let mut scratch: Vec<(f64, f64)> =
-            Vec::with_capacity(if self.run_ends.len() > 1 || !raw.is_empty() {
-                cap
-            } else {
-                0
-            });
-        for run in self.runs() {
-            merge_into(
-                &mut items,
-                &mut scratch,
-                run.iter().map(|&(m, w)| (m, w as f64)),
-            );
-        }
-        merge_into(&mut items, &mut scratch, raw.iter().map(|&x| (x, 1.0)));
-        let total = items.iter().map(|c| c.1).sum();
+        let (mut items, mut scratch) = (Vec::new(), Vec::new());
+        let total = self.sorted_into(&mut items, &mut scratch);
         Weighted { items, total }
+    }
+
+    /// [`Dist::sorted`] into reused buffers; returns the total weight.
+    fn sorted_into(&self, items: &mut Vec<(f64, f64)>, scratch: &mut Vec<(f64, f64)>) -> f64 {
+        items.clear();
+        items.reserve(self.n_cents + self.raw.len());
+        for run in self.runs() {
+            merge_into(items, scratch, run.iter().map(|&(m, w)| (m, w as f64)));
+        }
+        if !self.raw.is_empty() {
+            let mut raw = self.raw.clone();
+            raw.sort_by(f64::total_cmp);
+            merge_into(items, scratch, raw.iter().map(|&x| (x, 1.0)));
+        }
+        items.iter().map(|c| c.1).sum()
     }
 
     /// The histogram of every centroid and raw sample.
@@ -290,7 +300,17 @@ impl Dist {
             let total = items.iter().map(|c| c.1).sum();
             Weighted { items, total }
         } else {
-            self.sorted()
+            // Small sets: merged in per-thread buffers (a series step per call).
+            return SORT_BUFFERS.with(|b| {
+                let (items, scratch) = &mut *b.borrow_mut();
+                let total = self.sorted_into(items, scratch);
+                qs.iter()
+                    .map(|&q| {
+                        let t = (q * total).clamp(0.0, total);
+                        Some(interpolate(items, total, t, lo, hi))
+                    })
+                    .collect()
+            });
         };
         qs.iter()
             .map(|&q| {

@@ -63,6 +63,10 @@ impl MemoryStore {
     }
 
     /// Merges `rollup` into the bucket `(tier, bucket_start_ms, group)`.
+    ///
+    /// The bucket is kept as [`sextant_storage::Store::rollups`] hands rollups
+    /// out: decoded from its encoding, its digests undecoded stored runs (so
+    /// reads pay the same digest decoding as over the real store).
     pub fn add_rollup(
         &mut self,
         tier: Tier,
@@ -71,12 +75,14 @@ impl MemoryStore {
         rollup: &Rollup,
     ) {
         let map = &mut self.rollups[tier_index(tier)];
-        match map.get_mut(&(bucket_start_ms, group.clone())) {
-            Some(r) => r.merge(rollup),
-            None => {
-                map.insert((bucket_start_ms, group), rollup.clone());
-            }
-        }
+        let key = (bucket_start_ms, group);
+        let mut merged = map
+            .remove(&key)
+            .unwrap_or_else(|| Rollup::new(rollup.digest_size));
+        merged.merge(rollup);
+        merged.compress_digests();
+        let stored = Rollup::decode(&merged.encode()).unwrap_or(merged);
+        map.insert(key, stored);
     }
 
     pub fn add_calls(&mut self, calls: impl IntoIterator<Item = LlmCall>) {

@@ -984,3 +984,165 @@ mod tests {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Query fast path (additions; the encode/decode functions above are unchanged).
+
+impl Digest {
+    /// Appends the compressed centroids as `(mean, weight)`, ascending by
+    /// (mean, weight) — exactly the sequence [`Digest::for_each_centroid`]
+    /// visits — to `out`.
+    ///
+    /// When the digest is one undecoded stored run (what [`Rollup::decode`]
+    /// returns, see [`super::Rollup`]) the run is decoded straight into `out`:
+    /// no compressed view is built or cached, so a query reading thousands of
+    /// stored digests once allocates nothing per digest. Otherwise this is
+    /// `for_each_centroid` pushing into `out`.
+    ///
+    /// [`Rollup::decode`]: super::Rollup::decode
+    pub fn append_centroids(&self, out: &mut Vec<(f64, u64)>) {
+        if let Some(run) = self.single_run() {
+            let start = out.len();
+            run.append_pairs(out);
+            // `view()` sorts by (mean, weight): clamping can tie two
+            // quantized means with weights out of order (rare).
+            let by = |a: &(f64, u64), b: &(f64, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            let new = &mut out[start..];
+            if !new.windows(2).all(|w| by(&w[0], &w[1]).is_le()) {
+                new.sort_by(by);
+            }
+            return;
+        }
+        out.reserve(self.centroid_count());
+        self.for_each_centroid(|m, w| out.push((m, w)));
+    }
+}
+
+impl Digest {
+    /// Calls `f(mean, weight)` for each compressed centroid — the same
+    /// multiset as [`Digest::for_each_centroid`], in an unspecified order —
+    /// decoding a single undecoded stored run straight from its bytes (see
+    /// [`Digest::append_centroids`]). For order-insensitive consumers
+    /// (histograms, sums).
+    pub fn for_each_centroid_unordered(&self, mut f: impl FnMut(f64, u64)) {
+        if let Some(run) = self.single_run() {
+            run.for_each_pair(f);
+            return;
+        }
+        self.for_each_centroid(&mut f);
+    }
+
+    /// The digest's only content when it is one undecoded stored run that
+    /// needs no compression (its view, were it built, is that run's centroids).
+    #[inline]
+    fn single_run(&self) -> Option<&EncodedRun> {
+        match (self.view.get(), self.encoded.as_slice()) {
+            (None, [run])
+                if self.centroids.is_empty()
+                    && self.pending.is_empty()
+                    && run.n <= self.max_centroids =>
+            {
+                Some(run)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl EncodedRun {
+    /// [`EncodedRun::decode_into`] as `(mean, weight)` pairs.
+    fn append_pairs(&self, out: &mut Vec<(f64, u64)>) {
+        out.reserve(self.n);
+        self.for_each_pair(|m, w| out.push((m, w)));
+    }
+
+    /// Calls `f(mean, weight)` for each centroid, in stored order.
+    #[inline]
+    fn for_each_pair(&self, mut f: impl FnMut(f64, u64)) {
+        let b = &self.bytes[..self.end];
+        let (mut wp, mut mp) = (self.weights_at, self.means_at);
+        let mut q = quantize_floor(self.min);
+        for _ in 0..self.n {
+            // Validated by `Digest::decode_from`: these reads cannot fail.
+            let (Some(w), Some(d)) = (varint(b, &mut wp), varint(b, &mut mp)) else {
+                debug_assert!(false, "validated digest run failed to decode");
+                return;
+            };
+            q = q.wrapping_add(d);
+            // `dequantize(q).unwrap_or(max)`, inlined (the hot loop of a query).
+            let mean = if q < 1 << (64 - MEAN_SHIFT) {
+                let k = q << MEAN_SHIFT;
+                f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+            } else {
+                self.max
+            };
+            let mean = mean.clamp(self.min, self.max);
+            // `for_each_centroid` goes through f64: exact, as w ≤ 2^52 (validated).
+            f(mean, w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decoded(values: &[f64], size: usize) -> Digest {
+        let mut d = Digest::new(size);
+        for v in values {
+            d.add(*v);
+        }
+        let mut out = Vec::new();
+        d.encode_into(&mut out);
+        let shared: Arc<[u8]> = Arc::from(out.as_slice());
+        Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", size).unwrap()
+    }
+
+    #[test]
+    fn clamped_ties_are_ordered_by_weight_as_the_view_orders_them() {
+        // Many copies of nearly equal values near max: quantized means clamp to max.
+        let mut vs: Vec<f64> = (0..300).map(|i| 1000.0 + f64::from(i) * 1e-9).collect();
+        vs.extend((0..50).map(f64::from));
+        let d = decoded(&vs, 20);
+        let mut fast = Vec::new();
+        d.append_centroids(&mut fast);
+        let mut slow = Vec::new();
+        d.for_each_centroid(|m, w| slow.push((m, w)));
+        assert_eq!(fast, slow);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn append_centroids_equals_for_each_centroid(
+            values in proptest::collection::vec(prop_oneof![0.0f64..1e6, 0.0f64..2.0, Just(5.0)], 1..600),
+            size in 1usize..120,
+            prefix in 0usize..3,
+        ) {
+            let d = decoded(&values, size);
+            let mut fast = vec![(-1.0, 7); prefix];
+            d.append_centroids(&mut fast);
+            prop_assert!(d.view.get().is_none(), "the fast path builds no view");
+            let mut slow = vec![(-1.0, 7); prefix];
+            d.for_each_centroid(|m, w| slow.push((m, w)));
+            prop_assert_eq!(&fast, &slow);
+            let mut unordered = vec![(-1.0, 7); prefix];
+            d.for_each_centroid_unordered(|m, w| unordered.push((m, w)));
+            unordered.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            slow.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            prop_assert_eq!(&unordered, &slow);
+            // Decoded-then-merged and in-memory digests take the general path.
+            let mut merged = d.clone();
+            merged.merge(&decoded(&values, size));
+            let mut a = Vec::new();
+            merged.append_centroids(&mut a);
+            prop_assert_eq!(a, merged.centroids());
+            let mut live = Digest::new(size);
+            values.iter().for_each(|&v| live.add(v));
+            let mut b = Vec::new();
+            live.append_centroids(&mut b);
+            prop_assert_eq!(b, live.centroids());
+        }
+    }
+}

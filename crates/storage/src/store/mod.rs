@@ -13,6 +13,7 @@
 //! Locks are always taken in the order `maint` → `state`.
 
 mod head;
+mod import;
 mod maint;
 mod read;
 mod records;
