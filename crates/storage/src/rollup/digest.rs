@@ -990,7 +990,7 @@ mod tests {
 
 impl Digest {
     /// Appends the compressed centroids as `(mean, weight)`, ascending by
-    /// (mean, weight) — exactly the sequence [`Digest::for_each_centroid`]
+    /// mean, ties in stored order — exactly the sequence [`Digest::for_each_centroid`]
     /// visits — to `out`.
     ///
     /// When the digest is one undecoded stored run (what [`Rollup::decode`]
@@ -1002,15 +1002,9 @@ impl Digest {
     /// [`Rollup::decode`]: super::Rollup::decode
     pub fn append_centroids(&self, out: &mut Vec<(f64, u64)>) {
         if let Some(run) = self.single_run() {
-            let start = out.len();
+            // The view of a single run is that run in stored order (never
+            // re-sorted, see `View`), so this is exactly its sequence.
             run.append_pairs(out);
-            // `view()` sorts by (mean, weight): clamping can tie two
-            // quantized means with weights out of order (rare).
-            let by = |a: &(f64, u64), b: &(f64, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-            let new = &mut out[start..];
-            if !new.windows(2).all(|w| by(&w[0], &w[1]).is_le()) {
-                new.sort_by(by);
-            }
             return;
         }
         out.reserve(self.centroid_count());
@@ -1100,7 +1094,7 @@ mod fast_path_tests {
     }
 
     #[test]
-    fn clamped_ties_are_ordered_by_weight_as_the_view_orders_them() {
+    fn clamped_ties_keep_their_stored_order_as_the_view_does() {
         // Many copies of nearly equal values near max: quantized means clamp to max.
         let mut vs: Vec<f64> = (0..300).map(|i| 1000.0 + f64::from(i) * 1e-9).collect();
         vs.extend((0..50).map(f64::from));
