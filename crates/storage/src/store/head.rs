@@ -580,6 +580,85 @@ mod tests {
         }
     }
 
+    /// A replayed head (deferred request index, quality rows forcing a
+    /// flush mid-way, lookups while deferred) equals the live one.
+    #[test]
+    fn replayed_head_has_the_live_heads_requests_and_rollups() {
+        let dims = [Dim::Model, Dim::Endpoint];
+        let mut batches = Vec::new();
+        for b in 0..6i64 {
+            let calls: Vec<LlmCall> = (0..300i64)
+                .map(|i| {
+                    let ts = (b * 300 + i) * 997 % 600_000;
+                    call(
+                        &format!("r{}", (b * 300 + i) % 700),
+                        ts,
+                        ["a", "b"][(i % 2) as usize],
+                    )
+                })
+                .collect();
+            let mut batch = Batch::from_calls(calls);
+            if b == 3 {
+                batch.quality.push(Quality {
+                    request_id: "r5".into(),
+                    timestamp_ms: 1_000,
+                    response_length: 10,
+                    ..Quality::default()
+                });
+            }
+            batches.push(batch);
+        }
+        let run = |replay: bool| {
+            let mut head = Head::default();
+            if replay {
+                head.begin_replay();
+            }
+            for (seq, b) in batches.iter().enumerate() {
+                let p = Prepared::new(b.clone(), &dims);
+                head.apply(seq as u64, 0, p, &dims, 50, 0, &|_| None);
+                if replay && seq == 4 {
+                    // Found while still deferred.
+                    let r = head.request(&dims, "r1").map(|r| r.timestamp_ms);
+                    let want = batches[..5]
+                        .iter()
+                        .flat_map(|b| &b.calls)
+                        .filter(|c| c.request_id == "r1")
+                        .last()
+                        .map(|c| c.timestamp_ms);
+                    assert_eq!(r, want);
+                }
+            }
+            if replay {
+                head.end_replay();
+            }
+            head
+        };
+        let (live, replayed) = (run(false), run(true));
+        let reqs = |h: &Head| -> Vec<(String, i64, GroupKey)> {
+            h.requests(&dims)
+                .map(|(id, r)| (id.to_string(), r.timestamp_ms, r.group))
+                .collect()
+        };
+        assert_eq!(reqs(&live).len(), 700);
+        assert_eq!(reqs(&live), reqs(&replayed));
+        for id in ["r0", "r5", "r699", "nope"] {
+            assert_eq!(
+                live.request(&dims, id).map(|r| r.timestamp_ms),
+                replayed.request(&dims, id).map(|r| r.timestamp_ms)
+            );
+        }
+        let rollups = |h: &Head| -> HashMap<(i64, GroupKey), Rollup> {
+            h.rollups()
+                .map(|((b, g), r)| ((*b, g.clone()), r.clone()))
+                .collect()
+        };
+        let (a, b) = (rollups(&live), rollups(&replayed));
+        assert_eq!(a.len(), b.len());
+        for (k, r) in &a {
+            assert!(b[k].exact_eq(r), "{k:?}");
+        }
+    }
+
     #[test]
     fn prepared_groups_are_the_calls_groups() {
         let dims = [Dim::Model];
