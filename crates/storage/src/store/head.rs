@@ -622,8 +622,7 @@ mod tests {
                     let want = batches[..5]
                         .iter()
                         .flat_map(|b| &b.calls)
-                        .filter(|c| c.request_id == "r1")
-                        .last()
+                        .rfind(|c| c.request_id == "r1")
                         .map(|c| c.timestamp_ms);
                     assert_eq!(r, want);
                 }
