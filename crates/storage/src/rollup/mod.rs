@@ -184,7 +184,19 @@ impl Rollup {
             size,
             call.total_tokens as f64,
         );
-        match self.finish_reasons.get_mut(call.finish_reason.as_str()) {
+        // Few distinct reasons per rollup: a scan comparing lengths first
+        // reads only the matching key's bytes (a B-tree search reads each
+        // key it passes).
+        let reason = call.finish_reason.as_str();
+        let found = if self.finish_reasons.len() <= 8 {
+            self.finish_reasons
+                .iter_mut()
+                .find(|(k, _)| k.as_str() == reason)
+                .map(|(_, n)| n)
+        } else {
+            self.finish_reasons.get_mut(reason)
+        };
+        match found {
             Some(n) => *n = n.saturating_add(1),
             None => {
                 self.finish_reasons.insert(call.finish_reason.clone(), 1);

@@ -122,6 +122,10 @@ pub(crate) struct Prepared {
     groups: Vec<GroupKey>,
     /// Per call, its index in `groups`.
     call_groups: Vec<u32>,
+    /// Call indexes sorted by (group, minute bucket, index): the order in
+    /// which [`Head::apply`] adds calls to rollups, so each rollup's calls
+    /// are added back to back, in batch order.
+    order: Vec<u32>,
 }
 
 impl Prepared {
@@ -160,11 +164,27 @@ impl Prepared {
             };
             call_groups.push(idx);
         }
+        let mut keys: Vec<(u32, i64, u32)> = batch
+            .calls
+            .iter()
+            .zip(&call_groups)
+            .enumerate()
+            .map(|(i, (c, &g))| (g, Tier::Minute.floor(c.timestamp_ms), i as u32))
+            .collect();
+        keys.sort_unstable();
+        let order = keys.into_iter().map(|(_, _, i)| i).collect();
         Prepared {
             batch,
             groups,
             call_groups,
+            order,
         }
+    }
+
+    /// True when `call_groups` and `order` cover the batch's calls.
+    fn is_consistent(&self) -> bool {
+        let n = self.batch.calls.len();
+        self.call_groups.len() == n && self.order.len() == n
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -226,6 +246,12 @@ impl<'a> IntoIterator for &'a Calls {
 const NO_CALL: usize = usize::MAX;
 
 /// request id → newest call with that id, by call ordinal.
+///
+/// While replaying, inserts are deferred: their (hash, ordinal) pairs are
+/// collected and inserted by [`RequestIndex::flush`] in the map's bucket
+/// order, so a million inserts sweep the table instead of missing the cache
+/// once each. The result is the same map and chains as inserting one by one
+/// in ordinal order (pairs with equal hashes keep ordinal order).
 #[derive(Debug, Default)]
 struct RequestIndex {
     hasher: RandomState,
@@ -233,18 +259,55 @@ struct RequestIndex {
     newest: HashMap<u64, usize, BuildHasherDefault<IdHasher>>,
     /// Per call ordinal, the previous call with the same hash (`NO_CALL` if none).
     prev: Vec<usize>,
+    /// Collect inserts in `deferred` instead of applying them.
+    defer: bool,
+    /// (hash, ordinal) of calls newer than every call in `newest`, ascending
+    /// by ordinal.
+    deferred: Vec<(u64, usize)>,
 }
 
 impl RequestIndex {
     fn insert(&mut self, id: &str, ordinal: usize) {
-        debug_assert_eq!(ordinal, self.prev.len());
+        debug_assert_eq!(ordinal, self.prev.len() + self.deferred.len());
         let h = self.hasher.hash_one(id);
+        if self.defer {
+            self.deferred.push((h, ordinal));
+            return;
+        }
         let prev = self.newest.insert(h, ordinal).unwrap_or(NO_CALL);
         self.prev.push(prev);
     }
 
+    /// Inserts the deferred pairs, in bucket order.
+    fn flush(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut d = std::mem::take(&mut self.deferred);
+        self.prev.resize(self.prev.len() + d.len(), NO_CALL);
+        self.newest.reserve(d.len());
+        // hashbrown's bucket of a key is `hash & (buckets − 1)`, with
+        // capacity = 7/8 of the buckets (a wrong guess only costs locality).
+        let mask = (self.newest.capacity().saturating_mul(8) / 7)
+            .checked_next_power_of_two()
+            .map_or(u64::MAX, |b| b as u64 - 1);
+        d.sort_unstable_by_key(|&(h, o)| (h & mask, h, o));
+        for (h, o) in d {
+            let prev = self.newest.insert(h, o).unwrap_or(NO_CALL);
+            if let Some(p) = self.prev.get_mut(o) {
+                *p = prev;
+            }
+        }
+    }
+
     fn find(&self, calls: &Calls, id: &str) -> Option<usize> {
-        let mut i = *self.newest.get(&self.hasher.hash_one(id))?;
+        let h = self.hasher.hash_one(id);
+        for &(dh, o) in self.deferred.iter().rev() {
+            if dh == h && calls.get(o)?.request_id == id {
+                return Some(o);
+            }
+        }
+        let mut i = *self.newest.get(&h)?;
         while i != NO_CALL {
             if calls.get(i)?.request_id == id {
                 return Some(i);
@@ -319,6 +382,17 @@ impl Head {
         })
     }
 
+    /// Defers request-index inserts until [`Head::end_replay`] (or a
+    /// quality/feedback row needing a lookup).
+    pub(crate) fn begin_replay(&mut self) {
+        self.requests.defer = true;
+    }
+
+    pub(crate) fn end_replay(&mut self) {
+        self.requests.flush();
+        self.requests.defer = false;
+    }
+
     fn intern(&mut self, g: &GroupKey) -> u32 {
         if let Some(&i) = self.group_ids.get(g) {
             return i;
@@ -348,10 +422,16 @@ impl Head {
         now_ms: i64,
         lookup: &dyn Fn(&str) -> Option<RequestRef>,
     ) {
+        let prepared = if prepared.is_consistent() {
+            prepared
+        } else {
+            Prepared::new(prepared.batch, dims)
+        };
         let Prepared {
             batch,
             groups,
             call_groups,
+            order,
         } = prepared;
         self.seqs.push(seq);
         self.wal_bytes += wal_bytes;
@@ -359,22 +439,36 @@ impl Head {
             self.first_applied_ms = Some(now_ms);
         }
         let gids: Vec<u32> = groups.iter().map(|g| self.intern(g)).collect();
+        // Rollup by rollup (each one's calls in batch order, so every rollup
+        // gets exactly the values, in the order, of adding call by call).
+        let rollups = &mut self.rollups;
+        let mut last: Option<((i64, u32), &mut Rollup)> = None;
+        for &i in &order {
+            let i = i as usize;
+            let (Some(call), Some(&g)) = (
+                batch.calls.get(i),
+                call_groups.get(i).and_then(|&l| gids.get(l as usize)),
+            ) else {
+                continue; // `is_consistent` rules this out
+            };
+            let key = (Tier::Minute.floor(call.timestamp_ms), g);
+            let r = match last.take() {
+                Some((k, r)) if k == key => r,
+                _ => rollups
+                    .entry(key)
+                    .or_insert_with(|| Rollup::new(digest_size)),
+            };
+            r.add_call(call);
+            last = Some((key, r));
+        }
         let first = self.calls.len();
         for (i, call) in batch.calls.iter().enumerate() {
-            let g = call_groups.get(i).and_then(|&l| gids.get(l as usize));
-            let g = match g {
-                Some(&g) => g,
-                // Only if `prepared` was built inconsistently.
-                None => self.intern(&group_of(dims, call)),
-            };
-            let bucket = Tier::Minute.floor(call.timestamp_ms);
-            self.rollups
-                .entry((bucket, g))
-                .or_insert_with(|| Rollup::new(digest_size))
-                .add_call(call);
             self.requests.insert(&call.request_id, first + i);
         }
         self.calls.push_chunk(batch.calls);
+        if !(batch.quality.is_empty() && batch.feedback.is_empty()) {
+            self.requests.flush();
+        }
         for (i, q) in batch.quality.into_iter().enumerate() {
             let group = self.resolve(&q.request_id, dims, lookup);
             self.rollup(Tier::Minute.floor(q.timestamp_ms), &group, digest_size)
@@ -483,6 +577,84 @@ mod tests {
         assert_eq!(got.len(), want.len());
         for (k, r) in &want {
             assert!(got[k].exact_eq(r), "{k:?}");
+        }
+    }
+
+    /// A replayed head (deferred request index, quality rows forcing a
+    /// flush mid-way, lookups while deferred) equals the live one.
+    #[test]
+    fn replayed_head_has_the_live_heads_requests_and_rollups() {
+        let dims = [Dim::Model, Dim::Endpoint];
+        let mut batches = Vec::new();
+        for b in 0..6i64 {
+            let calls: Vec<LlmCall> = (0..300i64)
+                .map(|i| {
+                    let ts = (b * 300 + i) * 997 % 600_000;
+                    call(
+                        &format!("r{}", (b * 300 + i) % 700),
+                        ts,
+                        ["a", "b"][(i % 2) as usize],
+                    )
+                })
+                .collect();
+            let mut batch = Batch::from_calls(calls);
+            if b == 3 {
+                batch.quality.push(Quality {
+                    request_id: "r5".into(),
+                    timestamp_ms: 1_000,
+                    response_length: 10,
+                    ..Quality::default()
+                });
+            }
+            batches.push(batch);
+        }
+        let run = |replay: bool| {
+            let mut head = Head::default();
+            if replay {
+                head.begin_replay();
+            }
+            for (seq, b) in batches.iter().enumerate() {
+                let p = Prepared::new(b.clone(), &dims);
+                head.apply(seq as u64, 0, p, &dims, 50, 0, &|_| None);
+                if replay && seq == 4 {
+                    // Found while still deferred.
+                    let r = head.request(&dims, "r1").map(|r| r.timestamp_ms);
+                    let want = batches[..5]
+                        .iter()
+                        .flat_map(|b| &b.calls)
+                        .rfind(|c| c.request_id == "r1")
+                        .map(|c| c.timestamp_ms);
+                    assert_eq!(r, want);
+                }
+            }
+            if replay {
+                head.end_replay();
+            }
+            head
+        };
+        let (live, replayed) = (run(false), run(true));
+        let reqs = |h: &Head| -> Vec<(String, i64, GroupKey)> {
+            h.requests(&dims)
+                .map(|(id, r)| (id.to_string(), r.timestamp_ms, r.group))
+                .collect()
+        };
+        assert_eq!(reqs(&live).len(), 700);
+        assert_eq!(reqs(&live), reqs(&replayed));
+        for id in ["r0", "r5", "r699", "nope"] {
+            assert_eq!(
+                live.request(&dims, id).map(|r| r.timestamp_ms),
+                replayed.request(&dims, id).map(|r| r.timestamp_ms)
+            );
+        }
+        let rollups = |h: &Head| -> HashMap<(i64, GroupKey), Rollup> {
+            h.rollups()
+                .map(|((b, g), r)| ((*b, g.clone()), r.clone()))
+                .collect()
+        };
+        let (a, b) = (rollups(&live), rollups(&replayed));
+        assert_eq!(a.len(), b.len());
+        for (k, r) in &a {
+            assert!(b[k].exact_eq(r), "{k:?}");
         }
     }
 

@@ -636,11 +636,12 @@ impl Core {
         );
         let mut next = 1;
         let mut st = self.state.write();
+        st.head.begin_replay();
         let now = sextant_model::now_ms();
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 4);
-        std::thread::scope(|s| -> Result<()> {
+        let replayed = std::thread::scope(|s| -> Result<()> {
             let mut ins = Vec::with_capacity(n);
             let mut outs = Vec::with_capacity(n);
             for _ in 0..n {
@@ -696,7 +697,9 @@ impl Core {
                 Ok(e) => Err(e),
                 Err(_) => Ok(()),
             }
-        })?;
+        });
+        st.head.end_replay();
+        replayed?;
         Ok(next)
     }
 

@@ -214,15 +214,13 @@ mod wal2 {
 
     fn format_uuid(raw: &[u8]) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(36);
-        for (i, &x) in raw.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                s.push('-');
-            }
-            s.push(char::from(HEX[usize::from(x >> 4)]));
-            s.push(char::from(HEX[usize::from(x & 15)]));
+        let mut b = *b"00000000-0000-0000-0000-000000000000";
+        for (&x, &at) in raw.iter().zip(&UUID_PAIRS) {
+            b[at] = HEX[usize::from(x >> 4)];
+            b[at + 1] = HEX[usize::from(x & 15)];
         }
-        s
+        // Only ASCII hex digits and dashes: always valid UTF-8.
+        String::from_utf8(b.to_vec()).unwrap_or_default()
     }
 
     pub(super) fn put_calls(out: &mut Vec<u8>, calls: &[LlmCall]) {
