@@ -25,36 +25,69 @@ fn hex_val(c: u8) -> Option<u8> {
     }
 }
 
+/// Appends the bytes of the even-length lowercase hex `s` to `out`; false
+/// (and `out` unchanged) if `s` is not such hex.
 fn parse_hex(s: &[u8], out: &mut Vec<u8>) -> bool {
-    if s.len() % 2 != 0 || !s.iter().all(|&c| hex_val(c).is_some()) {
+    if s.len() % 2 != 0 {
         return false;
     }
-    for pair in s.chunks(2) {
-        out.push((hex_val(pair[0]).unwrap_or(0) << 4) | hex_val(pair[1]).unwrap_or(0));
+    let start = out.len();
+    for pair in s.chunks_exact(2) {
+        match (hex_val(pair[0]), hex_val(pair[1])) {
+            (Some(hi), Some(lo)) => out.push((hi << 4) | lo),
+            _ => {
+                out.truncate(start);
+                return false;
+            }
+        }
     }
     true
 }
 
-/// Kind and raw bytes of one id.
-fn classify(s: Option<&str>) -> (u32, Vec<u8>) {
-    let Some(s) = s else { return (0, Vec::new()) };
-    let b = s.as_bytes();
-    let mut raw = Vec::with_capacity(16);
-    if b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') {
-        let hex: Vec<u8> = b.iter().copied().filter(|&c| c != b'-').collect();
-        if hex.len() == 32 && parse_hex(&hex, &mut raw) {
-            return (1, raw);
+/// Appends the raw bytes of a canonical UUID (8-4-4-4-12 lowercase hex) to
+/// `out`; false (and `out` unchanged) if `b` is not one.
+fn parse_uuid(b: &[u8], out: &mut Vec<u8>) -> bool {
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return false;
+    }
+    let start = out.len();
+    for part in [&b[0..8], &b[9..13], &b[14..18], &b[19..23], &b[24..36]] {
+        if !parse_hex(part, out) {
+            out.truncate(start);
+            return false;
         }
-        raw.clear();
     }
-    if b.len() == 32 && parse_hex(b, &mut raw) {
-        return (2, raw);
+    true
+}
+
+/// Kind of one id, its raw bytes appended to the buffer of that kind:
+/// `b16` (kinds 1, 2), `b8` (kind 3) or `strs` (kind 4, length-prefixed).
+fn classify_into(s: Option<&str>, b16: &mut Vec<u8>, b8: &mut Vec<u8>, strs: &mut Vec<u8>) -> u32 {
+    let Some(s) = s else { return 0 };
+    let b = s.as_bytes();
+    match b.len() {
+        36 if parse_uuid(b, b16) => 1,
+        32 if parse_hex(b, b16) => 2,
+        16 if parse_hex(b, b8) => 3,
+        _ => {
+            put_bytes(strs, b);
+            4
+        }
     }
-    raw.clear();
-    if b.len() == 16 && parse_hex(b, &mut raw) {
-        return (3, raw);
-    }
-    (4, b.to_vec())
+}
+
+/// Kind and raw bytes of one id.
+#[cfg(test)]
+fn classify(s: Option<&str>) -> (u32, Vec<u8>) {
+    let (mut b16, mut b8, mut strs) = (Vec::new(), Vec::new(), Vec::new());
+    let k = classify_into(s, &mut b16, &mut b8, &mut strs);
+    let raw = match k {
+        1 | 2 => b16,
+        3 => b8,
+        4 => s.map(|s| s.as_bytes().to_vec()).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    (k, raw)
 }
 
 fn to_hex(raw: &[u8]) -> String {
@@ -79,25 +112,44 @@ fn to_uuid(raw: &[u8]) -> String {
     )
 }
 
-pub(crate) fn put_ids<'a>(out: &mut Vec<u8>, ids: impl Iterator<Item = Option<&'a str>>) {
-    let mut kinds = Vec::new();
-    let mut b16 = Vec::new();
-    let mut b8 = Vec::new();
-    let mut strs = Vec::new();
-    for id in ids {
-        let (k, raw) = classify(id);
-        kinds.push(k);
-        match k {
-            1 | 2 => b16.extend(raw),
-            3 => b8.extend(raw),
-            4 => put_bytes(&mut strs, &raw),
-            _ => {}
+/// An id column built one row at a time (each id is classified and its raw
+/// bytes placed as it arrives).
+#[derive(Debug, Default)]
+pub(crate) struct IdColumn {
+    kinds: Vec<u32>,
+    b16: Vec<u8>,
+    b8: Vec<u8>,
+    strs: Vec<u8>,
+}
+
+impl IdColumn {
+    pub(crate) fn with_capacity(n: usize) -> IdColumn {
+        IdColumn {
+            kinds: Vec::with_capacity(n),
+            ..IdColumn::default()
         }
     }
-    Partition::build(&kinds, if kinds.is_empty() { 0 } else { KINDS }).put(out);
-    out.extend(b16);
-    out.extend(b8);
-    out.extend(strs);
+
+    pub(crate) fn push(&mut self, id: Option<&str>) {
+        let k = classify_into(id, &mut self.b16, &mut self.b8, &mut self.strs);
+        self.kinds.push(k);
+    }
+
+    pub(crate) fn put(&self, out: &mut Vec<u8>) {
+        let k = if self.kinds.is_empty() { 0 } else { KINDS };
+        Partition::build(&self.kinds, k).put(out);
+        out.extend_from_slice(&self.b16);
+        out.extend_from_slice(&self.b8);
+        out.extend_from_slice(&self.strs);
+    }
+}
+
+pub(crate) fn put_ids<'a>(out: &mut Vec<u8>, ids: impl ExactSizeIterator<Item = Option<&'a str>>) {
+    let mut col = IdColumn::with_capacity(ids.len());
+    for id in ids {
+        col.push(id);
+    }
+    col.put(out);
 }
 
 pub(crate) fn read_ids(r: &mut Reader<'_>, n: usize) -> Result<Vec<Option<String>>, CodecError> {

@@ -14,7 +14,7 @@
 //! uses wrapping arithmetic, so any i64/u64 sequence round-trips exactly.
 
 use super::bits::{pack, packed_len, unpack, width};
-use super::bytes::{put_ivarint, Reader};
+use super::bytes::{put_ivarint, zigzag, Reader};
 use crate::error::CodecError;
 
 /// Values per bit-packed block.
@@ -60,33 +60,77 @@ fn put_varints(out: &mut Vec<u8>, v: &[i64]) {
     }
 }
 
-/// Appends the smallest encoding of `values`.
+/// Bytes of `x` as a zigzag varint.
+fn ivarint_len(x: i64) -> usize {
+    (width(zigzag(x)).max(1) as usize).div_ceil(7)
+}
+
+/// Bytes the values after the seeds take under `packing`; `None` when the
+/// packing does not apply (2 needs all values equal).
+fn rest_len(rest: &[i64], packing: u8) -> Option<usize> {
+    match packing {
+        0 => Some(rest.iter().map(|&x| ivarint_len(x)).sum()),
+        1 => Some(
+            rest.chunks(BLOCK)
+                .map(|block| {
+                    let min = *block.iter().min().unwrap_or(&0);
+                    let max = *block.iter().max().unwrap_or(&0);
+                    let w = width(max.wrapping_sub(min) as u64);
+                    ivarint_len(min) + 1 + packed_len(block.len(), w)
+                })
+                .sum(),
+        ),
+        _ => match rest.first() {
+            Some(&x) if rest.iter().any(|&y| y != x) => None,
+            Some(&x) => Some(ivarint_len(x)),
+            None => Some(0),
+        },
+    }
+}
+
+/// Appends the smallest encoding of `values` (the first of the smallest in
+/// transform-then-packing order). Sizes are computed without encoding; only
+/// the winner is written.
 pub(crate) fn put_ints(out: &mut Vec<u8>, values: &[i64]) {
-    let mut best: Option<Vec<u8>> = None;
+    let mut t = values.to_vec();
+    // (size, order, packing) of the best so far.
+    let mut best: Option<(usize, u8, u8)> = None;
     for order in 0..3u8 {
-        let t = transform(values, order);
-        let (seeds, rest) = t.split_at(usize::from(order).min(t.len()));
-        for packing in 0..3u8 {
-            let mut buf = vec![(order << 2) | packing];
-            put_varints(&mut buf, seeds);
-            match packing {
-                0 => put_varints(&mut buf, rest),
-                1 => put_packed(&mut buf, rest),
-                _ => {
-                    if rest.iter().any(|&x| x != rest[0]) {
-                        continue;
-                    }
-                    if let Some(&x) = rest.first() {
-                        put_ivarint(&mut buf, x);
-                    }
-                }
+        if order > 0 {
+            let mut prev = 0i64;
+            for x in t.iter_mut() {
+                let cur = *x;
+                *x = cur.wrapping_sub(prev);
+                prev = cur;
             }
-            if best.as_ref().is_none_or(|b| buf.len() < b.len()) {
-                best = Some(buf);
+        }
+        let (seeds, rest) = t.split_at(usize::from(order).min(t.len()));
+        let head = 1 + seeds.iter().map(|&x| ivarint_len(x)).sum::<usize>();
+        for packing in 0..3u8 {
+            let Some(len) = rest_len(rest, packing) else {
+                continue;
+            };
+            if best.is_none_or(|b| head + len < b.0) {
+                best = Some((head + len, order, packing));
             }
         }
     }
-    out.extend(best.unwrap_or_default());
+    let Some((_, order, packing)) = best else {
+        return;
+    };
+    let t = transform(values, order);
+    let (seeds, rest) = t.split_at(usize::from(order).min(t.len()));
+    out.push((order << 2) | packing);
+    put_varints(out, seeds);
+    match packing {
+        0 => put_varints(out, rest),
+        1 => put_packed(out, rest),
+        _ => {
+            if let Some(&x) = rest.first() {
+                put_ivarint(out, x);
+            }
+        }
+    }
 }
 
 pub(crate) fn put_u64s(out: &mut Vec<u8>, values: &[u64]) {
@@ -160,6 +204,35 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The encoder before sizes were computed: writes all nine candidates.
+    fn put_ints_reference(out: &mut Vec<u8>, values: &[i64]) {
+        let mut best: Option<Vec<u8>> = None;
+        for order in 0..3u8 {
+            let t = transform(values, order);
+            let (seeds, rest) = t.split_at(usize::from(order).min(t.len()));
+            for packing in 0..3u8 {
+                let mut buf = vec![(order << 2) | packing];
+                put_varints(&mut buf, seeds);
+                match packing {
+                    0 => put_varints(&mut buf, rest),
+                    1 => put_packed(&mut buf, rest),
+                    _ => {
+                        if rest.iter().any(|&x| x != rest[0]) {
+                            continue;
+                        }
+                        if let Some(&x) = rest.first() {
+                            put_ivarint(&mut buf, x);
+                        }
+                    }
+                }
+                if best.as_ref().is_none_or(|b| buf.len() < b.len()) {
+                    best = Some(buf);
+                }
+            }
+        }
+        out.extend(best.unwrap_or_default());
+    }
+
     fn round_trip(v: &[i64]) -> Vec<i64> {
         let mut out = Vec::new();
         put_ints(&mut out, v);
@@ -183,6 +256,21 @@ mod tests {
         #[test]
         fn int_column_round_trips_any_i64(v in proptest::collection::vec(edge_i64(), 0..400)) {
             prop_assert_eq!(round_trip(&v), v);
+        }
+
+        #[test]
+        fn int_column_is_the_smallest_of_all_candidates(v in proptest::collection::vec(prop_oneof![edge_i64(), 0i64..300, Just(7i64)], 0..400), step in 0i64..5000) {
+            let mut out = Vec::new();
+            put_ints(&mut out, &v);
+            let mut want = Vec::new();
+            put_ints_reference(&mut want, &v);
+            prop_assert_eq!(&out, &want);
+            // Regular series (delta and delta-of-delta wins).
+            let series: Vec<i64> = v.iter().scan(0i64, |acc, &x| { *acc = acc.wrapping_add(step).wrapping_add(x % 3); Some(*acc) }).collect();
+            let (mut out, mut want) = (Vec::new(), Vec::new());
+            put_ints(&mut out, &series);
+            put_ints_reference(&mut want, &series);
+            prop_assert_eq!(out, want);
         }
 
         #[test]

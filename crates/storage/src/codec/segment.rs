@@ -12,7 +12,7 @@
 //! transaction; `rows` ≤ payload length (each row's request id takes ≥ 1 byte),
 //! so no decoder allocates more than a small multiple of the input size.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use roaring::RoaringBitmap;
 use sextant_model::{Dim, LlmCall, TimeRange};
@@ -21,7 +21,7 @@ use super::bitmap::Partition;
 use super::bytes::{put_ivarint, put_varint, Reader};
 use super::dict::Dict;
 use super::floats::{put_floats, read_floats};
-use super::ids::{put_ids, read_ids};
+use super::ids::{read_ids, IdColumn};
 use super::ints::{put_ints, put_u64s, read_ints, read_u64s};
 use crate::api::RowFilter;
 use crate::error::CodecError;
@@ -78,20 +78,69 @@ pub(crate) struct SegmentHeader {
 
 // ---------------------------------------------------------------- columns
 
-/// Distinct ids in order of first appearance, and each row's index into them.
-fn classes_of(ids: &[u32]) -> (Vec<u32>, Vec<u32>) {
-    let mut values: Vec<u32> = Vec::new();
-    let mut class_of_id: HashMap<u32, u32> = HashMap::new();
-    let classes = ids
+/// Most distinct values a [`Classes`] finds by linear scan before it
+/// switches to a hash map.
+const SMALL_CLASSES: usize = 16;
+
+/// The distinct strings of one column in order of first appearance (its
+/// classes) and each row's class. A handful of values is found by a linear
+/// scan of the few candidates, more through a hash map keyed by the borrowed
+/// string; nothing is copied. The dictionary sees each distinct string once
+/// per segment ([`Classes::dict_ids`], in class order — the order interning
+/// row by row would hand out ids in).
+struct Classes<'a> {
+    strs: Vec<&'a str>,
+    map: Option<HashMap<&'a str, u32>>,
+}
+
+impl<'a> Classes<'a> {
+    fn new() -> Classes<'a> {
+        Classes {
+            strs: Vec::new(),
+            map: None,
+        }
+    }
+
+    /// The class of `s`, creating it if new.
+    fn class(&mut self, s: &'a str) -> u32 {
+        let next = self.strs.len() as u32;
+        if let Some(map) = &mut self.map {
+            let c = *map.entry(s).or_insert(next);
+            if c == next {
+                self.strs.push(s);
+            }
+            return c;
+        }
+        if let Some(c) = self.strs.iter().position(|&x| x == s) {
+            return c as u32;
+        }
+        self.strs.push(s);
+        if self.strs.len() > SMALL_CLASSES {
+            let mut map = HashMap::with_capacity(self.strs.len() * 2);
+            for (i, &x) in self.strs.iter().enumerate() {
+                map.insert(x, i as u32);
+            }
+            self.map = Some(map);
+        }
+        next
+    }
+
+    fn len(&self) -> usize {
+        self.strs.len()
+    }
+
+    /// The dictionary id of every class, interned in class order.
+    fn dict_ids(&self, dict: &mut Dict) -> Vec<u32> {
+        self.strs.iter().map(|s| dict.intern(s)).collect()
+    }
+}
+
+/// Dictionary ids of an optional column from its classes.
+fn opt_dict_ids(values: &[u32], classes: &[Option<u32>]) -> Vec<Option<u32>> {
+    classes
         .iter()
-        .map(|&id| {
-            *class_of_id.entry(id).or_insert_with(|| {
-                values.push(id);
-                (values.len() - 1) as u32
-            })
-        })
-        .collect();
-    (values, classes)
+        .map(|c| c.map(|c| values[c as usize]))
+        .collect()
 }
 
 /// A low-cardinality string column whose per-value row sets *are* the
@@ -100,30 +149,32 @@ fn classes_of(ids: &[u32]) -> (Vec<u32>, Vec<u32>) {
 /// mode 1 (the value is a function of the model column, e.g. provider):
 /// `[k: varint = the model column's k][k dict ids: varint]`, the value of
 /// each model class — the model's row sets are reused.
-fn put_dim(out: &mut Vec<u8>, ids: &[u32], parent: Option<&[u32]>) {
-    if let Some(parent) = parent {
-        let (pvalues, pclasses) = classes_of(parent);
-        let mut map: Vec<Option<u32>> = vec![None; pvalues.len()];
-        let functional = pclasses.iter().zip(ids).all(|(&c, &id)| {
-            let slot = &mut map[c as usize];
-            *slot.get_or_insert(id) == id
+///
+/// `values` are the dict ids of the column's classes (distinct, in order of
+/// first appearance), `classes` each row's class; `parent` the model
+/// column's row classes and class count.
+fn put_dim(out: &mut Vec<u8>, values: &[u32], classes: &[u32], parent: Option<(&[u32], usize)>) {
+    if let Some((pclasses, pk)) = parent {
+        let mut map: Vec<Option<u32>> = vec![None; pk];
+        let functional = pclasses.iter().zip(classes).all(|(&p, &c)| {
+            let slot = &mut map[p as usize];
+            *slot.get_or_insert(c) == c
         });
         if functional {
             out.push(1);
             put_varint(out, map.len() as u64);
             for v in map {
-                put_varint(out, u64::from(v.unwrap_or(0)));
+                put_varint(out, u64::from(v.map_or(0, |c| values[c as usize])));
             }
             return;
         }
     }
-    let (values, classes) = classes_of(ids);
     out.push(0);
     put_varint(out, values.len() as u64);
-    for &v in &values {
+    for &v in values {
         put_varint(out, u64::from(v));
     }
-    Partition::build(&classes, values.len()).put(out);
+    Partition::build(classes, values.len()).put(out);
 }
 
 struct DimCol {
@@ -264,6 +315,10 @@ fn fit(rows: &[TokRow]) -> Option<Coeffs> {
         .filter(|r| r.cached == 0 && r.reasoning == 0 && r.cost.is_finite())
         .take(64)
         .collect();
+    // The rows that pin the cached-input and reasoning prices do not depend
+    // on the pair below: find them once.
+    let cached_row = rows.iter().find(|r| r.cached > 0 && r.reasoning == 0);
+    let reasoning_row = rows.iter().find(|r| r.reasoning > 0);
     let mut best: Option<(usize, Coeffs)> = None;
     for (i, r1) in plain.iter().enumerate().take(8) {
         for r2 in plain.iter().skip(i + 1).take(8) {
@@ -275,11 +330,11 @@ fn fit(rows: &[TokRow]) -> Option<Coeffs> {
             let a = nice((r1.cost * c2 - r2.cost * c1) / det * 1e6);
             let b = nice((p1 * r2.cost - p2 * r1.cost) / det * 1e6);
             let mut k = [a, a, b, b];
-            if let Some(r) = rows.iter().find(|r| r.cached > 0 && r.reasoning == 0) {
+            if let Some(r) = cached_row {
                 let rest = predict(&[a, 0.0, b, b], r.p, r.c, r.cached, 0);
                 k[1] = nice((r.cost - rest) * 1e6 / r.cached.min(r.p) as f64);
             }
-            if let Some(r) = rows.iter().find(|r| r.reasoning > 0) {
+            if let Some(r) = reasoning_row {
                 let rest = predict(&[a, k[1], b, 0.0], r.p, r.c, r.cached, r.reasoning);
                 k[3] = nice((r.cost - rest) * 1e6 / r.reasoning.min(r.c) as f64);
             }
@@ -298,42 +353,61 @@ fn fit(rows: &[TokRow]) -> Option<Coeffs> {
     best.filter(|b| b.0 > 0).map(|b| b.1)
 }
 
+/// Token columns of a segment, in row order.
+struct Tokens<'a> {
+    prompt: &'a [u64],
+    completion: &'a [u64],
+    cached: &'a [u64],
+    reasoning: &'a [u64],
+}
+
 /// `[m: varint][m × (model dict id: varint, 4 × f64 LE)][partition: 0 none,
 /// 1 predicted from the model's prices, 2 explicit][float column of the
-/// explicit costs]`.
-fn put_cost(out: &mut Vec<u8>, calls: &[&LlmCall], model_ids: &[u32]) {
-    let mut by_model: HashMap<u32, Vec<TokRow>> = HashMap::new();
-    for (c, &m) in calls.iter().zip(model_ids) {
-        if let Some(cost) = c.cost_usd {
-            by_model.entry(m).or_default().push(TokRow {
-                p: c.prompt_tokens,
-                c: c.completion_tokens,
-                cached: c.cached_input_tokens,
-                reasoning: c.reasoning_tokens,
+/// explicit costs]`. `model_classes` is each row's model class,
+/// `model_values` the dict id of each class.
+fn put_cost(
+    out: &mut Vec<u8>,
+    costs: &[Option<f64>],
+    t: &Tokens<'_>,
+    model_classes: &[u32],
+    model_values: &[u32],
+) {
+    let mut by_model: Vec<Vec<TokRow>> = (0..model_values.len()).map(|_| Vec::new()).collect();
+    for (i, (&cost, &m)) in costs.iter().zip(model_classes).enumerate() {
+        if let Some(cost) = cost {
+            by_model[m as usize].push(TokRow {
+                p: t.prompt[i],
+                c: t.completion[i],
+                cached: t.cached[i],
+                reasoning: t.reasoning[i],
                 cost,
             });
         }
     }
-    let mut models: Vec<(u32, Coeffs)> = by_model
+    let coeffs: Vec<Option<Coeffs>> = by_model
         .iter()
-        .filter(|(_, rows)| rows.len() >= 4)
-        .filter_map(|(&m, rows)| fit(rows).map(|k| (m, k)))
+        .map(|rows| if rows.len() >= 4 { fit(rows) } else { None })
+        .collect();
+    drop(by_model);
+    let mut models: Vec<(u32, Coeffs)> = coeffs
+        .iter()
+        .zip(model_values)
+        .filter_map(|(k, &m)| k.map(|k| (m, k)))
         .collect();
     models.sort_by_key(|m| m.0);
-    let coeffs: HashMap<u32, Coeffs> = models.iter().copied().collect();
-    let mut classes = Vec::with_capacity(calls.len());
+    let mut classes = Vec::with_capacity(costs.len());
     let mut explicit = Vec::new();
-    for (c, m) in calls.iter().zip(model_ids) {
-        classes.push(match c.cost_usd {
+    for (i, (&cost, &m)) in costs.iter().zip(model_classes).enumerate() {
+        classes.push(match cost {
             None => 0,
             Some(v) => {
-                let predicted = coeffs.get(m).map(|k| {
+                let predicted = coeffs[m as usize].map(|k| {
                     predict(
-                        k,
-                        c.prompt_tokens,
-                        c.completion_tokens,
-                        c.cached_input_tokens,
-                        c.reasoning_tokens,
+                        &k,
+                        t.prompt[i],
+                        t.completion[i],
+                        t.cached[i],
+                        t.reasoning[i],
                     )
                 });
                 if predicted.is_some_and(|p| p.to_bits() == v.to_bits()) {
@@ -352,7 +426,7 @@ fn put_cost(out: &mut Vec<u8>, calls: &[&LlmCall], model_ids: &[u32]) {
             out.extend_from_slice(&x.to_bits().to_le_bytes());
         }
     }
-    Partition::build(&classes, if calls.is_empty() { 0 } else { 3 }).put(out);
+    Partition::build(&classes, if costs.is_empty() { 0 } else { 3 }).put(out);
     put_floats(out, &explicit);
 }
 
@@ -400,11 +474,126 @@ fn read_cost(
 
 // --------------------------------------------------------------- encode
 
+/// The columns of a segment, split from the rows in one pass (each row is
+/// visited once: rows are large and their strings scattered, so a pass per
+/// column would fetch every row from memory twenty times).
+struct Split<'a> {
+    ts: Vec<i64>,
+    request_id: IdColumn,
+    /// model, provider, endpoint, finish_reason: classes and row classes.
+    dims: [(Classes<'a>, Vec<u32>); 4],
+    lat: Vec<f64>,
+    ttft: Vec<Option<f64>>,
+    prompt: Vec<u64>,
+    completion: Vec<u64>,
+    /// total − (prompt + completion), wrapping.
+    total: Vec<u64>,
+    cached: Vec<u64>,
+    reasoning: Vec<u64>,
+    cost: Vec<Option<f64>>,
+    /// 0 absent, 1 `Some("")`, 2 a message (class of `msgs`).
+    err_classes: Vec<u32>,
+    msgs: Classes<'a>,
+    msg_classes: Vec<u32>,
+    user: (Classes<'a>, Vec<Option<u32>>),
+    session: (Classes<'a>, Vec<Option<u32>>),
+    trace: IdColumn,
+    span: IdColumn,
+    tag_keys: Classes<'a>,
+    /// Per tag key (class of `tag_keys`): the values' classes and each row's.
+    tags: Vec<(Classes<'a>, Vec<Option<u32>>)>,
+}
+
+impl<'a> Split<'a> {
+    fn new(rows: impl ExactSizeIterator<Item = &'a LlmCall>) -> Split<'a> {
+        let n = rows.len();
+        let dim = || (Classes::new(), Vec::with_capacity(n));
+        let mut s = Split {
+            ts: Vec::with_capacity(n),
+            request_id: IdColumn::with_capacity(n),
+            dims: [dim(), dim(), dim(), dim()],
+            lat: Vec::with_capacity(n),
+            ttft: Vec::with_capacity(n),
+            prompt: Vec::with_capacity(n),
+            completion: Vec::with_capacity(n),
+            total: Vec::with_capacity(n),
+            cached: Vec::with_capacity(n),
+            reasoning: Vec::with_capacity(n),
+            cost: Vec::with_capacity(n),
+            err_classes: Vec::with_capacity(n),
+            msgs: Classes::new(),
+            msg_classes: Vec::new(),
+            user: dim_opt(n),
+            session: dim_opt(n),
+            trace: IdColumn::with_capacity(n),
+            span: IdColumn::with_capacity(n),
+            tag_keys: Classes::new(),
+            tags: Vec::new(),
+        };
+        for (row, c) in rows.enumerate() {
+            s.ts.push(c.timestamp_ms);
+            s.request_id.push(Some(&c.request_id));
+            for (d, v) in
+                s.dims
+                    .iter_mut()
+                    .zip([&c.model, &c.provider, &c.endpoint, &c.finish_reason])
+            {
+                d.1.push(d.0.class(v));
+            }
+            s.lat.push(c.latency_ms);
+            s.ttft.push(c.time_to_first_token_ms);
+            s.prompt.push(c.prompt_tokens);
+            s.completion.push(c.completion_tokens);
+            s.total.push(
+                c.total_tokens
+                    .wrapping_sub(c.prompt_tokens.wrapping_add(c.completion_tokens)),
+            );
+            s.cached.push(c.cached_input_tokens);
+            s.reasoning.push(c.reasoning_tokens);
+            s.cost.push(c.cost_usd);
+            s.err_classes.push(match c.error.as_deref() {
+                None => 0,
+                Some("") => 1,
+                Some(e) => {
+                    s.msg_classes.push(s.msgs.class(e));
+                    2
+                }
+            });
+            for (d, v) in [(&mut s.user, &c.user_id), (&mut s.session, &c.session_id)] {
+                d.1.push(v.as_deref().map(|v| d.0.class(v)));
+            }
+            s.trace.push(c.trace_id.as_deref());
+            s.span.push(c.span_id.as_deref());
+            for (key, value) in &c.tags {
+                let k = s.tag_keys.class(key) as usize;
+                if k == s.tags.len() {
+                    s.tags.push((Classes::new(), vec![None; n]));
+                }
+                let (values, col) = &mut s.tags[k];
+                col[row] = Some(values.class(value));
+            }
+        }
+        s
+    }
+}
+
+fn dim_opt<'a>(n: usize) -> (Classes<'a>, Vec<Option<u32>>) {
+    (Classes::new(), Vec::with_capacity(n))
+}
+
 /// Encodes `calls` (any order) as one framed segment, interning strings in `dict`.
 pub(crate) fn encode_segment(calls: &[LlmCall], dict: &mut Dict) -> Vec<u8> {
-    let mut rows: Vec<&LlmCall> = calls.iter().collect();
-    rows.sort_by_key(|c| c.timestamp_ms);
-    let n = rows.len();
+    let s = if calls
+        .windows(2)
+        .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms)
+    {
+        Split::new(calls.iter())
+    } else {
+        let mut rows: Vec<&LlmCall> = calls.iter().collect();
+        rows.sort_by_key(|c| c.timestamp_ms);
+        Split::new(rows.into_iter())
+    };
+    let n = s.ts.len();
     let mut cols: Vec<(u8, Vec<u8>)> = Vec::with_capacity(COLUMNS.len());
     let mut col = |id: u8, f: &mut dyn FnMut(&mut Vec<u8>)| {
         let mut b = Vec::new();
@@ -412,98 +601,74 @@ pub(crate) fn encode_segment(calls: &[LlmCall], dict: &mut Dict) -> Vec<u8> {
         cols.push((id, b));
     };
 
-    let ts: Vec<i64> = rows.iter().map(|c| c.timestamp_ms).collect();
-    col(1, &mut |b| put_ints(b, &ts));
-    col(2, &mut |b| {
-        put_ids(b, rows.iter().map(|c| Some(c.request_id.as_str())))
-    });
-    let model_ids: Vec<u32> = rows.iter().map(|c| dict.intern(&c.model)).collect();
-    col(3, &mut |b| put_dim(b, &model_ids, None));
-    let ids: Vec<u32> = rows.iter().map(|c| dict.intern(&c.provider)).collect();
-    col(4, &mut |b| put_dim(b, &ids, Some(&model_ids)));
-    let ids: Vec<u32> = rows.iter().map(|c| dict.intern(&c.endpoint)).collect();
-    col(5, &mut |b| put_dim(b, &ids, Some(&model_ids)));
-    let ids: Vec<u32> = rows.iter().map(|c| dict.intern(&c.finish_reason)).collect();
-    col(6, &mut |b| put_dim(b, &ids, Some(&model_ids)));
-    let lat: Vec<f64> = rows.iter().map(|c| c.latency_ms).collect();
-    col(7, &mut |b| put_floats(b, &lat));
-    let ttft: Vec<Option<f64>> = rows.iter().map(|c| c.time_to_first_token_ms).collect();
-    col(8, &mut |b| put_opt_floats(b, &ttft));
-    let prompt: Vec<u64> = rows.iter().map(|c| c.prompt_tokens).collect();
-    col(9, &mut |b| put_u64s(b, &prompt));
-    let completion: Vec<u64> = rows.iter().map(|c| c.completion_tokens).collect();
-    col(10, &mut |b| put_u64s(b, &completion));
-    let total: Vec<u64> = rows
-        .iter()
-        .map(|c| {
-            c.total_tokens
-                .wrapping_sub(c.prompt_tokens.wrapping_add(c.completion_tokens))
-        })
-        .collect();
-    col(11, &mut |b| put_u64s(b, &total));
-    let cached: Vec<u64> = rows.iter().map(|c| c.cached_input_tokens).collect();
-    col(12, &mut |b| put_u64s(b, &cached));
-    let reasoning: Vec<u64> = rows.iter().map(|c| c.reasoning_tokens).collect();
-    col(13, &mut |b| put_u64s(b, &reasoning));
-    col(14, &mut |b| put_cost(b, &rows, &model_ids));
-    // error: 0 absent, 1 Some(""), 2 Some(message) — class 2 is the error bitmap.
-    let mut err_classes = Vec::with_capacity(n);
-    let mut err_ids = Vec::new();
-    for c in &rows {
-        err_classes.push(match c.error.as_deref() {
-            None => 0,
-            Some("") => 1,
-            Some(e) => {
-                err_ids.push(i64::from(dict.intern(e)));
-                2
-            }
-        });
+    // Dictionary ids are handed out column by column in the order below,
+    // each column's values in order of first appearance: exactly as
+    // interning row by row would.
+    let dim_ids: Vec<Vec<u32>> = s.dims.iter().map(|d| d.0.dict_ids(dict)).collect();
+    let msg_ids = s.msgs.dict_ids(dict);
+    let user = opt_dict_ids(&s.user.0.dict_ids(dict), &s.user.1);
+    let session = opt_dict_ids(&s.session.0.dict_ids(dict), &s.session.1);
+    let (model_values, model_classes) = (&dim_ids[0], &s.dims[0].1);
+
+    col(1, &mut |b| put_ints(b, &s.ts));
+    col(2, &mut |b| s.request_id.put(b));
+    col(3, &mut |b| put_dim(b, model_values, model_classes, None));
+    let parent = Some((model_classes.as_slice(), model_values.len()));
+    for (i, id) in [(1, 4), (2, 5), (3, 6)] {
+        col(id, &mut |b| put_dim(b, &dim_ids[i], &s.dims[i].1, parent));
     }
+    col(7, &mut |b| put_floats(b, &s.lat));
+    col(8, &mut |b| put_opt_floats(b, &s.ttft));
+    col(9, &mut |b| put_u64s(b, &s.prompt));
+    col(10, &mut |b| put_u64s(b, &s.completion));
+    col(11, &mut |b| put_u64s(b, &s.total));
+    col(12, &mut |b| put_u64s(b, &s.cached));
+    col(13, &mut |b| put_u64s(b, &s.reasoning));
+    let tokens = Tokens {
+        prompt: &s.prompt,
+        completion: &s.completion,
+        cached: &s.cached,
+        reasoning: &s.reasoning,
+    };
+    col(14, &mut |b| {
+        put_cost(b, &s.cost, &tokens, model_classes, model_values)
+    });
+    // error: 0 absent, 1 Some(""), 2 Some(message) — class 2 is the error bitmap.
+    let err_ids: Vec<i64> = s
+        .msg_classes
+        .iter()
+        .map(|&c| i64::from(msg_ids[c as usize]))
+        .collect();
     col(15, &mut |b| {
-        Partition::build(&err_classes, if n == 0 { 0 } else { 3 }).put(b);
+        Partition::build(&s.err_classes, if n == 0 { 0 } else { 3 }).put(b);
         put_ints(b, &err_ids);
     });
-    let ids: Vec<Option<u32>> = rows
-        .iter()
-        .map(|c| c.user_id.as_deref().map(|s| dict.intern(s)))
-        .collect();
-    col(16, &mut |b| put_opt_ids(b, &ids));
-    let ids: Vec<Option<u32>> = rows
-        .iter()
-        .map(|c| c.session_id.as_deref().map(|s| dict.intern(s)))
-        .collect();
-    col(17, &mut |b| put_opt_ids(b, &ids));
-    col(18, &mut |b| {
-        put_ids(b, rows.iter().map(|c| c.trace_id.as_deref()))
-    });
-    col(19, &mut |b| {
-        put_ids(b, rows.iter().map(|c| c.span_id.as_deref()))
-    });
+    col(16, &mut |b| put_opt_ids(b, &user));
+    col(17, &mut |b| put_opt_ids(b, &session));
+    col(18, &mut |b| s.trace.put(b));
+    col(19, &mut |b| s.span.put(b));
     // tags: [keys: varint] then per key (sorted) [key dict id: varint][body
     // length: varint][optional-id column of the values].
-    let keys: BTreeSet<&str> = rows
-        .iter()
-        .flat_map(|c| c.tags.keys().map(String::as_str))
-        .collect();
+    let mut order: Vec<usize> = (0..s.tag_keys.len()).collect();
+    order.sort_unstable_by_key(|&k| s.tag_keys.strs[k]);
     let mut tag_bytes = Vec::new();
-    put_varint(&mut tag_bytes, keys.len() as u64);
-    for key in keys {
-        put_varint(&mut tag_bytes, u64::from(dict.intern(key)));
-        let vals: Vec<Option<u32>> = rows
-            .iter()
-            .map(|c| c.tags.get(key).map(|v| dict.intern(v)))
-            .collect();
-        let mut body = Vec::new();
+    put_varint(&mut tag_bytes, order.len() as u64);
+    let mut body = Vec::new();
+    for k in order {
+        put_varint(&mut tag_bytes, u64::from(dict.intern(s.tag_keys.strs[k])));
+        let (values, classes) = &s.tags[k];
+        let vals = opt_dict_ids(&values.dict_ids(dict), classes);
+        body.clear();
         put_opt_ids(&mut body, &vals);
         put_varint(&mut tag_bytes, body.len() as u64);
-        tag_bytes.extend(body);
+        tag_bytes.extend_from_slice(&body);
     }
     col(20, &mut |b| b.extend_from_slice(&tag_bytes));
 
     let mut payload = Vec::new();
     put_varint(&mut payload, n as u64);
-    put_ivarint(&mut payload, ts.first().copied().unwrap_or(0));
-    put_ivarint(&mut payload, ts.last().copied().unwrap_or(0));
+    put_ivarint(&mut payload, s.ts.first().copied().unwrap_or(0));
+    put_ivarint(&mut payload, s.ts.last().copied().unwrap_or(0));
     put_varint(&mut payload, cols.len() as u64);
     for (id, body) in &cols {
         payload.push(*id);
@@ -786,4 +951,32 @@ pub(crate) fn decode_segment(
     }
     calls.retain(|c| filter.matches(c));
     Ok(calls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_number_values_in_order_of_first_appearance_past_the_linear_scan() {
+        let strs: Vec<String> = (0..3 * SMALL_CLASSES).map(|i| format!("v{i}")).collect();
+        let rows: Vec<&str> = (0..200)
+            .map(|i| strs[(i * 7) % strs.len()].as_str())
+            .collect();
+        let mut c = Classes::new();
+        let classes: Vec<u32> = rows.iter().map(|s| c.class(s)).collect();
+        let mut first: Vec<&str> = Vec::new();
+        for s in &rows {
+            if !first.contains(s) {
+                first.push(s);
+            }
+        }
+        assert_eq!(c.strs, first);
+        for (s, &k) in rows.iter().zip(&classes) {
+            assert_eq!(c.strs[k as usize], *s);
+        }
+        let mut dict = Dict::new();
+        let ids = c.dict_ids(&mut dict);
+        assert_eq!(ids, (0..first.len() as u32).collect::<Vec<_>>());
+    }
 }
