@@ -25,93 +25,11 @@
 use std::collections::HashMap;
 
 use crate::api::{GroupKey, RequestRef};
+use crate::codec::{put_bytes, put_ivarint, put_varint, Reader};
 use crate::db::{u64_from, Db, Ops, T};
 use crate::error::{CodecError, Result, StorageError};
 use crate::frame::{frame, unframe};
 use crate::store::records::decode_request;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_ivarint(out: &mut Vec<u8>, v: i64) {
-    put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_varint(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-/// A bounds-checked cursor over untrusted bytes.
-struct Reader<'a> {
-    what: &'static str,
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(what: &'static str, b: &'a [u8]) -> Reader<'a> {
-        Reader { what, b, pos: 0 }
-    }
-    fn err(&self, why: &str) -> CodecError {
-        CodecError::new(self.what, format!("{why} (at byte {})", self.pos))
-    }
-    fn remaining(&self) -> usize {
-        self.b.len() - self.pos
-    }
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], CodecError> {
-        if n > self.remaining() {
-            return Err(self.err("truncated"));
-        }
-        let s = &self.b[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-    fn u8(&mut self) -> std::result::Result<u8, CodecError> {
-        Ok(self.take(1)?[0])
-    }
-    fn varint(&mut self) -> std::result::Result<u64, CodecError> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let b = self.u8()?;
-            let part = u64::from(b & 0x7f);
-            if i == 9 && part > 1 {
-                return Err(self.err("varint overflows 64 bits"));
-            }
-            v |= part << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(self.err("varint longer than 10 bytes"))
-    }
-    fn ivarint(&mut self) -> std::result::Result<i64, CodecError> {
-        let u = self.varint()?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
-    }
-    fn count(&mut self, max: usize, of: &str) -> std::result::Result<usize, CodecError> {
-        let n = self.varint()?;
-        if n > max as u64 {
-            return Err(self.err(&format!("{of} count {n} exceeds the bound {max}")));
-        }
-        Ok(n as usize)
-    }
-    fn bytes(&mut self) -> std::result::Result<&'a [u8], CodecError> {
-        let n = self.count(self.remaining(), "byte string")?;
-        self.take(n)
-    }
-    fn finish(&self) -> std::result::Result<(), CodecError> {
-        if self.remaining() != 0 {
-            return Err(self.err("trailing bytes"));
-        }
-        Ok(())
-    }
-}
 
 /// Entries per chunk.
 pub(crate) const CHUNK: usize = 512;
