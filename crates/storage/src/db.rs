@@ -34,6 +34,8 @@ pub(crate) enum T {
     RollupMinute,
     RollupHour,
     RollupDay,
+    /// Format 3: week buckets (Monday 00:00 UTC, 7 days).
+    RollupWeek,
     /// Format version 1 request index: request_id → (timestamp, group).
     /// Read, never written, since version 2.
     Requests,
@@ -52,7 +54,7 @@ pub(crate) enum T {
     Kv(Space),
 }
 
-const FIXED: [T; 15] = [
+const FIXED: [T; 16] = [
     T::Meta,
     T::Wal,
     T::Segments,
@@ -61,6 +63,7 @@ const FIXED: [T; 15] = [
     T::RollupMinute,
     T::RollupHour,
     T::RollupDay,
+    T::RollupWeek,
     T::Requests,
     T::Quality,
     T::Feedback,
@@ -92,6 +95,7 @@ impl T {
             T::RollupMinute => "rollup_minute",
             T::RollupHour => "rollup_hour",
             T::RollupDay => "rollup_day",
+            T::RollupWeek => "rollup_week",
             T::Requests => "requests",
             T::Quality => "quality",
             T::Feedback => "feedback",

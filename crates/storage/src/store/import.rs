@@ -7,7 +7,7 @@
 
 use sextant_model::Tier;
 
-use super::{meta_keys as mk, records::rollup_key, Store};
+use super::{maint::rollup_tree, meta_keys as mk, records::rollup_key, Store};
 use crate::api::GroupKey;
 use crate::db::{ts_key, Ops, T};
 use crate::error::Result;
@@ -23,11 +23,7 @@ impl Store {
         tier: Tier,
         rows: impl IntoIterator<Item = (i64, GroupKey, Rollup)>,
     ) -> Result<()> {
-        let t = match tier {
-            Tier::Minute => T::RollupMinute,
-            Tier::Hour => T::RollupHour,
-            _ => T::RollupDay,
-        };
+        let t = rollup_tree(tier);
         let mut ops = Ops::default();
         for (bucket, group, r) in rows {
             debug_assert_eq!(tier.floor(bucket), bucket, "unaligned bucket");
@@ -51,6 +47,24 @@ impl Store {
         core.db.commit(&ops)?;
         st.wm.hour_until = hour;
         st.wm.day_until = day;
+        drop(st);
+        core.db.flush()
+    }
+
+    /// Marks weeks before `week_until_ms` as rolled up (never past the day
+    /// watermark: a week is rolled only once all its days are).
+    #[doc(hidden)]
+    pub fn import_mark_weeks_rolled_up(&self, week_until_ms: i64) -> Result<()> {
+        let core = self.core();
+        let mut st = core.state.write();
+        let week = st
+            .wm
+            .week_until
+            .max(Tier::Week.floor(week_until_ms.min(st.wm.day_until)));
+        let mut ops = Ops::default();
+        ops.put(T::Meta, mk::WEEK_UNTIL, ts_key(week).to_vec());
+        core.db.commit(&ops)?;
+        st.wm.week_until = week;
         drop(st);
         core.db.flush()
     }
