@@ -120,4 +120,49 @@ mod tests {
             .unwrap();
         assert_eq!(seen, vec![(day, group, 7, 100.0)]);
     }
+
+    #[test]
+    fn imported_weeks_read_back_only_below_the_week_watermark_capped_by_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            background_maintenance: false,
+            ..StoreConfig::default()
+        };
+        let monday = Tier::Week.floor(1_700_006_400_000);
+        let mut r = Rollup::new(200);
+        r.add_call(&LlmCall {
+            latency_ms: 5.0,
+            ..LlmCall::default()
+        });
+        let group = GroupKey(vec!["m".into(), "e".into()]);
+        let week = sextant_model::WEEK_MS;
+        {
+            let store = Store::open(dir.path(), config.clone()).unwrap();
+            store
+                .import_rollups(Tier::Week, [(monday, group.clone(), r.clone())])
+                .unwrap();
+            // Days rolled up to mid-week only: the week is not closed.
+            store
+                .import_mark_rolled_up(monday + 3 * DAY_MS, monday + 3 * DAY_MS)
+                .unwrap();
+            store.import_mark_weeks_rolled_up(monday + week).unwrap();
+            assert_eq!(store.coverage().week_until_ms, monday);
+            store
+                .import_mark_rolled_up(monday + week, monday + week)
+                .unwrap();
+            store.import_mark_weeks_rolled_up(monday + week).unwrap();
+        }
+        let store = Store::open(dir.path(), config).unwrap();
+        assert_eq!(store.coverage().week_until_ms, monday + week);
+        let mut seen = Vec::new();
+        store
+            .rollups(
+                Tier::Week,
+                TimeRange::new(i64::MIN, i64::MAX),
+                &Default::default(),
+                &mut |b, g, x| seen.push((b, g.clone(), x.count)),
+            )
+            .unwrap();
+        assert_eq!(seen, vec![(monday, group, 1)]);
+    }
 }
