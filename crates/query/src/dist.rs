@@ -22,7 +22,9 @@
 //! **Invariant:** when every sample is raw, quantiles are the seed's exact
 //! `sorted[int(n·q)]` and the KS distance is the exact two-sample statistic.
 
+#[cfg(test)]
 use sextant_storage::Digest;
+use sextant_storage::{DigestRef, StorageError};
 
 use crate::stats::seed_percentile;
 
@@ -158,15 +160,17 @@ impl Hist {
 }
 
 impl Dist {
-    pub(crate) fn add_digest(&mut self, d: &Digest) {
-        let (Some(lo), Some(hi)) = (d.min(), d.max()) else {
-            return;
-        };
+    /// Adds a digest's centroids (a stored digest's means are validated as
+    /// they are read: an error leaves `self` holding part of it).
+    pub(crate) fn add_digest(&mut self, d: DigestRef<'_>) -> Result<(), StorageError> {
+        if d.is_empty() {
+            return Ok(());
+        }
+        let (lo, hi) = (d.min(), d.max());
         self.min = self.min.min(lo);
         self.max = self.max.max(hi);
         if self.binned {
-            // Straight into the bins (stored digests are decoded from their
-            // bytes, never into a t-digest; order does not matter here).
+            // Straight into the bins (order does not matter here).
             let mut h = Hist {
                 base: self.bin_base,
                 bins: std::mem::take(&mut self.bins),
@@ -175,14 +179,14 @@ impl Dist {
             // is the only growth (`add_in_range` still checks).
             h.reserve_range(lo, hi);
             let mut n = 0usize;
-            d.for_each_centroid_unordered(|m, w| {
+            let res = d.try_for_each_centroid(|m, w| {
                 h.add_in_range(m, w as f64);
                 n += 1;
             });
             self.n_cents += n;
             self.bin_base = h.base;
             self.bins = h.bins;
-            return;
+            return res;
         }
         let before = self.cents.len();
         if self.cents.capacity() == 0 {
@@ -190,7 +194,7 @@ impl Dist {
             // groups' digests): one allocation instead of three.
             self.cents.reserve((4 * d.max_centroids()).min(SORT_LIMIT));
         }
-        d.append_centroids(&mut self.cents);
+        let res = d.try_for_each_centroid(|m, w| self.cents.push((m, w)));
         self.n_cents += self.cents.len() - before;
         self.run_ends.push(self.cents.len());
         if self.n_cents > SORT_LIMIT {
@@ -204,6 +208,7 @@ impl Dist {
             self.bins = h.bins;
             self.binned = true;
         }
+        res
     }
 
     /// The kept centroid runs (each ascending).
@@ -509,7 +514,7 @@ mod tests {
                 let mut g = Digest::new(size);
                 xs.iter().for_each(|&x| g.add(x));
                 g.compress();
-                d.add_digest(&g);
+                d.add_digest((&g).into()).unwrap();
                 all.extend(xs);
             }
             for _ in 0..50 {
@@ -567,8 +572,8 @@ mod tests {
             let (mut g, mut h) = (Digest::new(200), Digest::new(200));
             xs.iter().for_each(|&x| g.add(x));
             ys.iter().for_each(|&y| h.add(y));
-            a.add_digest(&g);
-            b.add_digest(&h);
+            a.add_digest((&g).into()).unwrap();
+            b.add_digest((&h).into()).unwrap();
             ra.extend(xs);
             rb.extend(ys);
         }
@@ -609,7 +614,7 @@ mod tests {
                 };
                 g.add(x);
             }
-            d.add_digest(&g);
+            d.add_digest((&g).into()).unwrap();
         }
         assert!(d.binned);
         assert!(d.bins.len() < 2 * 230 * 256, "{} bins", d.bins.len());

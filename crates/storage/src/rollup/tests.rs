@@ -410,11 +410,18 @@ fn rollup_tiers_take_at_most_half_the_raw_segment_bytes() {
 }
 
 /// Everything a view yields, read part by part (an error ends the reading).
-fn read_view(v: &RollupView<'_>) -> Result<(RollupTotals, Vec<(String, u64)>, Vec<Vec<(f64, u64)>>), crate::StorageError> {
+fn read_view(
+    v: &RollupView<'_>,
+) -> Result<(RollupTotals, Vec<(String, u64)>, Vec<Vec<(f64, u64)>>), crate::StorageError> {
     let mut reasons = Vec::new();
     v.for_each_finish_reason(|k, n| reasons.push((k.to_string(), n)))?;
     let mut digests = Vec::new();
-    for f in [DigestField::Latency, DigestField::Ttft, DigestField::TotalTokens, DigestField::ResponseLength] {
+    for f in [
+        DigestField::Latency,
+        DigestField::Ttft,
+        DigestField::TotalTokens,
+        DigestField::ResponseLength,
+    ] {
         let mut cs = Vec::new();
         if let Some(d) = v.digest(f)? {
             d.try_for_each_centroid(|m, w| cs.push((m, w)))?;
@@ -425,11 +432,20 @@ fn read_view(v: &RollupView<'_>) -> Result<(RollupTotals, Vec<(String, u64)>, Ve
 }
 
 fn read_rollup(r: &Rollup) -> (RollupTotals, Vec<(String, u64)>, Vec<Vec<(f64, u64)>>) {
-    let reasons = r.finish_reasons.iter().map(|(k, n)| (k.clone(), *n)).collect();
-    let digests = [&r.latency, &r.ttft, &r.total_tokens_digest, &r.response_length]
+    let reasons = r
+        .finish_reasons
         .iter()
-        .map(|d| d.as_ref().map(|d| d.centroids()).unwrap_or_default())
+        .map(|(k, n)| (k.clone(), *n))
         .collect();
+    let digests = [
+        &r.latency,
+        &r.ttft,
+        &r.total_tokens_digest,
+        &r.response_length,
+    ]
+    .iter()
+    .map(|d| d.as_ref().map(|d| d.centroids()).unwrap_or_default())
+    .collect();
     (r.totals(), reasons, digests)
 }
 

@@ -275,9 +275,7 @@ impl<'a> RollupView<'a> {
     pub fn to_rollup(&self) -> Result<Rollup, StorageError> {
         match &self.src {
             Src::Memory(r) => Ok((*r).clone()),
-            Src::Stored { payload, .. } => {
-                Rollup::decode_payload(payload).map_err(|e| self.err(e))
-            }
+            Src::Stored { payload, .. } => Rollup::decode_payload(payload).map_err(|e| self.err(e)),
         }
     }
 }

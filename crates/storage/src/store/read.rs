@@ -9,7 +9,6 @@
 //! ([`RollupSnapshot::stream`]): a seal or flush that commits after the
 //! lock is released cannot change what the snapshot holds.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sextant_model::{Dim, Feedback, LlmCall, Quality, Span, Tier, TimeRange};
@@ -80,25 +79,15 @@ fn key_is_valid(k: &[u8]) -> bool {
     true
 }
 
-/// Orders two rollup-key group suffixes as their `GroupKey`s order
-/// (string by string, a prefix first), not as their bytes do (each string
-/// is length-prefixed).
-fn cmp_suffixes(a: &[u8], b: &[u8]) -> Ordering {
-    group_strs(a).cmp(group_strs(b))
-}
-
-/// Orders a `GroupKey` against a rollup-key group suffix, as `GroupKey`s order.
-fn cmp_group_suffix(g: &GroupKey, b: &[u8]) -> Ordering {
-    g.0.iter().map(String::as_bytes).cmp(group_strs(b))
-}
-
 /// What [`Core::snapshot_rollups`] took under the lock.
 #[derive(Debug)]
 pub(crate) struct RollupSnapshot {
     tree: T,
-    /// `(key, value)` of stored rollups passing the filter, in key order;
-    /// keys validated.
-    stored: Vec<(Bytes, Bytes)>,
+    /// `(bucket, group index, value)` of stored rollups passing the
+    /// filter, in key order (keys are dropped as they are read: an error
+    /// names a key rebuilt from bucket and group, which gives the same bytes).
+    stored: Vec<(i64, u32, Bytes)>,
+    groups: Groups,
     /// The heads' contributions by (bucket, group), merged per key.
     head: BTreeMap<(i64, GroupKey), Rollup>,
 }
@@ -111,49 +100,52 @@ impl RollupSnapshot {
     pub(crate) fn stream(mut self, f: &mut RollupViewFn<'_>) -> Result<()> {
         // Key order is (bucket, length-prefixed strings): put each bucket's
         // groups in `GroupKey` order (already so when all have one length).
+        let rank = self.groups.ranks();
         let mut i = 0;
         while i < self.stored.len() {
-            let ts = &self.stored[i].0[..8];
+            let ts = self.stored[i].0;
             let mut j = i + 1;
-            while j < self.stored.len() && &self.stored[j].0[..8] == ts {
+            while j < self.stored.len() && self.stored[j].0 == ts {
                 j += 1;
             }
             let run = &mut self.stored[i..j];
-            if !run.is_sorted_by(|a, b| cmp_suffixes(&a.0[8..], &b.0[8..]).is_le()) {
-                run.sort_unstable_by(|a, b| cmp_suffixes(&a.0[8..], &b.0[8..]));
+            if !run.is_sorted_by_key(|x| rank[x.1 as usize]) {
+                run.sort_unstable_by_key(|x| rank[x.1 as usize]);
             }
             i = j;
         }
         let tree = self.tree.name();
-        let mut groups = GroupCache::default();
+        let groups = &self.groups.list;
         let mut head = self.head.into_iter().peekable();
-        for (k, v) in &self.stored {
-            let bucket = ts_from_key(k).unwrap_or_default();
-            let suffix = &k[8..];
+        let mut key = Vec::new();
+        for (bucket, g, v) in &self.stored {
+            let (bucket, group) = (*bucket, &groups[*g as usize].1);
             // Head-only keys ordered before this one.
             while let Some(((hb, hg), _)) = head.peek() {
-                let before = *hb < bucket
-                    || (*hb == bucket && cmp_group_suffix(hg, suffix) == Ordering::Less);
-                if before {
+                if (*hb, hg) < (bucket, group) {
                     let ((hb, hg), r) = head.next().expect("peeked");
                     f(hb, &hg, &RollupView::of(&r))?;
                 } else {
                     break;
                 }
             }
-            let view = RollupView::stored(tree, k, v)?;
-            let same = head.peek().is_some_and(|((hb, hg), _)| {
-                *hb == bucket && cmp_group_suffix(hg, suffix) == Ordering::Equal
-            });
-            if same {
+            // The key only names errors (the view keeps a reference to it).
+            key.clear();
+            key.extend_from_slice(&groups[*g as usize].0);
+            key[..8].copy_from_slice(&ts_key(bucket));
+            let view = RollupView::stored(tree, &key, v)?;
+            if head
+                .peek()
+                .is_some_and(|((hb, hg), _)| *hb == bucket && hg == group)
+            {
                 // A late event into a bucket already stored: decode it whole
                 // and merge, as the two would be merged when sealed.
-                let ((_, hg), r) = head.next().expect("peeked");
+                let (_, r) = head.next().expect("peeked");
                 let mut merged = view.to_rollup()?;
                 merged.merge(&r);
-                f(bucket, &hg, &RollupView::of(&merged))?;
+                f(bucket, group, &RollupView::of(&merged))?;
             } else {
-                f(bucket, groups.get(tree, k)?, &view)?;
+                f(bucket, group, &view)?;
             }
         }
         for ((hb, hg), r) in head {
@@ -166,22 +158,23 @@ impl RollupSnapshot {
 /// The callback of a rollup read.
 pub(crate) type RollupViewFn<'a> = dyn FnMut(i64, &GroupKey, &RollupView<'_>) -> Result<()> + 'a;
 
-/// `GroupKey`s of the key suffixes seen so far, so a read allocates one per
-/// group, not one per rollup. Buckets repeat the same groups in the same
-/// order, so the entry after the last hit is tried first.
+/// The groups of the rollup keys read so far, so a read allocates one
+/// `GroupKey` per group, not one per rollup. Buckets repeat the same groups
+/// in the same order, so the entry after the last hit is tried first.
 #[derive(Debug, Default)]
-struct GroupCache {
+struct Groups {
+    /// A zeroed timestamp followed by the key's group suffix, and its group.
     list: Vec<(Box<[u8]>, GroupKey)>,
-    index: HashMap<Box<[u8]>, usize>,
+    index: HashMap<Box<[u8]>, u32>,
     next: usize,
 }
 
-impl GroupCache {
-    /// The group of the (validated) rollup key `k`.
-    fn get(&mut self, tree: &'static str, k: &[u8]) -> Result<&GroupKey> {
+impl Groups {
+    /// The index of the group of the (validated) rollup key `k`.
+    fn id(&mut self, tree: &'static str, k: &[u8]) -> Result<u32> {
         let suffix = &k[8..];
         let hit = match self.list.get(self.next) {
-            Some((s, _)) if **s == *suffix => Some(self.next),
+            Some((s, _)) if s[8..] == *suffix => Some(self.next as u32),
             _ => self.index.get(suffix).copied(),
         };
         let i = match hit {
@@ -194,13 +187,26 @@ impl GroupCache {
                         source: crate::error::CodecError::new("rollup key", "unparsable"),
                     });
                 };
-                self.list.push((suffix.into(), g));
-                self.index.insert(suffix.into(), self.list.len() - 1);
-                self.list.len() - 1
+                let mut prefixed = vec![0u8; 8];
+                prefixed.extend_from_slice(suffix);
+                self.list.push((prefixed.into(), g));
+                self.index.insert(suffix.into(), self.list.len() as u32 - 1);
+                self.list.len() as u32 - 1
             }
         };
-        self.next = if i + 1 == self.list.len() { 0 } else { i + 1 };
-        Ok(&self.list[i].1)
+        self.next = i as usize + 1;
+        Ok(i)
+    }
+
+    /// Each group's rank in `GroupKey` order, by index.
+    fn ranks(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.list.len() as u32).collect();
+        order.sort_unstable_by(|a, b| self.list[*a as usize].1.cmp(&self.list[*b as usize].1));
+        let mut rank = vec![0; order.len()];
+        for (r, i) in order.into_iter().enumerate() {
+            rank[i as usize] = r as u32;
+        }
+        rank
     }
 }
 
@@ -226,6 +232,7 @@ impl Core {
         let mut snap = RollupSnapshot {
             tree: t,
             stored: Vec::new(),
+            groups: Groups::default(),
             head: BTreeMap::new(),
         };
         // Positions (in the key) of the filtered dims; a filter on a dim the
@@ -266,7 +273,9 @@ impl Core {
                     .is_some_and(|v| values.iter().any(|x| x.as_bytes() == v))
             });
             if passes {
-                snap.stored.push((k, v));
+                let g = snap.groups.id(t.name(), &k)?;
+                let bucket = ts_from_key(&k).unwrap_or_default();
+                snap.stored.push((bucket, g, v));
             }
         }
         for h in heads(&st) {
@@ -697,7 +706,10 @@ mod tests {
                     let mut cs = Vec::new();
                     got.try_for_each_centroid(|m, w| cs.push((m, w)))?;
                     assert_eq!(cs, d.centroids(), "{f:?}");
-                    assert_eq!((got.count(), Some(got.min()), Some(got.max())), (d.count(), d.min(), d.max()));
+                    assert_eq!(
+                        (got.count(), Some(got.min()), Some(got.max())),
+                        (d.count(), d.min(), d.max())
+                    );
                 }
                 assert!(v.to_rollup()?.exact_eq(&r));
                 seen.push(g.0[0].clone());
@@ -749,10 +761,11 @@ mod tests {
                 "{err:?}"
             );
             let mut counts = Vec::new();
-            let res = store.scan_rollups(Tier::Minute, all, &RowFilter::default(), &mut |_, _, v| {
-                counts.push(v.totals().count);
-                Ok(())
-            });
+            let res =
+                store.scan_rollups(Tier::Minute, all, &RowFilter::default(), &mut |_, _, v| {
+                    counts.push(v.totals().count);
+                    Ok(())
+                });
             assert_eq!(res.is_ok(), totals_read);
             assert_eq!(counts, if totals_read { vec![30] } else { vec![] });
             assert!(store
