@@ -409,10 +409,11 @@ fn rollup_tiers_take_at_most_half_the_raw_segment_bytes() {
     }
 }
 
+/// Exact fields, finish reasons, and each digest's centroids.
+type Parts = (RollupTotals, Vec<(String, u64)>, Vec<Vec<(f64, u64)>>);
+
 /// Everything a view yields, read part by part (an error ends the reading).
-fn read_view(
-    v: &RollupView<'_>,
-) -> Result<(RollupTotals, Vec<(String, u64)>, Vec<Vec<(f64, u64)>>), crate::StorageError> {
+fn read_view(v: &RollupView<'_>) -> Result<Parts, crate::StorageError> {
     let mut reasons = Vec::new();
     v.for_each_finish_reason(|k, n| reasons.push((k.to_string(), n)))?;
     let mut digests = Vec::new();
@@ -431,7 +432,7 @@ fn read_view(
     Ok((*v.totals(), reasons, digests))
 }
 
-fn read_rollup(r: &Rollup) -> (RollupTotals, Vec<(String, u64)>, Vec<Vec<(f64, u64)>>) {
+fn read_rollup(r: &Rollup) -> Parts {
     let reasons = r
         .finish_reasons
         .iter()
