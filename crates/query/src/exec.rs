@@ -153,6 +153,9 @@ impl Groups {
         let slots = &mut self.list[group].1;
         if slots.is_empty() {
             slots.resize(self.slots, NO_ACC);
+            // Room for this group's slots (a series usually fills them):
+            // no regrowth copying accumulators; at most ~2 × slots unused.
+            self.accs.reserve(self.slots);
         }
         let a = &mut slots[slot];
         if *a == NO_ACC {

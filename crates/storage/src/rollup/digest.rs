@@ -1244,9 +1244,14 @@ impl<'a> StoredDigest<'a> {
     pub(crate) fn try_for_each(&self, mut f: impl FnMut(f64, u64)) -> Result<(), String> {
         let b = self.bytes;
         let (mut wp, mut mp) = (self.weights_at, self.means_at);
+        // Weights are ≥ 1 and sum to `count` (validated by `open`): when
+        // count == n every weight is 1 and need not be read again (digests
+        // of small buckets, e.g. minutes).
+        let unit = self.count == self.n as u64;
         let mut q = quantize_floor(self.min);
         for _ in 0..self.n {
-            let (Some(w), Some(d)) = (varint(b, &mut wp), varint(b, &mut mp)) else {
+            let w = if unit { Some(1) } else { varint(b, &mut wp) };
+            let (Some(w), Some(d)) = (w, varint(b, &mut mp)) else {
                 return Err("mean varint cut off or over 64 bits".into());
             };
             q = q.checked_add(d).ok_or("mean delta overflows")?;
