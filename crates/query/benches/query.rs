@@ -2,12 +2,12 @@
 //!
 //! - `MemoryStore` (the `rollups*` and `series_*` benches): the planner, the
 //!   executor and the digest merges are the production code; rollups are held
-//!   as the real store hands them out (decoded from their encoding, digests
-//!   undecoded), so these figures include digest decoding but not sled reads
-//!   or rollup decoding.
+//!   encoded, as the real store holds them, and read through the same
+//!   `RollupView`s (checksum, exact fields, and the digests a query reads),
+//!   so these figures include all rollup decoding but not sled reads.
 //! - The real sled `Store` (`store_*` benches), loaded through the
 //!   `#[doc(hidden)]` `Store::import_rollups`: everything a production query
-//!   pays, including sled range scans and `Rollup::decode`.
+//!   pays, including sled range scans.
 //!
 //! Workload: 10 events/s over 5 models × 3 endpoints (15 groups). Every
 //! bucket a query's plan touches is populated: minute rollups with 40 calls

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use sextant_model::{Feedback, LlmCall, Quality};
-use sextant_storage::Rollup;
+use sextant_storage::{DigestField, RollupView, StorageError};
 
 use crate::dist::Dist;
 
@@ -135,8 +135,10 @@ impl Acc {
         }
     }
 
-    /// Adds a rollup (any tier).
-    pub(crate) fn add_rollup(&mut self, r: &Rollup) {
+    /// Adds a rollup (any tier): its exact fields, and the finish reasons
+    /// and digests this accumulator needs (nothing else is decoded).
+    pub(crate) fn add_rollup(&mut self, v: &RollupView<'_>) -> Result<(), StorageError> {
+        let r = v.totals();
         self.count += r.count;
         self.errors += r.errors;
         self.prompt_tokens += r.prompt_tokens;
@@ -151,16 +153,6 @@ impl Acc {
         }
         self.ttft_count += r.ttft_count;
         self.ttft_sum_us += r.ttft_sum_us;
-        if self.needs.finish_reasons {
-            for (k, v) in &r.finish_reasons {
-                match self.finish_reasons.get_mut(k) {
-                    Some(n) => *n += v,
-                    None => {
-                        self.finish_reasons.insert(k.clone(), *v);
-                    }
-                }
-            }
-        }
         self.quality_count += r.quality_count;
         self.refusals += r.refusals;
         self.hedging += r.hedging;
@@ -170,16 +162,26 @@ impl Acc {
         self.factual_sum_micro += r.factual_sum_micro;
         self.feedback_count += r.feedback_count;
         self.rating_sum += r.rating_sum;
+        if self.needs.finish_reasons {
+            let reasons = &mut self.finish_reasons;
+            v.for_each_finish_reason(|k, n| match reasons.get_mut(k) {
+                Some(m) => *m += n,
+                None => {
+                    reasons.insert(k.to_string(), n);
+                }
+            })?;
+        }
         if self.needs.latency && r.count > 0 {
-            if let Some(d) = &r.latency {
-                self.latency.add_digest(d);
+            if let Some(d) = v.digest(DigestField::Latency)? {
+                self.latency.add_digest(d)?;
             }
         }
         if self.needs.ttft && r.ttft_count > 0 {
-            if let Some(d) = &r.ttft {
-                self.ttft.add_digest(d);
+            if let Some(d) = v.digest(DigestField::Ttft)? {
+                self.ttft.add_digest(d)?;
             }
         }
+        Ok(())
     }
 
     /// Adds one raw call, rounding as `Rollup::add_call` does.

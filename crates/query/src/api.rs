@@ -591,14 +591,11 @@ fn summary_with(
     let note = collected.coverage_note();
     let mut groups: Vec<Summary> = collected
         .groups
-        .into_iter()
+        .iter()
         .map(|(values, slots)| {
-            let acc = slots
-                .into_iter()
-                .next()
-                .flatten()
-                .unwrap_or_else(|| Box::new(Acc::new(needs)));
-            summary_of(labels_map(&req.group_by, &values), &acc, names)
+            let empty = Acc::new(needs);
+            let acc = collected.acc(slots, 0).unwrap_or(&empty);
+            summary_of(labels_map(&req.group_by, values), acc, names)
         })
         .collect();
     if req.group_by.is_empty() && groups.is_empty() {
@@ -662,11 +659,11 @@ pub(crate) fn series_on(
     )?;
     let note = collected.coverage_note();
     let empty_value = Acc::new(needs).metric(metric);
-    let points_of = |slots: &[Option<Box<Acc>>]| -> Vec<(i64, Option<f64>)> {
+    let points_of = |slots: &[u32]| -> Vec<(i64, Option<f64>)> {
         (0..grid.n)
             .map(|i| {
                 let t = req.range.from_ms + i as i64 * req.step_ms;
-                let acc = slots.get(i).and_then(|a| a.as_deref());
+                let acc = collected.acc(slots, i);
                 (t, acc.map_or(empty_value, |a| a.metric(metric)))
             })
             .collect()
@@ -716,12 +713,13 @@ fn window_acc(
         },
     )?;
     let partial = !c.missing.is_empty();
-    let acc = c
+    let slots = c
         .groups
-        .iter_mut()
+        .iter()
         .find(|(labels, _)| labels.is_empty())
-        .and_then(|(_, slots)| slots.first_mut().and_then(Option::take))
-        .map_or_else(|| Acc::new(needs), |a| *a);
+        .map(|(_, slots)| slots.clone())
+        .unwrap_or_default();
+    let acc = c.take_acc(&slots, 0, needs);
     Ok((acc, partial))
 }
 

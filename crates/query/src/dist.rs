@@ -22,7 +22,9 @@
 //! **Invariant:** when every sample is raw, quantiles are the seed's exact
 //! `sorted[int(n·q)]` and the KS distance is the exact two-sample statistic.
 
+#[cfg(test)]
 use sextant_storage::Digest;
+use sextant_storage::{DigestRef, StorageError};
 
 use crate::stats::seed_percentile;
 
@@ -50,6 +52,8 @@ pub(crate) struct Dist {
     run_ends: Vec<usize>,
     /// Centroids merged so far.
     n_cents: usize,
+    /// Σ weight of the kept centroids (`cents`).
+    cent_weight: u64,
     /// True once the centroids are binned (`bins`) instead of kept (`cents`).
     binned: bool,
     /// Per bin: (Σ weight, Σ weight × value); index 0 is key `bin_base`.
@@ -68,6 +72,7 @@ impl Default for Dist {
             cents: Vec::new(),
             run_ends: Vec::new(),
             n_cents: 0,
+            cent_weight: 0,
             binned: false,
             bins: Vec::new(),
             bin_base: 0,
@@ -158,15 +163,17 @@ impl Hist {
 }
 
 impl Dist {
-    pub(crate) fn add_digest(&mut self, d: &Digest) {
-        let (Some(lo), Some(hi)) = (d.min(), d.max()) else {
-            return;
-        };
+    /// Adds a digest's centroids (a stored digest's means are validated as
+    /// they are read: an error leaves `self` holding part of it).
+    pub(crate) fn add_digest(&mut self, d: DigestRef<'_>) -> Result<(), StorageError> {
+        if d.is_empty() {
+            return Ok(());
+        }
+        let (lo, hi) = (d.min(), d.max());
         self.min = self.min.min(lo);
         self.max = self.max.max(hi);
         if self.binned {
-            // Straight into the bins (stored digests are decoded from their
-            // bytes, never into a t-digest; order does not matter here).
+            // Straight into the bins (order does not matter here).
             let mut h = Hist {
                 base: self.bin_base,
                 bins: std::mem::take(&mut self.bins),
@@ -175,14 +182,14 @@ impl Dist {
             // is the only growth (`add_in_range` still checks).
             h.reserve_range(lo, hi);
             let mut n = 0usize;
-            d.for_each_centroid_unordered(|m, w| {
+            let res = d.try_for_each_centroid(|m, w| {
                 h.add_in_range(m, w as f64);
                 n += 1;
             });
             self.n_cents += n;
             self.bin_base = h.base;
             self.bins = h.bins;
-            return;
+            return res;
         }
         let before = self.cents.len();
         if self.cents.capacity() == 0 {
@@ -190,7 +197,13 @@ impl Dist {
             // groups' digests): one allocation instead of three.
             self.cents.reserve((4 * d.max_centroids()).min(SORT_LIMIT));
         }
-        d.append_centroids(&mut self.cents);
+        let cents = &mut self.cents;
+        let mut weight = 0u64;
+        let res = d.try_for_each_centroid(|m, w| {
+            weight += w;
+            cents.push((m, w));
+        });
+        self.cent_weight += weight;
         self.n_cents += self.cents.len() - before;
         self.run_ends.push(self.cents.len());
         if self.n_cents > SORT_LIMIT {
@@ -204,6 +217,7 @@ impl Dist {
             self.bins = h.bins;
             self.binned = true;
         }
+        res
     }
 
     /// The kept centroid runs (each ascending).
@@ -299,8 +313,23 @@ impl Dist {
                 .collect();
             let total = items.iter().map(|c| c.1).sum();
             Weighted { items, total }
+        } else if self.raw.is_empty() && self.run_ends.len() <= MAX_WALK_RUNS {
+            // Small sets of a few runs (a series step): walked, not merged.
+            let mut runs: [&[(f64, u64)]; MAX_WALK_RUNS] = [&[]; MAX_WALK_RUNS];
+            let k = self.run_ends.len();
+            for (slot, run) in runs.iter_mut().zip(self.runs()) {
+                *slot = run;
+            }
+            let total = self.cent_weight as f64;
+            return qs
+                .iter()
+                .map(|&q| {
+                    let t = (q * total).clamp(0.0, total);
+                    Some(walk_quantile(&runs[..k], total, t, lo, hi))
+                })
+                .collect();
         } else {
-            // Small sets: merged in per-thread buffers (a series step per call).
+            // Small sets: merged in per-thread buffers.
             return SORT_BUFFERS.with(|b| {
                 let (items, scratch) = &mut *b.borrow_mut();
                 let total = self.sorted_into(items, scratch);
@@ -414,34 +443,146 @@ fn interpolate(c: &[(f64, f64)], total: f64, t: f64, lo: f64, hi: f64) -> f64 {
     let Some(&(m0, w0)) = c.first() else {
         return lo;
     };
-    let mid0 = w0 / 2.0;
-    if t < mid0 {
-        if w0 > 1.0 {
-            return (lo + (m0 - lo) * (t / mid0).clamp(0.0, 1.0)).clamp(lo, hi);
-        }
-        return m0.clamp(lo, hi);
+    if t < w0 / 2.0 {
+        return below_first(m0, w0, t, lo, hi);
     }
     let mut cum = 0.0;
     for win in c.windows(2) {
         let (ma, wa) = win[0];
         let (mb, wb) = win[1];
-        let mid_a = cum + wa / 2.0;
-        let mid_b = cum + wa + wb / 2.0;
-        if t < mid_b {
-            if wa == 1.0 && wb == 1.0 {
-                return if t < cum + wa { ma } else { mb };
-            }
-            let f = ((t - mid_a) / (mid_b - mid_a)).clamp(0.0, 1.0);
-            return (ma + (mb - ma) * f).clamp(lo, hi);
+        if t < cum + wa + wb / 2.0 {
+            return between(ma, wa, mb, wb, cum, t, lo, hi);
         }
         cum += wa;
     }
     let &(ml, wl) = c.last().unwrap_or(&(hi, 1.0));
+    above_last(ml, wl, cum, total, t, lo, hi)
+}
+
+/// [`interpolate`] when `t` is below the first centroid's mid-rank.
+#[inline]
+fn below_first(m0: f64, w0: f64, t: f64, lo: f64, hi: f64) -> f64 {
+    let mid0 = w0 / 2.0;
+    if w0 > 1.0 {
+        return (lo + (m0 - lo) * (t / mid0).clamp(0.0, 1.0)).clamp(lo, hi);
+    }
+    m0.clamp(lo, hi)
+}
+
+/// [`interpolate`] between adjacent centroids a and b (`cum`: the weight
+/// before a), the first pair with `t` below b's mid-rank.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn between(ma: f64, wa: f64, mb: f64, wb: f64, cum: f64, t: f64, lo: f64, hi: f64) -> f64 {
+    let mid_a = cum + wa / 2.0;
+    let mid_b = cum + wa + wb / 2.0;
+    if wa == 1.0 && wb == 1.0 {
+        return if t < cum + wa { ma } else { mb };
+    }
+    let f = ((t - mid_a) / (mid_b - mid_a)).clamp(0.0, 1.0);
+    (ma + (mb - ma) * f).clamp(lo, hi)
+}
+
+/// [`interpolate`] when `t` is at or above the last centroid's mid-rank
+/// (`cum`: the weight before it).
+#[inline]
+fn above_last(ml: f64, wl: f64, cum: f64, total: f64, t: f64, lo: f64, hi: f64) -> f64 {
     let mid_l = cum + wl / 2.0;
     if wl > 1.0 && total > mid_l {
         return (ml + (hi - ml) * ((t - mid_l) / (total - mid_l)).clamp(0.0, 1.0)).clamp(lo, hi);
     }
     ml.clamp(lo, hi)
+}
+
+/// Runs the quantile walks take at most (more go through the merge).
+const MAX_WALK_RUNS: usize = 16;
+
+/// [`interpolate`] over the stable merge of `runs` (each ascending; equal
+/// values in run order), without building it: walks the runs together from
+/// the end nearer to `t` and stops at the centroids around it, so a p95
+/// visits ~5 % of them. Same arithmetic as [`interpolate`], so the same
+/// answer. `total` is the runs' total weight; at most [`MAX_WALK_RUNS`] runs.
+fn walk_quantile(runs: &[&[(f64, u64)]], total: f64, t: f64, lo: f64, hi: f64) -> f64 {
+    let k = runs.len().min(MAX_WALK_RUNS);
+    let runs = &runs[..k];
+    if t >= total / 2.0 {
+        // From the top: the merge reversed (largest first, ties later run first).
+        let mut end = [0usize; MAX_WALK_RUNS];
+        for (e, r) in end.iter_mut().zip(runs) {
+            *e = r.len();
+        }
+        let mut after = 0.0;
+        let mut above: Option<(f64, f64)> = None;
+        loop {
+            let mut best = usize::MAX;
+            let mut bm = f64::NEG_INFINITY;
+            for (i, r) in runs.iter().enumerate() {
+                if end[i] > 0 {
+                    let m = r[end[i] - 1].0;
+                    if best == usize::MAX || m >= bm {
+                        best = i;
+                        bm = m;
+                    }
+                }
+            }
+            if best == usize::MAX {
+                // Every mid-rank is above t: t is below the first one's.
+                let Some((m0, w0)) = above else {
+                    return lo;
+                };
+                return below_first(m0, w0, t, lo, hi);
+            }
+            end[best] -= 1;
+            let (m, w) = runs[best][end[best]];
+            let w = w as f64;
+            let cum = total - after - w;
+            if t < cum + w / 2.0 {
+                after += w;
+                above = Some((m, w));
+                continue;
+            }
+            return match above {
+                None => above_last(m, w, cum, total, t, lo, hi),
+                Some((mb, wb)) => between(m, w, mb, wb, cum, t, lo, hi),
+            };
+        }
+    }
+    // From the bottom: the merge (smallest first, ties earlier run first).
+    let mut pos = [0usize; MAX_WALK_RUNS];
+    let mut cum = 0.0;
+    let mut below: Option<(f64, f64)> = None;
+    loop {
+        let mut best = usize::MAX;
+        let mut bm = f64::INFINITY;
+        for (i, r) in runs.iter().enumerate() {
+            if let Some(&(m, _)) = r.get(pos[i]) {
+                if best == usize::MAX || m < bm {
+                    best = i;
+                    bm = m;
+                }
+            }
+        }
+        if best == usize::MAX {
+            let Some((ml, wl)) = below else {
+                return lo;
+            };
+            return above_last(ml, wl, cum, total, t, lo, hi);
+        }
+        let (m, w) = runs[best][pos[best]];
+        pos[best] += 1;
+        let w = w as f64;
+        match below {
+            None if t < w / 2.0 => return below_first(m, w, t, lo, hi),
+            None => {}
+            Some((ma, wa)) => {
+                if t < cum + wa + w / 2.0 {
+                    return between(ma, wa, m, w, cum, t, lo, hi);
+                }
+                cum += wa;
+            }
+        }
+        below = Some((m, w));
+    }
 }
 
 /// A monotone bin key: the order-preserving bit pattern of `x` (magnitude
@@ -509,7 +650,7 @@ mod tests {
                 let mut g = Digest::new(size);
                 xs.iter().for_each(|&x| g.add(x));
                 g.compress();
-                d.add_digest(&g);
+                d.add_digest((&g).into()).unwrap();
                 all.extend(xs);
             }
             for _ in 0..50 {
@@ -567,8 +708,8 @@ mod tests {
             let (mut g, mut h) = (Digest::new(200), Digest::new(200));
             xs.iter().for_each(|&x| g.add(x));
             ys.iter().for_each(|&y| h.add(y));
-            a.add_digest(&g);
-            b.add_digest(&h);
+            a.add_digest((&g).into()).unwrap();
+            b.add_digest((&h).into()).unwrap();
             ra.extend(xs);
             rb.extend(ys);
         }
@@ -609,11 +750,48 @@ mod tests {
                 };
                 g.add(x);
             }
-            d.add_digest(&g);
+            d.add_digest((&g).into()).unwrap();
         }
         assert!(d.binned);
         assert!(d.bins.len() < 2 * 230 * 256, "{} bins", d.bins.len());
         let got = d.quantiles(&[0.25, 0.75]);
         assert!(got[0].unwrap() < 1.0 && got[1].unwrap() > 1.0, "{got:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// The walk answers exactly what interpolating over the merge answers,
+        /// ties between runs included.
+        #[test]
+        fn walked_quantiles_equal_merged_ones(
+            runs in proptest::collection::vec(
+                proptest::collection::vec((0u32..40, 1u64..4), 0..12), 1..MAX_WALK_RUNS + 1),
+            qs in proptest::collection::vec(0.0f64..=1.0, 1..8),
+        ) {
+            let runs: Vec<Vec<(f64, u64)>> = runs
+                .into_iter()
+                .map(|mut r| {
+                    r.sort_by_key(|x| x.0);
+                    r.into_iter().map(|(m, w)| (f64::from(m) * 0.5, w)).collect()
+                })
+                .collect();
+            let mut merged: Vec<(f64, f64)> = runs
+                .iter()
+                .flatten()
+                .map(|&(m, w)| (m, w as f64))
+                .collect();
+            // Stable: equal values keep run order, as `sorted_into` merges them.
+            merged.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let total: f64 = merged.iter().map(|c| c.1).sum();
+            proptest::prop_assume!(total > 0.0);
+            let (lo, hi) = (merged[0].0 - 1.0, merged[merged.len() - 1].0 + 1.0);
+            let slices: Vec<&[(f64, u64)]> = runs.iter().map(Vec::as_slice).collect();
+            for q in qs.into_iter().chain([0.0, 1.0, 0.5]) {
+                let t = (q * total).clamp(0.0, total);
+                let want = interpolate(&merged, total, t, lo, hi);
+                let got = walk_quantile(&slices, total, t, lo, hi);
+                proptest::prop_assert_eq!(got.to_bits(), want.to_bits(), "q {} t {}", q, t);
+            }
+        }
     }
 }

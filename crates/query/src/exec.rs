@@ -65,11 +65,14 @@ impl Grid {
     }
 }
 
-/// What a query read: per group, its values (in group_by order) and its
-/// accumulators by slot (`None`: nothing fell in that slot).
+/// What a query read: per group, its values (in group_by order) and the
+/// index of its accumulator in `accs` by slot ([`NO_ACC`]: nothing fell in
+/// that slot).
 #[derive(Debug)]
 pub(crate) struct Collected {
     pub(crate) groups: Vec<GroupSlots>,
+    /// Every touched (group, slot)'s accumulator, in order of first touch.
+    pub(crate) accs: Vec<Acc>,
     pub(crate) missing: Vec<TimeRange>,
     pub(crate) raw_reason: RawReason,
     pub(crate) coverage: Coverage,
@@ -79,10 +82,27 @@ impl Collected {
     pub(crate) fn coverage_note(&self) -> Option<String> {
         crate::plan::coverage_note(&self.missing, self.raw_reason, &self.coverage)
     }
+
+    /// The accumulator of slot `i` of a group's `slots`, if touched.
+    pub(crate) fn acc(&self, slots: &[u32], i: usize) -> Option<&Acc> {
+        slots.get(i).and_then(|&a| self.accs.get(a as usize))
+    }
+
+    /// Takes the accumulator of slot `i` (an empty one if untouched).
+    pub(crate) fn take_acc(&mut self, slots: &[u32], i: usize, needs: Needs) -> Acc {
+        match slots.get(i).and_then(|&a| self.accs.get_mut(a as usize)) {
+            Some(a) => std::mem::replace(a, Acc::new(needs)),
+            None => Acc::new(needs),
+        }
+    }
 }
 
-/// One group's labels and its accumulators by slot (allocated on first touch).
-pub(crate) type GroupSlots = (Vec<String>, Vec<Option<Box<Acc>>>);
+/// Marks an untouched slot.
+pub(crate) const NO_ACC: u32 = u32::MAX;
+
+/// One group's labels and its accumulator indices by slot (empty until the
+/// group's first touch).
+pub(crate) type GroupSlots = (Vec<String>, Vec<u32>);
 
 /// FNV-1a: group keys are a few short strings, and the default SipHash
 /// dominated routing a rollup to its group.
@@ -108,11 +128,12 @@ impl Hasher for Fnv {
 
 type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
-/// Accumulators by group (dense index) and slot (dense vector, allocated
-/// on first touch).
+/// Accumulators by group (dense index) and slot: each group's slots index
+/// one contiguous vector of accumulators, appended to on first touch.
 struct Groups {
     index: FnvMap<Vec<String>, usize>,
     list: Vec<GroupSlots>,
+    accs: Vec<Acc>,
     slots: usize,
     needs: Needs,
 }
@@ -131,10 +152,17 @@ impl Groups {
     fn acc(&mut self, group: usize, slot: usize) -> &mut Acc {
         let slots = &mut self.list[group].1;
         if slots.is_empty() {
-            slots.resize_with(self.slots, || None);
+            slots.resize(self.slots, NO_ACC);
+            // Room for this group's slots (a series usually fills them):
+            // no regrowth copying accumulators; at most ~2 × slots unused.
+            self.accs.reserve(self.slots);
         }
-        let needs = self.needs;
-        slots[slot].get_or_insert_with(|| Box::new(Acc::new(needs)))
+        let a = &mut slots[slot];
+        if *a == NO_ACC {
+            *a = self.accs.len() as u32;
+            self.accs.push(Acc::new(self.needs));
+        }
+        &mut self.accs[*a as usize]
     }
 }
 
@@ -192,6 +220,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
     let mut groups = Groups {
         index: FnvMap::default(),
         list: Vec::new(),
+        accs: Vec::new(),
         slots: q.grid.n,
         needs: q.needs,
     };
@@ -212,7 +241,9 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
         match part.source.tier() {
             Some(tier) => {
                 src.rollups(tier, part.range, q.filter, &mut |start, key, r| {
-                    let Some(slot) = grid.slot(start) else { return };
+                    let Some(slot) = grid.slot(start) else {
+                        return Ok(());
+                    };
                     let g = match group_of.get(key) {
                         Some(&g) => g,
                         None => {
@@ -225,7 +256,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
                             g
                         }
                     };
-                    groups.acc(g, slot).add_rollup(r);
+                    groups.acc(g, slot).add_rollup(r)
                 })?;
             }
             None => read_raw(
@@ -241,6 +272,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
     }
     Ok(Collected {
         groups: groups.list,
+        accs: groups.accs,
         missing,
         raw_reason,
         coverage,

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 
 use sextant_model::{Dim, Feedback, LlmCall, Quality, Tier, TimeRange};
-use sextant_storage::{Coverage, GroupKey, RequestRef, Rollup, RowFilter, StorageError};
+use sextant_storage::{
+    Coverage, GroupKey, RequestRef, Rollup, RollupView, RowFilter, StorageError,
+};
 
 use crate::api::{
     drift_on, series_on, summary_on, DriftReport, DriftRequest, QueryError, SeriesRequest,
@@ -24,8 +26,9 @@ use crate::source::{DataSource, RollupFn};
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     dims: Vec<Dim>,
-    /// Indexed by tier: minute, hour, day, week.
-    rollups: [BTreeMap<(i64, GroupKey), Rollup>; 4],
+    /// Encoded rollups (as the real store holds them), indexed by tier:
+    /// minute, hour, day, week.
+    rollups: [BTreeMap<(i64, GroupKey), Vec<u8>>; 4],
     calls: Vec<LlmCall>,
     sorted: bool,
     coverage: Coverage,
@@ -68,9 +71,10 @@ impl MemoryStore {
 
     /// Merges `rollup` into the bucket `(tier, bucket_start_ms, group)`.
     ///
-    /// The bucket is kept as [`sextant_storage::Store::rollups`] hands rollups
-    /// out: decoded from its encoding, its digests undecoded stored runs (so
-    /// reads pay the same digest decoding as over the real store).
+    /// The bucket is kept encoded, as the real store keeps it, and read
+    /// through [`RollupView`]s as [`sextant_storage::Store::scan_rollups`]
+    /// hands them out (so reads pay the same decoding as over the real
+    /// store, without sled).
     pub fn add_rollup(
         &mut self,
         tier: Tier,
@@ -82,11 +86,11 @@ impl MemoryStore {
         let key = (bucket_start_ms, group);
         let mut merged = map
             .remove(&key)
+            .and_then(|b| Rollup::decode(&b).ok())
             .unwrap_or_else(|| Rollup::new(rollup.digest_size));
         merged.merge(rollup);
         merged.compress_digests();
-        let stored = Rollup::decode(&merged.encode()).unwrap_or(merged);
-        map.insert(key, stored);
+        map.insert(key, merged.encode());
     }
 
     pub fn add_calls(&mut self, calls: impl IntoIterator<Item = LlmCall>) {
@@ -171,9 +175,9 @@ impl DataSource for MemoryStore {
         }
         let lo = (range.from_ms, GroupKey::default());
         let hi = (range.to_ms, GroupKey::default());
-        for ((b, key), r) in self.rollups[tier_index(tier)].range(lo..hi) {
+        for ((b, key), bytes) in self.rollups[tier_index(tier)].range(lo..hi) {
             if self.key_passes(filter, key) {
-                f(*b, key, r);
+                f(*b, key, &RollupView::decode(bytes)?)?;
             }
         }
         Ok(())

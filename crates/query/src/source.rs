@@ -3,9 +3,12 @@
 //! [`Store`].
 
 use sextant_model::{Dim, Feedback, LlmCall, Quality, Tier, TimeRange};
-use sextant_storage::{Coverage, GroupKey, RequestRef, Rollup, RowFilter, StorageError, Store};
+use sextant_storage::{Coverage, GroupKey, RequestRef, RollupView, RowFilter, StorageError, Store};
 
-pub(crate) type RollupFn<'a> = dyn FnMut(i64, &GroupKey, &Rollup) + 'a;
+/// A rollup read's callback: an error (e.g. from decoding a digest of the
+/// view) stops the read and is returned by it.
+pub(crate) type RollupFn<'a> =
+    dyn FnMut(i64, &GroupKey, &RollupView<'_>) -> Result<(), StorageError> + 'a;
 
 /// What the executor reads. Mirrors `Store`'s read methods one for one.
 pub(crate) trait DataSource {
@@ -50,7 +53,7 @@ impl DataSource for Store {
         filter: &RowFilter,
         f: &mut RollupFn<'_>,
     ) -> Result<(), StorageError> {
-        Store::rollups(self, tier, range, filter, f)
+        Store::scan_rollups(self, tier, range, filter, f)
     }
     fn scan_calls(
         &self,

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sextant_model::{Dim, Feedback, LlmCall, Quality, Tier, TimeRange};
-use sextant_storage::{Coverage, GroupKey, RequestRef, Rollup, RowFilter, StorageError};
+use sextant_storage::{
+    Coverage, GroupKey, RequestRef, Rollup, RollupView, RowFilter, StorageError,
+};
 
 use crate::source::{DataSource, RollupFn};
 
@@ -164,7 +166,7 @@ impl DataSource for MemSource {
         }
         for ((b, key), mut r) in merged {
             r.resize_digests(size);
-            f(b, &key, &r);
+            f(b, &key, &RollupView::of(&r))?;
         }
         Ok(())
     }

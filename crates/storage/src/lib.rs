@@ -22,7 +22,7 @@ pub use api::{
 };
 pub use config::{DigestSizes, Durability, Retention, StoreConfig};
 pub use error::{CodecError, ErrorKind, Result, StorageError};
-pub use rollup::{Digest, Rollup};
+pub use rollup::{Digest, DigestField, DigestRef, Rollup, RollupTotals, RollupView};
 pub use store::Store;
 
 /// The on-disk format version this build writes.

@@ -1140,3 +1140,193 @@ mod fast_path_tests {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Borrowed stored digests (read path; the encoding above is unchanged).
+
+/// A digest encoding inside a stored rollup payload, read in place: the
+/// header and the weights are validated when it is opened, the means while
+/// they are read ([`StoredDigest::try_for_each`]), so a read that decodes a
+/// digest once reads its bytes once (plus the weights twice).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoredDigest<'a> {
+    bytes: &'a [u8],
+    weights_at: usize,
+    means_at: usize,
+    n: usize,
+    count: u64,
+    min: f64,
+    max: f64,
+}
+
+impl<'a> StoredDigest<'a> {
+    /// Opens the digest at the reader's position (what [`Digest::encode_into`]
+    /// wrote), validating its header and weights as [`Digest::decode_from`]
+    /// does; leaves the reader at the first mean varint.
+    pub(crate) fn open(r: &mut Reader<'a>, field: &str) -> Result<StoredDigest<'a>, CodecError> {
+        let n = r.u64(field)?;
+        // Every centroid takes at least two bytes (weight + mean delta).
+        if n == 0 || n > (r.remaining() / 2) as u64 {
+            return Err(r.err(
+                field,
+                format!("centroid count {n} is zero or exceeds the bytes left"),
+            ));
+        }
+        let n = n as usize;
+        let min = r.f64(field)?;
+        let max = r.f64(field)?;
+        if !(min.is_finite() && max.is_finite() && min <= max) {
+            return Err(r.err(
+                field,
+                format!("min {min} / max {max} not finite and ordered"),
+            ));
+        }
+        let weights_at = r.pos();
+        let scanned = r.with_cursor(|b, pos| {
+            let mut count: u64 = 0;
+            for _ in 0..n {
+                let w = varint(b, pos).ok_or("weight varint cut off or over 64 bits")?;
+                if w == 0 || w > MAX_WEIGHT {
+                    return Err(format!("centroid weight {w} out of range"));
+                }
+                // Both ≤ 2^52: cannot overflow u64.
+                count += w;
+                if count > MAX_WEIGHT {
+                    return Err("total weight overflows".to_string());
+                }
+            }
+            Ok((count, b))
+        });
+        let (count, bytes) = scanned.map_err(|reason| r.err(field, reason))?;
+        Ok(StoredDigest {
+            bytes,
+            weights_at,
+            means_at: r.pos(),
+            n,
+            count,
+            min,
+            max,
+        })
+    }
+
+    /// Moves the reader past the digest's means (validating that they are
+    /// well-formed varints, not their values).
+    pub(crate) fn skip_means(&self, r: &mut Reader<'a>, field: &str) -> Result<(), CodecError> {
+        let n = self.n;
+        let res = r.with_cursor(|b, pos| {
+            for _ in 0..n {
+                varint(b, pos).ok_or("mean varint cut off or over 64 bits")?;
+            }
+            Ok::<(), &str>(())
+        });
+        res.map_err(|reason| r.err(field, reason))
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+    pub(crate) fn min(&self) -> f64 {
+        self.min
+    }
+    pub(crate) fn max(&self) -> f64 {
+        self.max
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Calls `f(mean, weight)` for each centroid in stored order (ascending
+    /// by mean, ties in stored order): exactly the sequence
+    /// [`Digest::for_each_centroid`] visits for the decoded digest. Mean
+    /// deltas are validated as they are read; on an error `f` has seen a
+    /// prefix of the centroids.
+    #[inline]
+    pub(crate) fn try_for_each(&self, mut f: impl FnMut(f64, u64)) -> Result<(), String> {
+        let b = self.bytes;
+        let (mut wp, mut mp) = (self.weights_at, self.means_at);
+        // Weights are ≥ 1 and sum to `count` (validated by `open`): when
+        // count == n every weight is 1 and need not be read again (digests
+        // of small buckets, e.g. minutes).
+        let unit = self.count == self.n as u64;
+        let mut q = quantize_floor(self.min);
+        for _ in 0..self.n {
+            let w = if unit { Some(1) } else { varint(b, &mut wp) };
+            let (Some(w), Some(d)) = (w, varint(b, &mut mp)) else {
+                return Err("mean varint cut off or over 64 bits".into());
+            };
+            q = q.checked_add(d).ok_or("mean delta overflows")?;
+            // `dequantize`, inlined (the hot loop of a query). Quantized means
+            // ascend, so every one is finite iff the last one is.
+            if q >= 1 << (64 - MEAN_SHIFT) {
+                return Err("mean is not a finite number".into());
+            }
+            let mean = from_order_key(q << MEAN_SHIFT);
+            if !mean.is_finite() {
+                return Err("mean is not a finite number".into());
+            }
+            f(mean.clamp(self.min, self.max), w);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod stored_digest_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn stored_digest_visits_what_the_decoded_digest_visits(
+            values in proptest::collection::vec(prop_oneof![0.0f64..1e6, 0.0f64..2.0, Just(5.0)], 1..600),
+            size in 1usize..120,
+        ) {
+            let mut d = Digest::new(size);
+            values.iter().for_each(|&v| d.add(v));
+            let mut out = vec![9u8];
+            d.encode_into(&mut out);
+            out.push(7);
+            let shared: Arc<[u8]> = Arc::from(out.as_slice());
+            let mut r = Reader::new("t", &out);
+            r.u64("pad").unwrap();
+            let decoded = Digest::decode_from(&mut r, &shared, "d", size).unwrap();
+            let mut r = Reader::new("t", &out);
+            r.u64("pad").unwrap();
+            let s = StoredDigest::open(&mut r, "d").unwrap();
+            s.skip_means(&mut r, "d").unwrap();
+            prop_assert_eq!(r.u64("tail").unwrap(), 7);
+            prop_assert!(r.is_at_end());
+            prop_assert_eq!((s.count(), Some(s.min()), Some(s.max())), (decoded.count(), decoded.min(), decoded.max()));
+            let mut got = Vec::new();
+            s.try_for_each(|m, w| got.push((m, w))).unwrap();
+            prop_assert_eq!(got, decoded.centroids());
+        }
+
+        #[test]
+        fn damaged_stored_digest_is_an_error_never_a_panic(
+            values in proptest::collection::vec(0.0f64..1e6, 1..200),
+            at in any::<prop::sample::Index>(),
+            xor in 1u8..=255,
+        ) {
+            let mut d = Digest::new(40);
+            values.iter().for_each(|&v| d.add(v));
+            let mut out = Vec::new();
+            d.encode_into(&mut out);
+            let i = at.index(out.len());
+            out[i] ^= xor;
+            let mut r = Reader::new("t", &out);
+            if let Ok(s) = StoredDigest::open(&mut r, "d") {
+                let mut w = 0u64;
+                if s.try_for_each(|m, x| { assert!(m.is_finite()); w += x; }).is_ok() {
+                    prop_assert_eq!(w, s.count());
+                }
+            }
+            let mut r = Reader::new("t", &out[..i]);
+            if let Ok(s) = StoredDigest::open(&mut r, "d") {
+                let _ = s.skip_means(&mut r, "d");
+                let _ = s.try_for_each(|_, _| {});
+            }
+        }
+    }
+}

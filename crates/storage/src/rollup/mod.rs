@@ -15,6 +15,7 @@
 //! The byte layout is documented in docs/format/rollup.md.
 
 mod digest;
+mod view;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use sextant_model::{Feedback, LlmCall, Quality};
 
 pub use digest::Digest;
+pub use view::{DigestField, DigestRef, RollupTotals, RollupView};
 
 use crate::error::CodecError;
 use crate::frame;
@@ -502,37 +504,15 @@ impl Rollup {
     fn decode_payload(payload: &[u8]) -> Result<Rollup, CodecError> {
         use field::*;
         let mut r = Reader::new("rollup", payload);
-        let mask = r.u64("presence mask")?;
-        if mask & !ALL != 0 {
-            return Err(r.err(
-                "presence mask",
-                format!("unknown field bits {:#x}", mask & !ALL),
-            ));
-        }
-        let size = r.u64("digest_size")?;
-        if size == 0 || size > digest::MAX_DIGEST_SIZE as u64 {
-            return Err(r.err(
-                "digest_size",
-                format!("{size} out of range 1..={}", digest::MAX_DIGEST_SIZE),
-            ));
-        }
-        let mut x = Rollup::new(size as usize);
+        let (mask, t) = decode_totals(&mut r)?;
+        let mut x = Rollup::from_totals(&t);
         // One shared copy of the payload holds every digest, undecoded.
         let mut shared: Option<Arc<[u8]>> = None;
         let has = |bit: u32| mask & (1 << bit) != 0;
-        macro_rules! u64f {
-            ($bit:expr, $f:ident) => {
-                if has($bit) {
-                    x.$f = r.u64(stringify!($f))?;
-                }
-            };
-        }
-        macro_rules! u128f {
-            ($bit:expr, $f:ident) => {
-                if has($bit) {
-                    x.$f = r.u128(stringify!($f))?;
-                }
-            };
+        if has(FINISH_REASONS) {
+            read_finish_reasons(&mut r, |name, c| {
+                x.finish_reasons.insert(name.to_owned(), c);
+            })?;
         }
         macro_rules! digestf {
             ($bit:expr, $f:ident) => {
@@ -547,59 +527,6 @@ impl Rollup {
                 }
             };
         }
-        u64f!(COUNT, count);
-        u64f!(ERRORS, errors);
-        u64f!(PROMPT_TOKENS, prompt_tokens);
-        u64f!(COMPLETION_TOKENS, completion_tokens);
-        u64f!(TOTAL_TOKENS, total_tokens);
-        u64f!(CACHED_INPUT_TOKENS, cached_input_tokens);
-        u64f!(REASONING_TOKENS, reasoning_tokens);
-        u128f!(COST_NANO_USD, cost_nano_usd);
-        u64f!(COST_UNKNOWN, cost_unknown);
-        u128f!(LATENCY_SUM_US, latency_sum_us);
-        if has(LATENCY_MIN_MS) {
-            x.latency_min_ms = finite(&mut r, "latency_min_ms")?;
-        }
-        if has(LATENCY_MAX_MS) {
-            x.latency_max_ms = finite(&mut r, "latency_max_ms")?;
-        }
-        u64f!(TTFT_COUNT, ttft_count);
-        u128f!(TTFT_SUM_US, ttft_sum_us);
-        u64f!(QUALITY_COUNT, quality_count);
-        u64f!(REFUSALS, refusals);
-        u64f!(HEDGING, hedging);
-        u64f!(RESPONSE_LENGTH_SUM, response_length_sum);
-        if has(SENTIMENT_SUM_MICRO) {
-            x.sentiment_sum_micro = r.i128("sentiment_sum_micro")?;
-        }
-        u64f!(FACTUAL_COUNT, factual_count);
-        u128f!(FACTUAL_SUM_MICRO, factual_sum_micro);
-        u64f!(FEEDBACK_COUNT, feedback_count);
-        if has(RATING_SUM) {
-            x.rating_sum = r.i64("rating_sum")?;
-        }
-        if has(FINISH_REASONS) {
-            let n = r.u64("finish_reasons")?;
-            // Each entry takes at least two bytes.
-            if n == 0 || n > (r.remaining() / 2) as u64 {
-                return Err(r.err("finish_reasons", format!("{n} entries do not fit")));
-            }
-            for _ in 0..n {
-                let len = r.u64("finish_reasons")?;
-                if len > MAX_REASON_BYTES as u64 {
-                    return Err(r.err("finish_reasons", format!("name of {len} bytes")));
-                }
-                let bytes = r.bytes("finish_reasons", len as usize)?;
-                let name = std::str::from_utf8(bytes).map_err(|e| r.err("finish_reasons", e))?;
-                let c = r.u64("finish_reasons")?;
-                if let Some((last, _)) = x.finish_reasons.last_key_value() {
-                    if last.as_str() >= name {
-                        return Err(r.err("finish_reasons", "names not strictly ascending"));
-                    }
-                }
-                x.finish_reasons.insert(name.to_owned(), c);
-            }
-        }
         digestf!(LATENCY, latency);
         digestf!(TTFT, ttft);
         digestf!(TOTAL_TOKENS_DIGEST, total_tokens_digest);
@@ -609,6 +536,163 @@ impl Rollup {
         }
         Ok(x)
     }
+
+    /// An empty-digest rollup holding `t`'s exact fields.
+    fn from_totals(t: &RollupTotals) -> Rollup {
+        let mut x = Rollup::new(t.digest_size);
+        x.count = t.count;
+        x.errors = t.errors;
+        x.prompt_tokens = t.prompt_tokens;
+        x.completion_tokens = t.completion_tokens;
+        x.total_tokens = t.total_tokens;
+        x.cached_input_tokens = t.cached_input_tokens;
+        x.reasoning_tokens = t.reasoning_tokens;
+        x.cost_nano_usd = t.cost_nano_usd;
+        x.cost_unknown = t.cost_unknown;
+        x.latency_sum_us = t.latency_sum_us;
+        x.latency_min_ms = t.latency_min_ms;
+        x.latency_max_ms = t.latency_max_ms;
+        x.ttft_count = t.ttft_count;
+        x.ttft_sum_us = t.ttft_sum_us;
+        x.quality_count = t.quality_count;
+        x.refusals = t.refusals;
+        x.hedging = t.hedging;
+        x.response_length_sum = t.response_length_sum;
+        x.sentiment_sum_micro = t.sentiment_sum_micro;
+        x.factual_count = t.factual_count;
+        x.factual_sum_micro = t.factual_sum_micro;
+        x.feedback_count = t.feedback_count;
+        x.rating_sum = t.rating_sum;
+        x
+    }
+
+    /// The exact fields (everything but digests and finish reasons).
+    pub fn totals(&self) -> RollupTotals {
+        RollupTotals {
+            count: self.count,
+            errors: self.errors,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            total_tokens: self.total_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            cost_nano_usd: self.cost_nano_usd,
+            cost_unknown: self.cost_unknown,
+            latency_sum_us: self.latency_sum_us,
+            latency_min_ms: self.latency_min_ms,
+            latency_max_ms: self.latency_max_ms,
+            ttft_count: self.ttft_count,
+            ttft_sum_us: self.ttft_sum_us,
+            quality_count: self.quality_count,
+            refusals: self.refusals,
+            hedging: self.hedging,
+            response_length_sum: self.response_length_sum,
+            sentiment_sum_micro: self.sentiment_sum_micro,
+            factual_count: self.factual_count,
+            factual_sum_micro: self.factual_sum_micro,
+            feedback_count: self.feedback_count,
+            rating_sum: self.rating_sum,
+            digest_size: self.digest_size,
+        }
+    }
+}
+
+/// Reads the presence mask, the digest size and fields 0..=22 (every exact
+/// field), validated exactly as [`Rollup::decode`] validates them; leaves
+/// the reader at the finish reasons (or the first digest).
+fn decode_totals(r: &mut Reader<'_>) -> Result<(u64, RollupTotals), CodecError> {
+    use field::*;
+    let mask = r.u64("presence mask")?;
+    if mask & !ALL != 0 {
+        return Err(r.err(
+            "presence mask",
+            format!("unknown field bits {:#x}", mask & !ALL),
+        ));
+    }
+    let size = r.u64("digest_size")?;
+    if size == 0 || size > digest::MAX_DIGEST_SIZE as u64 {
+        return Err(r.err(
+            "digest_size",
+            format!("{size} out of range 1..={}", digest::MAX_DIGEST_SIZE),
+        ));
+    }
+    let mut x = RollupTotals::empty(size as usize);
+    let has = |bit: u32| mask & (1 << bit) != 0;
+    macro_rules! u64f {
+        ($bit:expr, $f:ident) => {
+            if has($bit) {
+                x.$f = r.u64(stringify!($f))?;
+            }
+        };
+    }
+    macro_rules! u128f {
+        ($bit:expr, $f:ident) => {
+            if has($bit) {
+                x.$f = r.u128(stringify!($f))?;
+            }
+        };
+    }
+    u64f!(COUNT, count);
+    u64f!(ERRORS, errors);
+    u64f!(PROMPT_TOKENS, prompt_tokens);
+    u64f!(COMPLETION_TOKENS, completion_tokens);
+    u64f!(TOTAL_TOKENS, total_tokens);
+    u64f!(CACHED_INPUT_TOKENS, cached_input_tokens);
+    u64f!(REASONING_TOKENS, reasoning_tokens);
+    u128f!(COST_NANO_USD, cost_nano_usd);
+    u64f!(COST_UNKNOWN, cost_unknown);
+    u128f!(LATENCY_SUM_US, latency_sum_us);
+    if has(LATENCY_MIN_MS) {
+        x.latency_min_ms = finite(r, "latency_min_ms")?;
+    }
+    if has(LATENCY_MAX_MS) {
+        x.latency_max_ms = finite(r, "latency_max_ms")?;
+    }
+    u64f!(TTFT_COUNT, ttft_count);
+    u128f!(TTFT_SUM_US, ttft_sum_us);
+    u64f!(QUALITY_COUNT, quality_count);
+    u64f!(REFUSALS, refusals);
+    u64f!(HEDGING, hedging);
+    u64f!(RESPONSE_LENGTH_SUM, response_length_sum);
+    if has(SENTIMENT_SUM_MICRO) {
+        x.sentiment_sum_micro = r.i128("sentiment_sum_micro")?;
+    }
+    u64f!(FACTUAL_COUNT, factual_count);
+    u128f!(FACTUAL_SUM_MICRO, factual_sum_micro);
+    u64f!(FEEDBACK_COUNT, feedback_count);
+    if has(RATING_SUM) {
+        x.rating_sum = r.i64("rating_sum")?;
+    }
+    Ok((mask, x))
+}
+
+/// Reads the finish-reason entries (field 23, present), calling `f(name,
+/// count)` for each, validated as [`Rollup::decode`] validates them.
+fn read_finish_reasons<'a>(
+    r: &mut Reader<'a>,
+    mut f: impl FnMut(&'a str, u64),
+) -> Result<(), CodecError> {
+    let n = r.u64("finish_reasons")?;
+    // Each entry takes at least two bytes.
+    if n == 0 || n > (r.remaining() / 2) as u64 {
+        return Err(r.err("finish_reasons", format!("{n} entries do not fit")));
+    }
+    let mut last: Option<&str> = None;
+    for _ in 0..n {
+        let len = r.u64("finish_reasons")?;
+        if len > MAX_REASON_BYTES as u64 {
+            return Err(r.err("finish_reasons", format!("name of {len} bytes")));
+        }
+        let bytes = r.bytes("finish_reasons", len as usize)?;
+        let name = std::str::from_utf8(bytes).map_err(|e| r.err("finish_reasons", e))?;
+        let c = r.u64("finish_reasons")?;
+        if last.is_some_and(|l| l >= name) {
+            return Err(r.err("finish_reasons", "names not strictly ascending"));
+        }
+        last = Some(name);
+        f(name, c);
+    }
+    Ok(())
 }
 
 fn finite(r: &mut Reader<'_>, field: &str) -> Result<f64, CodecError> {

@@ -408,3 +408,69 @@ fn rollup_tiers_take_at_most_half_the_raw_segment_bytes() {
         assert!(2 * total <= raw, "rollups {total} B > 50 % of raw {raw} B");
     }
 }
+
+/// Exact fields, finish reasons, and each digest's centroids.
+type Parts = (RollupTotals, Vec<(String, u64)>, Vec<Vec<(f64, u64)>>);
+
+/// Everything a view yields, read part by part (an error ends the reading).
+fn read_view(v: &RollupView<'_>) -> Result<Parts, crate::StorageError> {
+    let mut reasons = Vec::new();
+    v.for_each_finish_reason(|k, n| reasons.push((k.to_string(), n)))?;
+    let mut digests = Vec::new();
+    for f in [
+        DigestField::Latency,
+        DigestField::Ttft,
+        DigestField::TotalTokens,
+        DigestField::ResponseLength,
+    ] {
+        let mut cs = Vec::new();
+        if let Some(d) = v.digest(f)? {
+            d.try_for_each_centroid(|m, w| cs.push((m, w)))?;
+        }
+        digests.push(cs);
+    }
+    Ok((*v.totals(), reasons, digests))
+}
+
+fn read_rollup(r: &Rollup) -> Parts {
+    let reasons = r
+        .finish_reasons
+        .iter()
+        .map(|(k, n)| (k.clone(), *n))
+        .collect();
+    let digests = [
+        &r.latency,
+        &r.ttft,
+        &r.total_tokens_digest,
+        &r.response_length,
+    ]
+    .iter()
+    .map(|d| d.as_ref().map(|d| d.centroids()).unwrap_or_default())
+    .collect();
+    (r.totals(), reasons, digests)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+    #[test]
+    fn a_view_yields_what_decode_yields_and_never_panics_on_damage(events in proptest::collection::vec(ev_strategy(), 1..60), at in any::<prop::sample::Index>(), xor in 1u8..=255) {
+        let bytes = rollup_of(&events, 10).encode();
+        let v = RollupView::decode(&bytes).unwrap();
+        prop_assert_eq!(read_view(&v).unwrap(), read_rollup(&Rollup::decode(&bytes).unwrap()));
+        // Damaged with a recomputed CRC: the view reads an error or what a
+        // successful decode reads (a view skips the trailing-bytes check).
+        let mut bad = bytes[frame::FRAME_HEADER..].to_vec();
+        let i = at.index(bad.len());
+        bad[i] ^= xor;
+        let framed = frame::frame(ROLLUP_FORMAT_VERSION, &bad);
+        let decoded = Rollup::decode(&framed);
+        let viewed = RollupView::decode(&framed).and_then(|v| read_view(&v));
+        if let Ok(r) = &decoded {
+            prop_assert_eq!(viewed.unwrap(), read_rollup(r));
+        }
+        // Without recomputing the CRC nothing is read.
+        let mut framed = bytes.clone();
+        framed[frame::FRAME_HEADER + i] ^= xor;
+        prop_assert!(RollupView::decode(&framed).is_err());
+    }
+}

@@ -86,8 +86,24 @@ impl<'a> Reader<'a> {
         }
     }
 
-    #[inline(never)]
+    /// A varint of up to 128 bits (sums of a rollup: usually a few bytes).
+    #[inline]
     pub(crate) fn u128(&mut self, field: &str) -> Result<u128, CodecError> {
+        // Fast path: at most 9 bytes (63 bits), read straight from the slice.
+        let start = self.pos;
+        let mut v: u64 = 0;
+        for (i, &b) in self.buf[start..].iter().take(9).enumerate() {
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.pos = start + i + 1;
+                return Ok(u128::from(v));
+            }
+        }
+        self.u128_long(field)
+    }
+
+    #[inline(never)]
+    fn u128_long(&mut self, field: &str) -> Result<u128, CodecError> {
         let mut v: u128 = 0;
         for i in 0..19u32 {
             let b = self.byte(field)?;

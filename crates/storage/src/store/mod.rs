@@ -35,7 +35,7 @@ use crate::api::*;
 use crate::config::{Durability, StoreConfig};
 use crate::db::{ts_from_key, u64_from, Bytes, Db, DbOptions, MigrationTx, Ops, T};
 use crate::error::{Result, StorageError};
-use crate::rollup::Rollup;
+use crate::rollup::{Rollup, RollupView};
 use head::{Head, Prepared};
 use records::{decode_wal, encode_span, encode_wal, span_key, span_time_key, SegMeta};
 use segment::SegmentCodec;
@@ -370,10 +370,13 @@ impl Store {
 
     /// Calls `f(bucket_start_ms, group, rollup)` for every bucket of `tier`
     /// whose start is in `range`, for groups matching `filter` (which must be
-    /// served by rollups), including data still in the head. Oldest first.
+    /// served by rollups), including data still in the head, in (bucket,
+    /// group) order. Each rollup is decoded whole; [`Store::scan_rollups`]
+    /// decodes only what the caller reads.
     ///
     /// Hour, day and week buckets are returned only below their `*_until_ms`
     /// watermark (see [`Coverage`]); `f` runs after every lock is released.
+    /// On a decode error `f` may already have seen the rollups before it.
     pub fn rollups(
         &self,
         tier: Tier,
@@ -381,11 +384,26 @@ impl Store {
         filter: &RowFilter,
         f: &mut dyn FnMut(i64, &GroupKey, &Rollup),
     ) -> Result<()> {
-        let all = self.core().collect_rollups(tier, range, filter)?;
-        for ((b, g), r) in &all {
-            f(*b, g, r);
-        }
-        Ok(())
+        self.scan_rollups(tier, range, filter, &mut |b, g, v| {
+            f(b, g, &v.to_rollup()?);
+            Ok(())
+        })
+    }
+
+    /// [`Store::rollups`], handing out [`RollupView`]s: exact fields decoded,
+    /// finish reasons and digests read from the stored bytes when asked for
+    /// (each validated as it is read; a bad one is a [`StorageError::Decode`]
+    /// naming its key, which `f` should return). Stops at the first error,
+    /// `f`'s or a decode error.
+    pub fn scan_rollups(
+        &self,
+        tier: Tier,
+        range: TimeRange,
+        filter: &RowFilter,
+        f: &mut dyn FnMut(i64, &GroupKey, &RollupView<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let snap = self.core().snapshot_rollups(tier, range, filter)?;
+        snap.stream(f)
     }
 
     /// Calls `f` for every raw call (sealed or in the head) with timestamp in

@@ -2,16 +2,21 @@
 //!
 //! **Invariant:** every read takes the state read lock once and reads the
 //! head, the head being sealed and the stored trees under it, so it sees
-//! each acknowledged event exactly once (see `store/mod.rs`).
+//! each acknowledged event exactly once (see `store/mod.rs`). Rollup reads
+//! take only refcounted handles to the stored values and copies of the
+//! heads' contributions under the lock ([`Core::snapshot_rollups`]), then
+//! release it and decode while streaming to the caller's callback
+//! ([`RollupSnapshot::stream`]): a seal or flush that commits after the
+//! lock is released cannot change what the snapshot holds.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sextant_model::{Dim, Feedback, LlmCall, Quality, Span, Tier, TimeRange};
 
 use crate::api::{GroupKey, RequestRef, RowFilter, TraceSummary, VerifyReport};
-use crate::db::{ts_key, u64_from, T};
+use crate::db::{ts_from_key, ts_key, u64_from, Bytes, T};
 use crate::error::{Result, StorageError};
-use crate::rollup::Rollup;
+use crate::rollup::{Rollup, RollupView};
 use crate::store::head::Head;
 use crate::store::maint::hex;
 use crate::store::records::{
@@ -30,6 +35,183 @@ fn group_matches(dims: &[Dim], filter: &RowFilter, g: &GroupKey) -> bool {
         })
 }
 
+/// The tree holding `tier`'s rollups.
+fn rollup_tree(tier: Tier) -> T {
+    match tier {
+        Tier::Minute => T::RollupMinute,
+        Tier::Hour => T::RollupHour,
+        Tier::Day => T::RollupDay,
+        // Tier::Week (`Tier` is non-exhaustive).
+        _ => T::RollupWeek,
+    }
+}
+
+/// The group strings of a rollup key after its 8 timestamp bytes, as raw
+/// bytes (UTF-8 once [`key_is_valid`] said so); stops at the first
+/// malformed one.
+fn group_strs(mut b: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (len, rest) = b.split_first_chunk::<2>()?;
+        let n = u16::from_be_bytes(*len) as usize;
+        let s = rest.get(..n)?;
+        b = &rest[n..];
+        Some(s)
+    })
+}
+
+/// True when `k` is what `records::rollup_key` writes (what
+/// `parse_rollup_key` accepts), without allocating.
+fn key_is_valid(k: &[u8]) -> bool {
+    let Some(mut b) = k.get(8..) else {
+        return false;
+    };
+    while !b.is_empty() {
+        let Some((len, rest)) = b.split_first_chunk::<2>() else {
+            return false;
+        };
+        let n = u16::from_be_bytes(*len) as usize;
+        let Some(s) = rest.get(..n) else {
+            return false;
+        };
+        if std::str::from_utf8(s).is_err() {
+            return false;
+        }
+        b = &rest[n..];
+    }
+    true
+}
+
+/// What [`Core::snapshot_rollups`] took under the lock.
+#[derive(Debug)]
+pub(crate) struct RollupSnapshot {
+    tree: T,
+    /// `(bucket, group index, value)` of stored rollups passing the
+    /// filter, in key order (keys are dropped as they are read: an error
+    /// names a key rebuilt from bucket and group, which gives the same bytes).
+    stored: Vec<(i64, u32, Bytes)>,
+    groups: Groups,
+    /// The heads' contributions by (bucket, group), merged per key.
+    head: BTreeMap<(i64, GroupKey), Rollup>,
+}
+
+impl RollupSnapshot {
+    /// Calls `f` for every (bucket, group) of the snapshot in (bucket,
+    /// group) order, stored rollups decoded lazily; a key both stored and in
+    /// a head is handed out once, the head's contribution merged into the
+    /// stored rollup. Stops at the first error (`f`'s or a decode error).
+    pub(crate) fn stream(mut self, f: &mut RollupViewFn<'_>) -> Result<()> {
+        // Key order is (bucket, length-prefixed strings): put each bucket's
+        // groups in `GroupKey` order (already so when all have one length).
+        let rank = self.groups.ranks();
+        let mut i = 0;
+        while i < self.stored.len() {
+            let ts = self.stored[i].0;
+            let mut j = i + 1;
+            while j < self.stored.len() && self.stored[j].0 == ts {
+                j += 1;
+            }
+            let run = &mut self.stored[i..j];
+            if !run.is_sorted_by_key(|x| rank[x.1 as usize]) {
+                run.sort_unstable_by_key(|x| rank[x.1 as usize]);
+            }
+            i = j;
+        }
+        let tree = self.tree.name();
+        let groups = &self.groups.list;
+        let mut head = self.head.into_iter().peekable();
+        let mut key = Vec::new();
+        for (bucket, g, v) in &self.stored {
+            let (bucket, group) = (*bucket, &groups[*g as usize].1);
+            // Head-only keys ordered before this one.
+            while let Some(((hb, hg), _)) = head.peek() {
+                if (*hb, hg) < (bucket, group) {
+                    let ((hb, hg), r) = head.next().expect("peeked");
+                    f(hb, &hg, &RollupView::of(&r))?;
+                } else {
+                    break;
+                }
+            }
+            // The key only names errors (the view keeps a reference to it).
+            key.clear();
+            key.extend_from_slice(&groups[*g as usize].0);
+            key[..8].copy_from_slice(&ts_key(bucket));
+            let view = RollupView::stored(tree, &key, v)?;
+            if head
+                .peek()
+                .is_some_and(|((hb, hg), _)| *hb == bucket && hg == group)
+            {
+                // A late event into a bucket already stored: decode it whole
+                // and merge, as the two would be merged when sealed.
+                let (_, r) = head.next().expect("peeked");
+                let mut merged = view.to_rollup()?;
+                merged.merge(&r);
+                f(bucket, group, &RollupView::of(&merged))?;
+            } else {
+                f(bucket, group, &view)?;
+            }
+        }
+        for ((hb, hg), r) in head {
+            f(hb, &hg, &RollupView::of(&r))?;
+        }
+        Ok(())
+    }
+}
+
+/// The callback of a rollup read.
+pub(crate) type RollupViewFn<'a> = dyn FnMut(i64, &GroupKey, &RollupView<'_>) -> Result<()> + 'a;
+
+/// The groups of the rollup keys read so far, so a read allocates one
+/// `GroupKey` per group, not one per rollup. Buckets repeat the same groups
+/// in the same order, so the entry after the last hit is tried first.
+#[derive(Debug, Default)]
+struct Groups {
+    /// A zeroed timestamp followed by the key's group suffix, and its group.
+    list: Vec<(Box<[u8]>, GroupKey)>,
+    index: HashMap<Box<[u8]>, u32>,
+    next: usize,
+}
+
+impl Groups {
+    /// The index of the group of the (validated) rollup key `k`.
+    fn id(&mut self, tree: &'static str, k: &[u8]) -> Result<u32> {
+        let suffix = &k[8..];
+        let hit = match self.list.get(self.next) {
+            Some((s, _)) if s[8..] == *suffix => Some(self.next as u32),
+            _ => self.index.get(suffix).copied(),
+        };
+        let i = match hit {
+            Some(i) => i,
+            None => {
+                let Some((_, g)) = parse_rollup_key(k) else {
+                    return Err(StorageError::Decode {
+                        tree,
+                        key: hex(k),
+                        source: crate::error::CodecError::new("rollup key", "unparsable"),
+                    });
+                };
+                let mut prefixed = vec![0u8; 8];
+                prefixed.extend_from_slice(suffix);
+                self.list.push((prefixed.into(), g));
+                self.index.insert(suffix.into(), self.list.len() as u32 - 1);
+                self.list.len() as u32 - 1
+            }
+        };
+        self.next = i as usize + 1;
+        Ok(i)
+    }
+
+    /// Each group's rank in `GroupKey` order, by index.
+    fn ranks(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.list.len() as u32).collect();
+        order.sort_unstable_by(|a, b| self.list[*a as usize].1.cmp(&self.list[*b as usize].1));
+        let mut rank = vec![0; order.len()];
+        for (r, i) in order.into_iter().enumerate() {
+            rank[i as usize] = r as u32;
+        }
+        rank
+    }
+}
+
 fn heads(st: &State) -> impl Iterator<Item = &Head> {
     st.sealing
         .as_deref()
@@ -38,12 +220,30 @@ fn heads(st: &State) -> impl Iterator<Item = &Head> {
 }
 
 impl Core {
-    pub(crate) fn collect_rollups(
+    /// What a rollup read needs from under the state lock: the stored
+    /// values of the range (cheap refcounted handles) and the heads'
+    /// contributions (copied), taken together so that each acknowledged event
+    /// is in exactly one of them. Decoding happens after the lock is released.
+    pub(crate) fn snapshot_rollups(
         &self,
         tier: Tier,
         range: TimeRange,
         filter: &RowFilter,
-    ) -> Result<BTreeMap<(i64, GroupKey), Rollup>> {
+    ) -> Result<RollupSnapshot> {
+        let t = rollup_tree(tier);
+        let mut snap = RollupSnapshot {
+            tree: t,
+            stored: Vec::new(),
+            groups: Groups::default(),
+            head: BTreeMap::new(),
+        };
+        // Positions (in the key) of the filtered dims; a filter on a dim the
+        // rollups are not grouped by does not restrict them.
+        let wanted: Vec<(usize, &Vec<String>)> = filter
+            .equals
+            .iter()
+            .filter_map(|(dim, values)| Some((self.dims.iter().position(|d| d == dim)?, values)))
+            .collect();
         let st = self.state.read_recursive();
         let wm = st.wm;
         let (lo, hi) = match tier {
@@ -62,34 +262,28 @@ impl Core {
                 range.to_ms.min(wm.week_until),
             ),
         };
-        let mut out: BTreeMap<(i64, GroupKey), Rollup> = BTreeMap::new();
         if hi <= lo {
-            return Ok(out);
+            return Ok(snap);
         }
-        let t = match tier {
-            Tier::Minute => T::RollupMinute,
-            Tier::Hour => T::RollupHour,
-            Tier::Day => T::RollupDay,
-            _ => T::RollupWeek,
-        };
         for kv in self.db.range(t, ts_key(lo).to_vec()..ts_key(hi).to_vec()) {
             let (k, v) = kv?;
-            let Some((bucket, group)) = parse_rollup_key(&k) else {
+            if !key_is_valid(&k) {
                 return Err(StorageError::Decode {
                     tree: t.name(),
                     key: hex(&k),
                     source: crate::error::CodecError::new("rollup key", "unparsable"),
                 });
-            };
-            if !group_matches(&self.dims, filter, &group) {
-                continue;
             }
-            let r = Rollup::decode(&v).map_err(|e| StorageError::Decode {
-                tree: t.name(),
-                key: hex(&k),
-                source: e,
-            })?;
-            out.insert((bucket, group), r);
+            let passes = wanted.iter().all(|(i, values)| {
+                group_strs(&k[8..])
+                    .nth(*i)
+                    .is_some_and(|v| values.iter().any(|x| x.as_bytes() == v))
+            });
+            if passes {
+                let g = snap.groups.id(t.name(), &k)?;
+                let bucket = ts_from_key(&k).unwrap_or_default();
+                snap.stored.push((bucket, g, v));
+            }
         }
         for h in heads(&st) {
             for ((m, g), r) in h.rollups() {
@@ -97,12 +291,13 @@ impl Core {
                 if b < lo || b >= hi || !group_matches(&self.dims, filter, g) {
                     continue;
                 }
-                out.entry((b, g.clone()))
+                snap.head
+                    .entry((b, g.clone()))
                     .or_insert_with(|| Rollup::new(self.digest_size(tier)))
                     .merge(r);
             }
         }
-        Ok(out)
+        Ok(snap)
     }
 
     pub(crate) fn scan_calls(
@@ -354,5 +549,238 @@ impl Core {
             );
         }
         Ok(rep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreConfig;
+    use crate::rollup::DigestField;
+    use crate::store::records::rollup_key;
+    use crate::store::Store;
+    use sextant_model::{Batch, Dim, MINUTE_MS};
+
+    fn open(dir: &std::path::Path) -> Store {
+        Store::open(
+            dir,
+            StoreConfig {
+                rollup_dims: vec![Dim::Model, Dim::Endpoint],
+                background_maintenance: false,
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn call(id: &str, ts: i64, model: &str, latency: f64) -> LlmCall {
+        LlmCall {
+            request_id: id.into(),
+            timestamp_ms: ts,
+            model: model.into(),
+            endpoint: "chat".into(),
+            latency_ms: latency,
+            total_tokens: 10,
+            finish_reason: "stop".into(),
+            ..LlmCall::default()
+        }
+    }
+
+    fn append(store: &Store, calls: Vec<LlmCall>) {
+        store
+            .append(Batch {
+                calls,
+                ..Batch::default()
+            })
+            .unwrap();
+    }
+
+    /// (bucket, group, count, latency digest count, latency min, max) of
+    /// every minute rollup, through `scan_rollups`.
+    fn scanned(store: &Store) -> Vec<(i64, GroupKey, u64, u64, f64, f64)> {
+        let mut out = Vec::new();
+        let all = TimeRange::new(i64::MIN / 2, i64::MAX / 2);
+        store
+            .scan_rollups(Tier::Minute, all, &RowFilter::default(), &mut |b, g, v| {
+                let d = v.digest(DigestField::Latency)?.unwrap();
+                let mut n = 0;
+                d.try_for_each_centroid(|_, w| n += w)?;
+                assert_eq!(n, d.count());
+                let t = v.totals();
+                out.push((b, g.clone(), t.count, n, t.latency_min_ms, t.latency_max_ms));
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_late_event_into_a_stored_minute_is_merged_with_it_in_group_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let m0 = Tier::Minute.floor(sextant_model::now_ms()) - 10 * MINUTE_MS;
+        let m1 = m0 + MINUTE_MS;
+        append(
+            &store,
+            vec![
+                call("a", m0 + 5, "bb", 10.0),
+                call("b", m0 + 6, "bb", 20.0),
+                call("c", m0 + 7, "c", 30.0),
+            ],
+        );
+        store.seal(sextant_model::now_ms()).unwrap();
+        // Late into the stored (m0, bb); a new group ordered between the
+        // stored ones by name but not by key bytes; a head-only minute.
+        append(
+            &store,
+            vec![
+                call("d", m0 + 8, "bb", 5.0),
+                call("e", m0 + 9, "a-long-model", 40.0),
+                call("f", m1 + 1, "bb", 50.0),
+            ],
+        );
+        let g = |m: &str| GroupKey(vec![m.into(), "chat".into()]);
+        let want = vec![
+            (m0, g("a-long-model"), 1, 1, 40.0, 40.0),
+            (m0, g("bb"), 3, 3, 5.0, 20.0),
+            (m0, g("c"), 1, 1, 30.0, 30.0),
+            (m1, g("bb"), 1, 1, 50.0, 50.0),
+        ];
+        assert_eq!(scanned(&store), want);
+        // `rollups` hands out the same rollups, whole.
+        let mut whole = Vec::new();
+        let all = TimeRange::new(i64::MIN / 2, i64::MAX / 2);
+        store
+            .rollups(Tier::Minute, all, &RowFilter::default(), &mut |b, g, r| {
+                whole.push((b, g.clone(), r.count, r.finish_reasons.clone()));
+            })
+            .unwrap();
+        let counts: Vec<_> = whole.iter().map(|x| (x.0, x.1.clone(), x.2)).collect();
+        let want_counts: Vec<_> = want.iter().map(|x| (x.0, x.1.clone(), x.2)).collect();
+        assert_eq!(counts, want_counts);
+        assert_eq!(whole[1].3, [("stop".to_string(), 3)].into());
+        // Once sealed, the same answer from storage alone.
+        store.seal(sextant_model::now_ms()).unwrap();
+        assert_eq!(scanned(&store), want);
+    }
+
+    #[test]
+    fn views_yield_what_decoded_rollups_hold_and_filters_apply_to_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let b = 1_700_006_400_000;
+        let mut rows = Vec::new();
+        for (i, m) in ["x", "yy", "zzz"].iter().enumerate() {
+            let mut r = Rollup::new(20);
+            for j in 0..(50 + i * 30) {
+                let mut c = call("", b, m, 1.0 + (j * 7 % 13) as f64);
+                c.time_to_first_token_ms = (j % 3 == 0).then_some(j as f64);
+                c.finish_reason = ["stop", "length", ""][j % 3].into();
+                r.add_call(&c);
+                r.add_quality(&Quality {
+                    response_length: j as u64,
+                    ..Quality::default()
+                });
+            }
+            r.compress_digests();
+            rows.push((b, GroupKey(vec![m.to_string(), "chat".into()]), r));
+        }
+        store.import_rollups(Tier::Minute, rows.clone()).unwrap();
+        let filter = RowFilter {
+            equals: vec![(Dim::Model, vec!["x".into(), "zzz".into()])],
+            ..RowFilter::default()
+        };
+        let mut seen = Vec::new();
+        let all = TimeRange::new(b, b + MINUTE_MS);
+        store
+            .scan_rollups(Tier::Minute, all, &filter, &mut |_, g, v| {
+                let (_, _, r) = rows.iter().find(|x| &x.1 == g).unwrap();
+                let r = Rollup::decode(&r.encode()).unwrap();
+                assert_eq!(*v.totals(), r.totals());
+                let mut reasons = BTreeMap::new();
+                v.for_each_finish_reason(|k, n| {
+                    reasons.insert(k.to_string(), n);
+                })?;
+                assert_eq!(reasons, r.finish_reasons);
+                for (f, d) in [
+                    (DigestField::Latency, &r.latency),
+                    (DigestField::Ttft, &r.ttft),
+                    (DigestField::TotalTokens, &r.total_tokens_digest),
+                    (DigestField::ResponseLength, &r.response_length),
+                ] {
+                    let d = d.as_ref().unwrap();
+                    let got = v.digest(f)?.unwrap();
+                    let mut cs = Vec::new();
+                    got.try_for_each_centroid(|m, w| cs.push((m, w)))?;
+                    assert_eq!(cs, d.centroids(), "{f:?}");
+                    assert_eq!(
+                        (got.count(), Some(got.min()), Some(got.max())),
+                        (d.count(), d.min(), d.max())
+                    );
+                }
+                assert!(v.to_rollup()?.exact_eq(&r));
+                seen.push(g.0[0].clone());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, ["x", "zzz"]);
+    }
+
+    #[test]
+    fn a_damaged_rollup_is_a_decode_error_naming_its_key_and_verify_finds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let b = 1_700_006_400_000;
+        let group = GroupKey(vec!["m".into(), "chat".into()]);
+        let mut r = Rollup::new(20);
+        for j in 0..30 {
+            r.add_call(&call("", b, "m", j as f64));
+        }
+        store
+            .import_rollups(Tier::Minute, [(b, group.clone(), r.clone())])
+            .unwrap();
+        let key = rollup_key(b, &group);
+        let good = r.encode();
+        let all = TimeRange::new(b, b + MINUTE_MS);
+        let read_all = |store: &Store| {
+            store.scan_rollups(Tier::Minute, all, &RowFilter::default(), &mut |_, _, v| {
+                for f in [DigestField::Latency, DigestField::TotalTokens] {
+                    if let Some(d) = v.digest(f)? {
+                        d.try_for_each_centroid(|_, _| {})?;
+                    }
+                }
+                Ok(())
+            })
+        };
+        assert!(read_all(&store).is_ok());
+        // A flipped byte: the checksum catches it before anything is decoded.
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 0x10;
+        // The last digest (total tokens) cut short, re-framed with a valid
+        // checksum: the exact fields still read, the digest is an error.
+        let payload = &good[crate::frame::FRAME_HEADER..good.len() - 1];
+        let cut = crate::frame::frame(crate::rollup::ROLLUP_FORMAT_VERSION, payload);
+        for (bad, totals_read) in [(flipped, false), (cut, true)] {
+            store.core().db.insert(T::RollupMinute, &key, &bad).unwrap();
+            let err = read_all(&store).unwrap_err();
+            assert!(
+                matches!(&err, StorageError::Decode { tree, key: k, .. } if *tree == "rollup_minute" && *k == hex(&key)),
+                "{err:?}"
+            );
+            let mut counts = Vec::new();
+            let res =
+                store.scan_rollups(Tier::Minute, all, &RowFilter::default(), &mut |_, _, v| {
+                    counts.push(v.totals().count);
+                    Ok(())
+                });
+            assert_eq!(res.is_ok(), totals_read);
+            assert_eq!(counts, if totals_read { vec![30] } else { vec![] });
+            assert!(store
+                .rollups(Tier::Minute, all, &RowFilter::default(), &mut |_, _, _| {})
+                .is_err());
+            let report = store.verify().unwrap();
+            assert_eq!(report.problems.len(), 1, "{report:?}");
+            assert!(report.problems[0].0.ends_with(&hex(&key)));
+        }
     }
 }

@@ -1,0 +1,386 @@
+//! Rollups as reads hand them out: [`RollupView`], a rollup whose exact
+//! fields are decoded and whose finish reasons and digests are read from the
+//! stored bytes only when asked for.
+//!
+//! **Invariants:**
+//! - A view of stored bytes exists only after the frame's version and CRC
+//!   were checked and the exact fields decoded with [`Rollup::decode`]'s
+//!   validation; every part read later is validated as it is read, and a bad
+//!   part is a [`StorageError::Decode`] naming the view's tree and key —
+//!   never a panic, never a silently wrong value.
+//! - What a view yields equals what [`Rollup::decode`] of the same bytes
+//!   holds: the same exact fields, the same finish reasons, and the same
+//!   centroid sequence for every digest.
+//! - A view does not check the parts nobody reads (e.g. trailing bytes after
+//!   the last digest); [`RollupView::to_rollup`] and `Store::verify` do.
+
+use std::cell::Cell;
+
+use super::digest::StoredDigest;
+use super::wire::Reader;
+use super::{decode_totals, field, read_finish_reasons, Digest, Rollup, ROLLUP_FORMAT_VERSION};
+use crate::error::{CodecError, StorageError};
+use crate::frame;
+
+/// The exact fields of a rollup: everything but its digests and finish
+/// reasons (see [`Rollup`] for each field's meaning).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RollupTotals {
+    pub count: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_nano_usd: u128,
+    pub cost_unknown: u64,
+    pub latency_sum_us: u128,
+    pub latency_min_ms: f64,
+    pub latency_max_ms: f64,
+    pub ttft_count: u64,
+    pub ttft_sum_us: u128,
+    pub quality_count: u64,
+    pub refusals: u64,
+    pub hedging: u64,
+    pub response_length_sum: u64,
+    pub sentiment_sum_micro: i128,
+    pub factual_count: u64,
+    pub factual_sum_micro: u128,
+    pub feedback_count: u64,
+    pub rating_sum: i64,
+    pub digest_size: usize,
+}
+
+impl RollupTotals {
+    /// The totals of an empty rollup with `digest_size` digests.
+    pub(crate) fn empty(digest_size: usize) -> RollupTotals {
+        RollupTotals {
+            count: 0,
+            errors: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+            cached_input_tokens: 0,
+            reasoning_tokens: 0,
+            cost_nano_usd: 0,
+            cost_unknown: 0,
+            latency_sum_us: 0,
+            latency_min_ms: f64::INFINITY,
+            latency_max_ms: f64::NEG_INFINITY,
+            ttft_count: 0,
+            ttft_sum_us: 0,
+            quality_count: 0,
+            refusals: 0,
+            hedging: 0,
+            response_length_sum: 0,
+            sentiment_sum_micro: 0,
+            factual_count: 0,
+            factual_sum_micro: 0,
+            feedback_count: 0,
+            rating_sum: 0,
+            digest_size,
+        }
+    }
+}
+
+/// One of a rollup's four digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestField {
+    Latency,
+    Ttft,
+    TotalTokens,
+    ResponseLength,
+}
+
+impl DigestField {
+    /// Presence-mask bit (digests are encoded in bit order).
+    fn bit(self) -> u32 {
+        match self {
+            DigestField::Latency => field::LATENCY,
+            DigestField::Ttft => field::TTFT,
+            DigestField::TotalTokens => field::TOTAL_TOKENS_DIGEST,
+            DigestField::ResponseLength => field::RESPONSE_LENGTH,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            DigestField::Latency => "latency",
+            DigestField::Ttft => "ttft",
+            DigestField::TotalTokens => "total_tokens_digest",
+            DigestField::ResponseLength => "response_length",
+        }
+    }
+
+    fn of(self, r: &Rollup) -> Option<&Digest> {
+        match self {
+            DigestField::Latency => r.latency.as_ref(),
+            DigestField::Ttft => r.ttft.as_ref(),
+            DigestField::TotalTokens => r.total_tokens_digest.as_ref(),
+            DigestField::ResponseLength => r.response_length.as_ref(),
+        }
+    }
+}
+
+/// A rollup handed out by a read (see the module docs).
+#[derive(Debug)]
+pub struct RollupView<'a> {
+    totals: RollupTotals,
+    src: Src<'a>,
+    /// Where the bytes came from, for errors.
+    tree: &'static str,
+    key: &'a [u8],
+}
+
+#[derive(Debug)]
+enum Src<'a> {
+    /// A CRC-checked payload; `reasons_at` is the offset just past the exact
+    /// fields; `digests_at` is filled in once the finish reasons were skipped.
+    Stored {
+        payload: &'a [u8],
+        mask: u64,
+        reasons_at: usize,
+        digests_at: Cell<Option<usize>>,
+    },
+    /// A rollup in memory.
+    Memory(&'a Rollup),
+}
+
+impl<'a> RollupView<'a> {
+    /// A view of a framed rollup value (what [`Rollup::encode`] returns):
+    /// checks version and CRC and decodes the exact fields. Errors name
+    /// `tree` and `key` (hex).
+    pub(crate) fn stored(
+        tree: &'static str,
+        key: &'a [u8],
+        value: &'a [u8],
+    ) -> Result<RollupView<'a>, StorageError> {
+        let wrap = |e: CodecError| decode_error(tree, key, e);
+        let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, value).map_err(wrap)?;
+        let mut r = Reader::new("rollup", payload);
+        let (mask, totals) = decode_totals(&mut r).map_err(wrap)?;
+        Ok(RollupView {
+            totals,
+            src: Src::Stored {
+                payload,
+                mask,
+                reasons_at: r.pos(),
+                digests_at: Cell::new(None),
+            },
+            tree,
+            key,
+        })
+    }
+
+    /// A view of an encoded rollup held outside a store (errors name the
+    /// tree "rollup" and no key).
+    pub fn decode(value: &'a [u8]) -> Result<RollupView<'a>, StorageError> {
+        RollupView::stored("rollup", &[], value)
+    }
+
+    /// A view of a rollup in memory.
+    pub fn of(r: &'a Rollup) -> RollupView<'a> {
+        RollupView {
+            totals: r.totals(),
+            src: Src::Memory(r),
+            tree: "rollup",
+            key: &[],
+        }
+    }
+
+    /// The exact fields.
+    pub fn totals(&self) -> &RollupTotals {
+        &self.totals
+    }
+
+    fn err(&self, e: CodecError) -> StorageError {
+        decode_error(self.tree, self.key, e)
+    }
+
+    /// Calls `f(name, count)` for each finish reason, names ascending.
+    pub fn for_each_finish_reason(&self, mut f: impl FnMut(&str, u64)) -> Result<(), StorageError> {
+        match &self.src {
+            Src::Memory(r) => {
+                for (k, v) in &r.finish_reasons {
+                    f(k, *v);
+                }
+                Ok(())
+            }
+            Src::Stored {
+                payload,
+                mask,
+                reasons_at,
+                digests_at,
+            } => {
+                let mut r = Reader::new("rollup", payload);
+                r.bytes("finish_reasons", *reasons_at)
+                    .map_err(|e| self.err(e))?;
+                if mask & (1 << field::FINISH_REASONS) != 0 {
+                    read_finish_reasons(&mut r, f).map_err(|e| self.err(e))?;
+                }
+                digests_at.set(Some(r.pos()));
+                Ok(())
+            }
+        }
+    }
+
+    /// The digest `which` (`None` when empty), read in place; its header
+    /// and weights are validated here, its means as they are visited.
+    pub fn digest(&self, which: DigestField) -> Result<Option<DigestRef<'a>>, StorageError> {
+        let (payload, mask, digests_at) = match &self.src {
+            Src::Memory(r) => {
+                return Ok(which
+                    .of(r)
+                    .filter(|d| !d.is_empty())
+                    .map(|d| DigestRef(DRef::Memory(d))));
+            }
+            Src::Stored {
+                payload,
+                mask,
+                digests_at,
+                ..
+            } => (*payload, *mask, digests_at),
+        };
+        if mask & (1 << which.bit()) == 0 {
+            return Ok(None);
+        }
+        let start = match digests_at.get() {
+            Some(at) => at,
+            None => {
+                self.for_each_finish_reason(|_, _| {})?;
+                digests_at.get().unwrap_or(payload.len())
+            }
+        };
+        let mut r = Reader::new("rollup", payload);
+        r.bytes(which.name(), start).map_err(|e| self.err(e))?;
+        for bit in field::LATENCY..which.bit() {
+            if mask & (1 << bit) != 0 {
+                let d = StoredDigest::open(&mut r, which.name()).map_err(|e| self.err(e))?;
+                d.skip_means(&mut r, which.name())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        let d = StoredDigest::open(&mut r, which.name()).map_err(|e| self.err(e))?;
+        Ok(Some(DigestRef(DRef::Stored {
+            d,
+            max_centroids: self.totals.digest_size,
+            field: which.name(),
+            tree: self.tree,
+            key: self.key,
+        })))
+    }
+
+    /// The whole rollup, decoded and validated as [`Rollup::decode`] does.
+    pub fn to_rollup(&self) -> Result<Rollup, StorageError> {
+        match &self.src {
+            Src::Memory(r) => Ok((*r).clone()),
+            Src::Stored { payload, .. } => Rollup::decode_payload(payload).map_err(|e| self.err(e)),
+        }
+    }
+}
+
+/// A digest of a [`RollupView`]: stored bytes read in place, or a digest in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct DigestRef<'a>(DRef<'a>);
+
+#[derive(Debug, Clone, Copy)]
+enum DRef<'a> {
+    Stored {
+        d: StoredDigest<'a>,
+        max_centroids: usize,
+        field: &'static str,
+        tree: &'static str,
+        key: &'a [u8],
+    },
+    Memory(&'a Digest),
+}
+
+impl DigestRef<'_> {
+    /// Number of values (exact).
+    pub fn count(&self) -> u64 {
+        match &self.0 {
+            DRef::Stored { d, .. } => d.count(),
+            DRef::Memory(d) => d.count(),
+        }
+    }
+
+    /// Smallest value (exact).
+    pub fn min(&self) -> f64 {
+        match &self.0 {
+            DRef::Stored { d, .. } => d.min(),
+            DRef::Memory(d) => d.min().unwrap_or(f64::INFINITY),
+        }
+    }
+
+    /// Largest value (exact).
+    pub fn max(&self) -> f64 {
+        match &self.0 {
+            DRef::Stored { d, .. } => d.max(),
+            DRef::Memory(d) => d.max().unwrap_or(f64::NEG_INFINITY),
+        }
+    }
+
+    /// The digest size of its rollup.
+    pub fn max_centroids(&self) -> usize {
+        match &self.0 {
+            DRef::Stored { max_centroids, .. } => *max_centroids,
+            DRef::Memory(d) => d.max_centroids(),
+        }
+    }
+
+    /// Number of centroids [`DigestRef::try_for_each_centroid`] visits
+    /// (for an in-memory digest, its compressed size).
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            DRef::Stored { d, .. } => d.len(),
+            DRef::Memory(d) => d.centroid_count(),
+        }
+    }
+
+    /// Always false: views hand out non-empty digests only.
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0
+    }
+
+    /// Calls `f(mean, weight)` for each centroid, ascending by mean — the
+    /// sequence [`Digest::for_each_centroid`] visits on the decoded digest.
+    /// A stored digest whose means turn out malformed is a
+    /// [`StorageError::Decode`], after `f` saw a prefix.
+    #[inline]
+    pub fn try_for_each_centroid(&self, f: impl FnMut(f64, u64)) -> Result<(), StorageError> {
+        match &self.0 {
+            DRef::Stored {
+                d,
+                field,
+                tree,
+                key,
+                ..
+            } => d.try_for_each(f).map_err(|reason| {
+                decode_error(
+                    tree,
+                    key,
+                    CodecError::new("rollup", format!("field {field}: {reason}")),
+                )
+            }),
+            DRef::Memory(d) => {
+                d.for_each_centroid(f);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a Digest> for DigestRef<'a> {
+    fn from(d: &'a Digest) -> DigestRef<'a> {
+        DigestRef(DRef::Memory(d))
+    }
+}
+
+fn decode_error(tree: &'static str, key: &[u8], source: CodecError) -> StorageError {
+    StorageError::Decode {
+        tree,
+        key: key.iter().map(|x| format!("{x:02x}")).collect(),
+        source,
+    }
+}
