@@ -328,6 +328,10 @@ pub(crate) struct Head {
     group_ids: HashMap<GroupKey, u32>,
     /// (minute bucket start ms, group index) → rollup of the head's events there.
     rollups: HashMap<(i64, u32), Rollup, FxBuild>,
+    /// Minute bucket start ms → (earliest, latest) timestamp of the head's
+    /// events there (calls, quality and feedback), inclusive: whether the
+    /// minute's rollups hold only events inside a range (see `store/scan.rs`).
+    minute_bounds: HashMap<i64, (i64, i64), FxBuild>,
     requests: RequestIndex,
     /// WAL sequences applied, ascending.
     pub(crate) seqs: Vec<u64>,
@@ -350,6 +354,19 @@ impl Head {
         self.rollups
             .iter()
             .map(|((b, g), r)| ((b, &self.groups[*g as usize]), r))
+    }
+
+    /// (earliest, latest) timestamp of this head's events in the minute
+    /// bucket starting at `bucket_ms`; `None` when it holds none there.
+    pub(crate) fn minute_bounds(&self, bucket_ms: i64) -> Option<(i64, i64)> {
+        self.minute_bounds.get(&bucket_ms).copied()
+    }
+
+    fn widen_bounds(&mut self, bucket_ms: i64, lo: i64, hi: i64) {
+        self.minute_bounds
+            .entry(bucket_ms)
+            .and_modify(|b| *b = (b.0.min(lo), b.1.max(hi)))
+            .or_insert((lo, hi));
     }
 
     /// The newest call in this head with `request_id`.
@@ -442,7 +459,19 @@ impl Head {
         // Rollup by rollup (each one's calls in batch order, so every rollup
         // gets exactly the values, in the order, of adding call by call).
         let rollups = &mut self.rollups;
+        let bounds = &mut self.minute_bounds;
         let mut last: Option<((i64, u32), &mut Rollup)> = None;
+        // Time bounds of the current rollup's calls, folded into
+        // `minute_bounds` when the rollup changes (one probe per rollup).
+        let mut span: Option<(i64, i64, i64)> = None;
+        let mut fold = |span: Option<(i64, i64, i64)>| {
+            if let Some((m, lo, hi)) = span {
+                bounds
+                    .entry(m)
+                    .and_modify(|b| *b = (b.0.min(lo), b.1.max(hi)))
+                    .or_insert((lo, hi));
+            }
+        };
         for &i in &order {
             let i = i as usize;
             let (Some(call), Some(&g)) = (
@@ -460,7 +489,16 @@ impl Head {
             };
             r.add_call(call);
             last = Some((key, r));
+            let t = call.timestamp_ms;
+            span = match span {
+                Some((m, lo, hi)) if m == key.0 => Some((m, lo.min(t), hi.max(t))),
+                other => {
+                    fold(other);
+                    Some((key.0, t, t))
+                }
+            };
         }
+        fold(span);
         let first = self.calls.len();
         for (i, call) in batch.calls.iter().enumerate() {
             self.requests.insert(&call.request_id, first + i);
@@ -471,15 +509,17 @@ impl Head {
         }
         for (i, q) in batch.quality.into_iter().enumerate() {
             let group = self.resolve(&q.request_id, dims, lookup);
-            self.rollup(Tier::Minute.floor(q.timestamp_ms), &group, digest_size)
-                .add_quality(&q);
+            let m = Tier::Minute.floor(q.timestamp_ms);
+            self.rollup(m, &group, digest_size).add_quality(&q);
+            self.widen_bounds(m, q.timestamp_ms, q.timestamp_ms);
             self.quality
                 .push((row_key(q.timestamp_ms, seq, i as u32), q));
         }
         for (i, fb) in batch.feedback.into_iter().enumerate() {
             let group = self.resolve(&fb.request_id, dims, lookup);
-            self.rollup(Tier::Minute.floor(fb.timestamp_ms), &group, digest_size)
-                .add_feedback(&fb);
+            let m = Tier::Minute.floor(fb.timestamp_ms);
+            self.rollup(m, &group, digest_size).add_feedback(&fb);
+            self.widen_bounds(m, fb.timestamp_ms, fb.timestamp_ms);
             self.feedback
                 .push((row_key(fb.timestamp_ms, seq, i as u32), fb));
         }

@@ -18,7 +18,10 @@ mod maint;
 mod read;
 mod records;
 mod requests;
+mod scan;
 mod segment;
+
+pub use scan::PartSink;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -388,6 +391,23 @@ impl Store {
         f: &mut dyn FnMut(&sextant_model::LlmCall),
     ) -> Result<()> {
         self.core().scan_calls(range, filter, f)
+    }
+
+    /// Reads `range` for a query that rollups serve (`filter` names only
+    /// rollup dims and no error filter): every minute bucket it touches is
+    /// answered, per source (sealed data, the head being sealed, the head),
+    /// from the source's minute rollups when all of the source's events in
+    /// the bucket lie inside `range`, else from its raw rows in `range`.
+    /// Every event in `range` reaches `sink` exactly once, as a raw row or
+    /// inside a rollup; no event outside `range` does. `sink` runs under
+    /// the store's read lock: it must not call the store.
+    pub fn read_part(
+        &self,
+        range: TimeRange,
+        filter: &RowFilter,
+        sink: &mut dyn PartSink,
+    ) -> Result<()> {
+        self.core().read_part(range, filter, sink)
     }
 
     /// Raw quality records in `range`, with the call each one belongs to (if known).
