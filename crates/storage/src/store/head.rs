@@ -224,15 +224,6 @@ impl Calls {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &LlmCall> {
         self.chunks.iter().flatten()
     }
-
-    /// Every call, cloned, in applied order.
-    pub(crate) fn to_vec(&self) -> Vec<LlmCall> {
-        let mut v = Vec::with_capacity(self.len);
-        for c in &self.chunks {
-            v.extend_from_slice(c);
-        }
-        v
-    }
 }
 
 impl<'a> IntoIterator for &'a Calls {
@@ -333,6 +324,8 @@ pub(crate) struct Head {
     /// minute's rollups hold only events inside a range (see `store/scan.rs`).
     minute_bounds: HashMap<i64, (i64, i64), FxBuild>,
     requests: RequestIndex,
+    /// Per call ordinal, its group's index in `groups`.
+    call_groups: Vec<u32>,
     /// WAL sequences applied, ascending.
     pub(crate) seqs: Vec<u64>,
     pub(crate) wal_bytes: u64,
@@ -381,6 +374,7 @@ impl Head {
     }
 
     /// One entry per distinct request id (its newest call), in applied order.
+    #[cfg(test)]
     pub(crate) fn requests<'a>(
         &'a self,
         dims: &'a [Dim],
@@ -397,6 +391,18 @@ impl Head {
                 )
             })
         })
+    }
+
+    /// The interned groups and, per call in applied order, its request id,
+    /// timestamp and group index: what the seal's request-index run is
+    /// built from (newest call per id wins), without a lookup per call.
+    pub(crate) fn call_entries(&self) -> (&[GroupKey], impl Iterator<Item = (&str, i64, u32)>) {
+        let entries = self
+            .calls
+            .iter()
+            .zip(&self.call_groups)
+            .map(|(c, &g)| (c.request_id.as_str(), c.timestamp_ms, g));
+        (&self.groups, entries)
     }
 
     /// Defers request-index inserts until [`Head::end_replay`] (or a
@@ -499,6 +505,11 @@ impl Head {
             };
         }
         fold(span);
+        self.call_groups.extend(
+            call_groups
+                .iter()
+                .map(|&l| gids.get(l as usize).copied().unwrap_or(0)),
+        );
         let first = self.calls.len();
         for (i, call) in batch.calls.iter().enumerate() {
             self.requests.insert(&call.request_id, first + i);
