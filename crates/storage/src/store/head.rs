@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::Arc;
 
 use sextant_model::{Batch, Dim, Feedback, LlmCall, Quality, Tier};
 
@@ -192,14 +193,22 @@ impl Prepared {
     }
 }
 
-/// The head's calls: each applied batch's vector, kept as it came.
+/// The head's calls: each applied batch's vector, kept as it came, behind
+/// an `Arc` so a reader can take the chunks and scan them without the
+/// state lock (a chunk never changes once pushed).
 #[derive(Debug, Default)]
 pub(crate) struct Calls {
-    chunks: Vec<Vec<LlmCall>>,
+    chunks: Vec<Arc<Vec<LlmCall>>>,
     /// Ordinal of each chunk's first call, ascending.
     starts: Vec<usize>,
     len: usize,
 }
+
+type ChunkIter<'a> = std::iter::FlatMap<
+    std::slice::Iter<'a, Arc<Vec<LlmCall>>>,
+    std::slice::Iter<'a, LlmCall>,
+    fn(&'a Arc<Vec<LlmCall>>) -> std::slice::Iter<'a, LlmCall>,
+>;
 
 impl Calls {
     pub(crate) fn len(&self) -> usize {
@@ -212,7 +221,7 @@ impl Calls {
         }
         self.starts.push(self.len);
         self.len += calls.len();
-        self.chunks.push(calls);
+        self.chunks.push(Arc::new(calls));
     }
 
     /// The call with ordinal `i` (0 = first applied).
@@ -221,16 +230,21 @@ impl Calls {
         self.chunks.get(c)?.get(i - self.starts[c])
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &LlmCall> {
-        self.chunks.iter().flatten()
+    pub(crate) fn iter(&self) -> ChunkIter<'_> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// The chunks, shared (for a scan outside the state lock).
+    pub(crate) fn chunks(&self) -> &[Arc<Vec<LlmCall>>] {
+        &self.chunks
     }
 }
 
 impl<'a> IntoIterator for &'a Calls {
     type Item = &'a LlmCall;
-    type IntoIter = std::iter::Flatten<std::slice::Iter<'a, Vec<LlmCall>>>;
+    type IntoIter = ChunkIter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        self.chunks.iter().flatten()
+        self.iter()
     }
 }
 

@@ -8,7 +8,11 @@
 //! one of: the head, the head being sealed (`State::sealing`), or sealed
 //! trees. The swap from "being sealed" to "sealed" happens inside one sled
 //! transaction committed while holding the state write lock, and readers
-//! hold the state read lock for the whole read.
+//! take their view under the state read lock: rollups are read under it;
+//! raw call scans take the heads' call chunks (immutable, shared) and the
+//! list of segments under it and read them after releasing it (segments are
+//! immutable and new ones are not in the list), so a long scan never holds
+//! the writer out.
 //!
 //! Locks are always taken in the order `maint` → `state`.
 
@@ -383,7 +387,9 @@ impl Store {
 
     /// Calls `f` for every raw call (sealed or in the head) with timestamp in
     /// `range` matching `filter`, pruned by segment bitmaps. Order unspecified.
-    /// `f` runs under the store's read lock: it must not append or seal.
+    /// The calls are those acknowledged when the scan began; `f` runs without
+    /// the store's state lock (a segment that retention deletes meanwhile is
+    /// skipped: its rows are past raw retention).
     pub fn scan_calls(
         &self,
         range: TimeRange,
@@ -399,8 +405,8 @@ impl Store {
     /// from the source's minute rollups when all of the source's events in
     /// the bucket lie inside `range`, else from its raw rows in `range`.
     /// Every event in `range` reaches `sink` exactly once, as a raw row or
-    /// inside a rollup; no event outside `range` does. `sink` runs under
-    /// the store's read lock: it must not call the store.
+    /// inside a rollup; no event outside `range` does. `sink` may run
+    /// under the store's read lock: it must not call the store.
     pub fn read_part(
         &self,
         range: TimeRange,

@@ -15,9 +15,11 @@
 //! minute can hold millions of events; the window's newest edge is then
 //! answered from a few rollups instead of decoding millions of rows.
 //!
-//! **Invariant:** the bounds are taken and the rollups and rows read under
-//! one state read lock, so they describe the same state (a seal commits
-//! under the write lock).
+//! **Invariant:** the bounds are taken, the rollups and quality/feedback
+//! rows read, and the raw calls' view (segment list, head chunks) taken
+//! under one state read lock, so they describe the same state (a seal
+//! commits under the write lock); the raw calls of that view are read after
+//! the lock is released (see `CallScan`).
 //!
 //! Bounds per source: the head keeps each minute's earliest and latest event
 //! timestamp ([`Head::minute_bounds`]); for sealed data, a segment
@@ -27,6 +29,8 @@
 //! sealed quality/feedback rows are keyed by timestamp (first and last key
 //! in the bucket). Only buckets inside both raw and minute retention are
 //! answered from rollups.
+
+use std::sync::Arc;
 
 use sextant_model::{Dim, Feedback, LlmCall, Quality, Tier, TimeRange, MINUTE_MS};
 
@@ -39,8 +43,9 @@ use crate::store::maint::hex;
 use crate::store::records::{decode_row, parse_rollup_key};
 use crate::store::{Core, State};
 
-/// Receives what [`crate::Store::read_part`] reads. Called under the store's
-/// read lock: implementations must not call back into the store.
+/// Receives what [`crate::Store::read_part`] reads. Rollups, quality and
+/// feedback are delivered under the store's read lock, raw calls after it
+/// is released: implementations must not call back into the store.
 pub trait PartSink {
     /// A minute rollup (`bucket_ms` is the bucket's start, which may lie
     /// before the part's start: the rollup then holds only events inside it).
@@ -78,6 +83,31 @@ impl Route {
     fn raw_contains(&self, ts: i64) -> bool {
         self.raw.iter().any(|r| r.contains(ts))
     }
+}
+
+/// The head being sealed (if any), then the head.
+pub(crate) fn heads_of(st: &State) -> impl Iterator<Item = &Head> {
+    st.sealing
+        .as_deref()
+        .into_iter()
+        .chain(std::iter::once(&st.head))
+}
+
+/// A head's call chunks.
+type Chunks = Vec<Arc<Vec<LlmCall>>>;
+
+/// Calls a read will scan outside the state lock (see `store/mod.rs`,
+/// "no double counting"): the segments the state listed and the heads'
+/// chunks, all immutable once taken. Only retention may delete one of the
+/// segments meanwhile; its rows are then past raw retention and skipped.
+#[derive(Debug)]
+pub(crate) struct CallScan {
+    /// Disjoint, ascending ranges to read from segments.
+    sealed: Vec<TimeRange>,
+    /// (key, id) of every segment overlapping `sealed`.
+    segments: Vec<(Vec<u8>, u64)>,
+    /// Per head with something to read: its chunks and ranges.
+    heads: Vec<(Chunks, Vec<TimeRange>)>,
 }
 
 fn widen(b: &mut Option<(i64, i64)>, lo: i64, hi: i64) {
@@ -137,12 +167,7 @@ impl Core {
             return Ok(());
         }
         let rollups_from = st.wm.raw_from.max(st.wm.minute_from);
-        let heads: Vec<&Head> = st
-            .sealing
-            .as_deref()
-            .into_iter()
-            .chain(std::iter::once(&st.head))
-            .collect();
+        let heads: Vec<&Head> = heads_of(&st).collect();
         let mut sealed = Route::default();
         let mut head_routes: Vec<Route> = heads.iter().map(|_| Route::default()).collect();
         let mut bucket = Tier::Minute.floor(r.from_ms);
@@ -200,62 +225,31 @@ impl Core {
             }
         }
 
-        // Raw rows: sealed.
-        if !sealed.raw.is_empty() {
-            let codec = self.codec.read();
-            for part in &sealed.raw {
-                for (key, meta) in st.segments.range(ts_key(part.from_ms).to_vec()..) {
-                    if meta.min_ts >= part.to_ms {
-                        continue;
-                    }
-                    let Some(bytes) = self.db.get(T::Segments, key)? else {
-                        continue;
+        // Raw quality and feedback rows (their request lookups need the
+        // state): sealed, then the heads'.
+        for part in &sealed.raw {
+            for t in [T::Quality, T::Feedback] {
+                let keys = ts_key(part.from_ms).to_vec()..ts_key(part.to_ms).to_vec();
+                for kv in self.db.range(t, keys) {
+                    let (k, v) = kv?;
+                    let err = |e| StorageError::Decode {
+                        tree: t.name(),
+                        key: hex(&k),
+                        source: e,
                     };
-                    let calls = codec.decode(&bytes, *part, filter).map_err(|e| {
-                        StorageError::ReadSegment {
-                            segment_id: meta.id,
-                            source: e,
-                        }
-                    })?;
-                    for c in &calls {
-                        if part.contains(c.timestamp_ms) && filter.matches(c) {
-                            sink.call(c);
-                        }
-                    }
-                }
-                for t in [T::Quality, T::Feedback] {
-                    let keys = ts_key(part.from_ms).to_vec()..ts_key(part.to_ms).to_vec();
-                    for kv in self.db.range(t, keys) {
-                        let (k, v) = kv?;
-                        let err = |e| StorageError::Decode {
-                            tree: t.name(),
-                            key: hex(&k),
-                            source: e,
-                        };
-                        if t == T::Quality {
-                            let q: Quality = decode_row(t.name(), &v).map_err(err)?;
-                            let rr = self.lookup_request(&st, &q.request_id)?;
-                            sink.quality(&q, rr.as_ref());
-                        } else {
-                            let f: Feedback = decode_row(t.name(), &v).map_err(err)?;
-                            let rr = self.lookup_request(&st, &f.request_id)?;
-                            sink.feedback(&f, rr.as_ref());
-                        }
+                    if t == T::Quality {
+                        let q: Quality = decode_row(t.name(), &v).map_err(err)?;
+                        let rr = self.lookup_request(&st, &q.request_id)?;
+                        sink.quality(&q, rr.as_ref());
+                    } else {
+                        let f: Feedback = decode_row(t.name(), &v).map_err(err)?;
+                        let rr = self.lookup_request(&st, &f.request_id)?;
+                        sink.feedback(&f, rr.as_ref());
                     }
                 }
             }
         }
-
-        // Raw rows: heads.
         for (h, route) in heads.iter().zip(&head_routes) {
-            if route.raw.is_empty() {
-                continue;
-            }
-            for c in &h.calls {
-                if route.raw_contains(c.timestamp_ms) && filter.matches(c) {
-                    sink.call(c);
-                }
-            }
             for (_, q) in &h.quality {
                 if route.raw_contains(q.timestamp_ms) {
                     let rr = self.lookup_request(&st, &q.request_id)?;
@@ -266,6 +260,88 @@ impl Core {
                 if route.raw_contains(f.timestamp_ms) {
                     let rr = self.lookup_request(&st, &f.request_id)?;
                     sink.feedback(f, rr.as_ref());
+                }
+            }
+        }
+
+        // Raw calls: taken now, read after the lock is released.
+        let scan = self.call_scan(
+            &st,
+            sealed.raw,
+            head_routes.into_iter().map(|r| r.raw).collect(),
+        );
+        drop(heads);
+        drop(st);
+        self.run_call_scan(&scan, filter, &mut |c| sink.call(c))
+    }
+
+    /// The calls of `st` to read: the segments overlapping `sealed`, and
+    /// each head's chunks (in [`heads_of`] order) with its ranges. Taken
+    /// under the state lock; read by [`Core::run_call_scan`] without it.
+    pub(crate) fn call_scan(
+        &self,
+        st: &State,
+        sealed: Vec<TimeRange>,
+        head_ranges: Vec<Vec<TimeRange>>,
+    ) -> CallScan {
+        let mut segments: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for part in &sealed {
+            for (key, meta) in st.segments.range(ts_key(part.from_ms).to_vec()..) {
+                if meta.min_ts >= part.to_ms || !seen.insert(meta.id) {
+                    continue;
+                }
+                segments.push((key.clone(), meta.id));
+            }
+        }
+        let heads = heads_of(st)
+            .zip(head_ranges)
+            .filter(|(_, ranges)| !ranges.is_empty())
+            .map(|(h, ranges)| (h.calls.chunks().to_vec(), ranges))
+            .collect();
+        CallScan {
+            sealed,
+            segments,
+            heads,
+        }
+    }
+
+    /// Reads a [`CallScan`]: `f` gets every call in its ranges matching
+    /// `filter`. No state lock is held; the segment codec's lock is taken
+    /// per segment.
+    pub(crate) fn run_call_scan(
+        &self,
+        scan: &CallScan,
+        filter: &RowFilter,
+        f: &mut dyn FnMut(&LlmCall),
+    ) -> Result<()> {
+        let in_any = |ranges: &[TimeRange], ts: i64| ranges.iter().any(|r| r.contains(ts));
+        if let (Some(first), Some(last)) = (scan.sealed.first(), scan.sealed.last()) {
+            let hull = TimeRange::new(first.from_ms, last.to_ms);
+            for (key, id) in &scan.segments {
+                // Gone: retention deleted it after the scan was taken.
+                let Some(bytes) = self.db.get(T::Segments, key)? else {
+                    continue;
+                };
+                let calls = self
+                    .codec
+                    .read()
+                    .decode(&bytes, hull, filter)
+                    .map_err(|e| StorageError::ReadSegment {
+                        segment_id: *id,
+                        source: e,
+                    })?;
+                for c in &calls {
+                    if in_any(&scan.sealed, c.timestamp_ms) && filter.matches(c) {
+                        f(c);
+                    }
+                }
+            }
+        }
+        for (chunks, ranges) in &scan.heads {
+            for c in chunks.iter().flat_map(|c| c.iter()) {
+                if in_any(ranges, c.timestamp_ms) && filter.matches(c) {
+                    f(c);
                 }
             }
         }
@@ -320,6 +396,72 @@ mod tests {
             latency_ms,
             ..LlmCall::default()
         }
+    }
+
+    /// Raw calls (sealed and in the head) reach the callback with the state
+    /// lock released: the writer could take it.
+    #[test]
+    fn raw_calls_are_read_without_the_state_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            background_maintenance: false,
+            seal_max_events: usize::MAX,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), config).unwrap();
+        let b = Tier::Minute.floor(sextant_model::now_ms()) - 5 * MINUTE_MS;
+        let calls = |ids: std::ops::Range<i64>| {
+            let v = ids
+                .map(|i| call(format!("r{i}"), b + i * 100, "m", 1.0))
+                .collect();
+            Batch::from_calls(v)
+        };
+        store.append(calls(0..50)).unwrap();
+        store.seal(0).unwrap();
+        store.append(calls(50..100)).unwrap();
+        let core = store.core();
+        let (mut seen, mut free) = (0, 0);
+        store
+            .scan_calls(
+                TimeRange::new(b, b + MINUTE_MS),
+                &RowFilter::default(),
+                &mut |_| {
+                    seen += 1;
+                    free += usize::from(core.state.try_write().is_some());
+                },
+            )
+            .unwrap();
+        assert_eq!((seen, free), (100, 100));
+        // A part whose rows straddle its edge: read as rows, also unlocked.
+        let mut t = Locked {
+            core,
+            calls: 0,
+            free: 0,
+        };
+        store
+            .read_part(
+                TimeRange::new(b + 50, b + 9_850),
+                &RowFilter::default(),
+                &mut t,
+            )
+            .unwrap();
+        assert_eq!((t.calls, t.free), (98, 98));
+    }
+
+    struct Locked<'a> {
+        core: &'a Core,
+        calls: usize,
+        free: usize,
+    }
+
+    impl PartSink for Locked<'_> {
+        fn rollup(&mut self, _b: i64, _g: &GroupKey, _r: &Rollup) {}
+        fn call(&mut self, _c: &LlmCall) {
+            self.calls += 1;
+            self.free += usize::from(self.core.state.try_write().is_some());
+        }
+        fn quality(&mut self, _q: &Quality, _r: Option<&RequestRef>) {}
+        fn feedback(&mut self, _f: &Feedback, _r: Option<&RequestRef>) {}
     }
 
     /// Every range, aligned or not, gets exactly its events — whether a
