@@ -35,7 +35,7 @@ pub struct Step {
 }
 
 /// Every step, oldest first. `STEPS[i].version == i + 1`.
-pub const STEPS: &[Step] = &[steps::INITIAL, steps::REQUEST_RUNS];
+pub const STEPS: &[Step] = &[steps::INITIAL, steps::REQUEST_RUNS, steps::WEEK_TIER];
 
 /// The newest format version these steps produce.
 pub fn latest_version() -> u32 {
@@ -143,11 +143,69 @@ mod tests {
     #[test]
     fn migrate_brings_an_empty_store_to_the_latest_version_once() {
         let mut m = Mem::default();
-        assert_eq!(migrate(&mut m).unwrap(), vec![1, 2]);
+        assert_eq!(migrate(&mut m).unwrap(), vec![1, 2, 3]);
         assert_eq!(current_version(&m).unwrap(), latest_version());
-        assert_eq!(m.commits, 2);
+        assert_eq!(m.commits, 3);
         assert_eq!(migrate(&mut m).unwrap(), Vec::<u32>::new());
-        assert_eq!(m.commits, 2);
+        assert_eq!(m.commits, 3);
+        // A new store gets no week watermarks: weeks start with its data.
+        assert_eq!(m.get(META_TREE, b"wm.week_until").unwrap(), None);
+    }
+
+    fn ts(v: i64) -> Vec<u8> {
+        ((v as u64) ^ (1 << 63)).to_be_bytes().to_vec()
+    }
+
+    fn at_version(v: u32, meta: &[(&[u8], Vec<u8>)]) -> Mem {
+        let mut m = Mem::default();
+        m.committed.insert(
+            (META_TREE.into(), FORMAT_VERSION_KEY.to_vec()),
+            v.to_be_bytes().to_vec(),
+        );
+        for (k, val) in meta {
+            m.committed
+                .insert((META_TREE.into(), k.to_vec()), val.clone());
+        }
+        m
+    }
+
+    #[test]
+    fn week_tier_step_starts_weeks_after_deleted_days_and_rewrites_nothing_else() {
+        const DAY: i64 = 86_400_000;
+        // 2026-11-30T00:00:00Z is a Monday.
+        let monday = 1_795_996_800_000;
+        // Days deleted before Wednesday: weeks start the next Monday.
+        let mut m = at_version(2, &[(b"wm.day_from", ts(monday + 2 * DAY))]);
+        let before = m.committed.len();
+        assert_eq!(migrate(&mut m).unwrap(), vec![3]);
+        let next = ts(monday + 7 * DAY);
+        assert_eq!(
+            m.get(META_TREE, b"wm.week_from").unwrap(),
+            Some(next.clone())
+        );
+        assert_eq!(m.get(META_TREE, b"wm.week_until").unwrap(), Some(next));
+        assert_eq!(m.committed.len(), before + 2);
+        // Days deleted exactly up to a Monday: weeks start there.
+        let mut m = at_version(2, &[(b"wm.day_from", ts(monday))]);
+        migrate(&mut m).unwrap();
+        assert_eq!(
+            m.get(META_TREE, b"wm.week_until").unwrap(),
+            Some(ts(monday))
+        );
+        // No day deleted: no week watermark, weeks are built from every day.
+        for meta in [vec![], vec![(&b"wm.day_from"[..], ts(i64::MIN))]] {
+            let mut m = at_version(1, &meta);
+            assert_eq!(migrate(&mut m).unwrap(), vec![2, 3]);
+            assert_eq!(m.get(META_TREE, b"wm.week_until").unwrap(), None);
+            assert_eq!(m.get(META_TREE, b"wm.week_from").unwrap(), None);
+        }
+        // An unreadable watermark fails the step, leaving version 2.
+        let mut m = at_version(2, &[(b"wm.day_from", vec![1, 2, 3])]);
+        assert!(matches!(
+            migrate(&mut m),
+            Err(MigrationError::Step { version: 3, .. })
+        ));
+        assert_eq!(current_version(&m).unwrap(), 2);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub use event::{Batch, Feedback, LlmCall, Quality, Span, SpanEvent, SpanKind, Sp
 pub use pricing::{Price, PriceTable};
 pub use time::{
     format_rfc3339_ms, now_ms, parse_timestamp, Tier, TimeRange, DAY_MS, HOUR_MS, MINUTE_MS,
+    WEEK_MS, WEEK_OFFSET_MS,
 };
 pub use validate::{Limits, ValidationError};
 

@@ -5,8 +5,15 @@ use serde::{Deserialize, Serialize};
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+pub const WEEK_MS: i64 = 7 * DAY_MS;
+/// Week buckets start on Mondays 00:00 UTC (ISO weeks): the Unix epoch,
+/// 1970-01-01, was a Thursday, so the first week boundary after it is
+/// 1970-01-05 = epoch + 4 days. Part of the on-disk format (format 3).
+pub const WEEK_OFFSET_MS: i64 = 4 * DAY_MS;
 
-/// A rollup resolution. Buckets are aligned to the Unix epoch (UTC days).
+/// A rollup resolution. Minute, hour and day buckets are aligned to the
+/// Unix epoch (UTC days); week buckets are 7 days starting on Mondays
+/// 00:00 UTC ([`WEEK_OFFSET_MS`]).
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -14,11 +21,12 @@ pub enum Tier {
     Minute,
     Hour,
     Day,
+    Week,
 }
 
 impl Tier {
     /// Finest first.
-    pub const ALL: [Tier; 3] = [Tier::Minute, Tier::Hour, Tier::Day];
+    pub const ALL: [Tier; 4] = [Tier::Minute, Tier::Hour, Tier::Day, Tier::Week];
 
     /// Bucket width, ms.
     pub fn width_ms(self) -> i64 {
@@ -26,12 +34,29 @@ impl Tier {
             Tier::Minute => MINUTE_MS,
             Tier::Hour => HOUR_MS,
             Tier::Day => DAY_MS,
+            Tier::Week => WEEK_MS,
+        }
+    }
+
+    /// Where bucket starts fall modulo the width, ms: 0 except for weeks.
+    pub fn offset_ms(self) -> i64 {
+        match self {
+            Tier::Minute | Tier::Hour | Tier::Day => 0,
+            Tier::Week => WEEK_OFFSET_MS,
         }
     }
 
     /// Start of the bucket containing `ts_ms` (floors toward −∞).
     pub fn floor(self, ts_ms: i64) -> i64 {
-        ts_ms.div_euclid(self.width_ms()) * self.width_ms()
+        let w = self.width_ms();
+        match self.offset_ms() {
+            0 => ts_ms.div_euclid(w) * w,
+            // Computed in i128 so no `ts_ms` overflows; saturates at i64::MIN.
+            off => {
+                let rem = (i128::from(ts_ms) - i128::from(off)).rem_euclid(i128::from(w));
+                ts_ms.saturating_sub(rem as i64)
+            }
+        }
     }
 
     /// Smallest bucket start ≥ `ts_ms`.
@@ -49,6 +74,7 @@ impl Tier {
             Tier::Minute => "minute",
             Tier::Hour => "hour",
             Tier::Day => "day",
+            Tier::Week => "week",
         }
     }
 }
@@ -112,6 +138,33 @@ mod tests {
         assert_eq!(Tier::Minute.floor(-1), -60_000);
         assert_eq!(Tier::Hour.ceil(HOUR_MS + 1), 2 * HOUR_MS);
         assert_eq!(Tier::Day.ceil(DAY_MS), DAY_MS);
+    }
+
+    #[test]
+    fn weeks_start_on_monday_utc() {
+        // 2026-11-30T00:00:00Z is a Monday; 2026-11-29 a Sunday.
+        let monday = 1_795_996_800_000;
+        assert_eq!(
+            format_rfc3339_ms(Tier::Week.floor(monday + 3 * DAY_MS + 5)),
+            "2026-11-30T00:00:00.000Z"
+        );
+        assert_eq!(Tier::Week.floor(monday), monday);
+        assert_eq!(Tier::Week.floor(monday - 1), monday - WEEK_MS);
+        assert_eq!(Tier::Week.ceil(monday - 1), monday);
+        assert_eq!(Tier::Week.ceil(monday + 1), monday + WEEK_MS);
+        // Before the epoch and at the extremes: aligned, no overflow.
+        assert_eq!(Tier::Week.floor(0), -3 * DAY_MS); // Mon 1969-12-29
+        assert_eq!(Tier::Week.floor(-1), -3 * DAY_MS);
+        assert_eq!(Tier::Week.floor(WEEK_OFFSET_MS), WEEK_OFFSET_MS);
+        assert_eq!(Tier::Week.floor(i64::MIN), i64::MIN);
+        let top = Tier::Week.floor(i64::MAX);
+        assert!(i64::MAX - top < WEEK_MS && Tier::Day.floor(top) == top);
+        // Every week is 7 whole days: day buckets tile week buckets.
+        for ts in [-10 * WEEK_MS - 17, 0, monday + 12_345, 1 << 50] {
+            let w = Tier::Week.floor(ts);
+            assert_eq!(Tier::Day.floor(w), w);
+            assert!(w <= ts && ts < w + WEEK_MS);
+        }
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //!
 //! Workload: 10 events/s over 5 models × 3 endpoints (15 groups). Every
 //! bucket a query's plan touches is populated: minute rollups with 40 calls
-//! (10 ev/s ÷ 15 groups), hour rollups with 400 sampled calls and day
-//! rollups with 2,000 sampled calls (enough to fill their 200-centroid
+//! (10 ev/s ÷ 15 groups), hour rollups with 400 sampled calls and day and
+//! week rollups with 2,000 sampled calls (enough to fill their 200-centroid
 //! digests — merge cost depends on centroids, not on counts),
 //! raw calls at 10 ev/s for the unaligned edges.
 //!
@@ -51,6 +51,8 @@ fn coverage() -> Coverage {
         hour_until_ms: Tier::Hour.floor(NOW),
         day_from_ms: i64::MIN / 4,
         day_until_ms: Tier::Day.floor(NOW),
+        week_from_ms: i64::MIN / 4,
+        week_until_ms: Tier::Week.floor(NOW),
     }
 }
 
@@ -119,7 +121,7 @@ impl StoreRows {
             },
         )
         .expect("open store");
-        for tier in [Tier::Minute, Tier::Hour, Tier::Day] {
+        for tier in Tier::ALL {
             let rows = self
                 .rollups
                 .iter()
@@ -128,6 +130,7 @@ impl StoreRows {
             store.import_rollups(tier, rows).expect("import");
         }
         store.import_mark_rolled_up(NOW, NOW).expect("watermarks");
+        store.import_mark_weeks_rolled_up(NOW).expect("watermarks");
         for (i, chunk) in self.calls.chunks(10_000).enumerate() {
             let calls = chunk
                 .iter()
@@ -183,7 +186,8 @@ fn populate(sink: &mut dyn Sink, range: TimeRange, rng: &mut fastrand::Rng) {
                 let (tier, samples, size) = match source {
                     PartSource::Minute => (Tier::Minute, 40, 50),
                     PartSource::Hour => (Tier::Hour, 400, 200),
-                    _ => (Tier::Day, 2000, 200),
+                    PartSource::Day => (Tier::Day, 2000, 200),
+                    _ => (Tier::Week, 2000, 200),
                 };
                 let mut b = r.from_ms;
                 while b < r.to_ms {

@@ -24,8 +24,8 @@ use crate::source::{DataSource, RollupFn};
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     dims: Vec<Dim>,
-    /// Indexed by tier: minute, hour, day.
-    rollups: [BTreeMap<(i64, GroupKey), Rollup>; 3],
+    /// Indexed by tier: minute, hour, day, week.
+    rollups: [BTreeMap<(i64, GroupKey), Rollup>; 4],
     calls: Vec<LlmCall>,
     sorted: bool,
     coverage: Coverage,
@@ -35,7 +35,9 @@ fn tier_index(t: Tier) -> usize {
     match t {
         Tier::Minute => 0,
         Tier::Hour => 1,
-        _ => 2,
+        Tier::Day => 2,
+        // Tier::Week (`Tier` is non-exhaustive).
+        _ => 3,
     }
 }
 
@@ -54,6 +56,8 @@ impl MemoryStore {
                 hour_until_ms: i64::MAX / 4,
                 day_from_ms: i64::MIN / 4,
                 day_until_ms: i64::MAX / 4,
+                week_from_ms: i64::MIN / 4,
+                week_until_ms: i64::MAX / 4,
             },
         }
     }

@@ -6,9 +6,11 @@
 //!   requested range exactly, oldest first;
 //! - a rollup part is a whole number of its tier's buckets, all inside the
 //!   range, all inside the tier's retained window (`*_from_ms`) and, for
-//!   hours and days, ending at or before `*_until_ms`;
+//!   hours, days and weeks, ending at or before `*_until_ms`;
 //! - each piece is served by the coarsest tier that can serve it exactly
-//!   (day, then hour, then minute, then raw rows);
+//!   (week, then day, then hour, then minute, then raw rows): whole weeks
+//!   (Monday 00:00 UTC) from week rollups, the edges before and after them
+//!   as before;
 //! - when the filter or group_by names a non-rollup dim, or `exact` is set,
 //!   only raw rows serve;
 //! - whatever no retained source can serve is listed in `missing` (the
@@ -21,6 +23,7 @@ use sextant_storage::{Coverage, RowFilter};
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PartSource {
+    Week,
     Day,
     Hour,
     Minute,
@@ -32,6 +35,7 @@ impl PartSource {
     /// The rollup tier, `None` for raw rows.
     pub fn tier(self) -> Option<Tier> {
         match self {
+            PartSource::Week => Some(Tier::Week),
             PartSource::Day => Some(Tier::Day),
             PartSource::Hour => Some(Tier::Hour),
             PartSource::Minute => Some(Tier::Minute),
@@ -98,11 +102,12 @@ pub(crate) fn coverage_note(
             format_rfc3339_ms(coverage.raw_from_ms)
         ),
         RawReason::None => format!(
-            "past retention of every tier (raw rows from {}, minute rollups from {}, hour rollups from {}, day rollups from {})",
+            "past retention of every tier (raw rows from {}, minute rollups from {}, hour rollups from {}, day rollups from {}, week rollups from {})",
             format_rfc3339_ms(coverage.raw_from_ms),
             format_rfc3339_ms(coverage.minute_from_ms),
             format_rfc3339_ms(coverage.hour_from_ms),
             format_rfc3339_ms(coverage.day_from_ms),
+            format_rfc3339_ms(coverage.week_from_ms),
         ),
     };
     let span = if missing.len() == 1 {
@@ -149,7 +154,7 @@ pub fn plan(
         raw_reason,
     };
     let start = if raw_reason == RawReason::None {
-        Level::Day
+        Level::Week
     } else {
         Level::Raw
     };
@@ -160,6 +165,8 @@ pub fn plan(
         hour_until_ms: clamp_ts(coverage.hour_until_ms),
         day_from_ms: clamp_ts(coverage.day_from_ms),
         day_until_ms: clamp_ts(coverage.day_until_ms),
+        week_from_ms: clamp_ts(coverage.week_from_ms),
+        week_until_ms: clamp_ts(coverage.week_until_ms),
     };
     let range = TimeRange::new(clamp_ts(range.from_ms), clamp_ts(range.to_ms));
     cover(range, start, &cov, &mut p);
@@ -176,6 +183,7 @@ fn clamp_ts(ts: i64) -> i64 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
+    Week,
     Day,
     Hour,
     Minute,
@@ -185,6 +193,7 @@ enum Level {
 impl Level {
     fn finer(self) -> Level {
         match self {
+            Level::Week => Level::Day,
             Level::Day => Level::Hour,
             Level::Hour => Level::Minute,
             Level::Minute | Level::Raw => Level::Raw,
@@ -197,6 +206,12 @@ fn cover(range: TimeRange, level: Level, cov: &Coverage, out: &mut Plan) {
         return;
     }
     let (tier, source, from, until) = match level {
+        Level::Week => (
+            Tier::Week,
+            PartSource::Week,
+            cov.week_from_ms,
+            cov.week_until_ms,
+        ),
         Level::Day => (
             Tier::Day,
             PartSource::Day,
@@ -263,12 +278,15 @@ fn push_missing(out: &mut Plan, range: TimeRange) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sextant_model::{DAY_MS, HOUR_MS, MINUTE_MS};
+    use sextant_model::{DAY_MS, HOUR_MS, MINUTE_MS, WEEK_MS};
 
-    const T0: i64 = 1_700_006_400_000; // 2023-11-15T00:00:00Z, a day boundary
+    const T0: i64 = 1_700_006_400_000; // 2023-11-15T00:00:00Z (a Wednesday), a day boundary
+    /// 2023-11-20T00:00:00Z, the Monday after `T0`: a week boundary.
+    const MON: i64 = T0 + 5 * DAY_MS;
     const DIMS: &[Dim] = &[Dim::Model, Dim::Endpoint];
 
-    /// Everything retained; hour and day rollups written up to `T0 + 10 days`.
+    /// Everything retained; hour and day rollups written up to `T0 + 10
+    /// days`, week rollups up to the last whole week before that (`MON`).
     fn full() -> Coverage {
         Coverage {
             raw_from_ms: 0,
@@ -277,6 +295,19 @@ mod tests {
             hour_until_ms: T0 + 10 * DAY_MS,
             day_from_ms: 0,
             day_until_ms: T0 + 10 * DAY_MS,
+            week_from_ms: 0,
+            week_until_ms: MON,
+        }
+    }
+
+    /// Hours, days and weeks rolled up to `T0 + 400 days` (weeks to the
+    /// Monday before it).
+    fn long() -> Coverage {
+        Coverage {
+            hour_until_ms: T0 + 400 * DAY_MS,
+            day_until_ms: T0 + 400 * DAY_MS,
+            week_until_ms: Tier::Week.floor(T0 + 400 * DAY_MS),
+            ..full()
         }
     }
 
@@ -425,6 +456,9 @@ mod tests {
             hour_until_ms: now - HOUR_MS,
             day_from_ms: i64::MIN,
             day_until_ms: now - DAY_MS,
+            // No week rolled up (a store migrated after its last whole week).
+            week_from_ms: i64::MIN,
+            week_until_ms: i64::MIN,
         };
         let from = T0 + 10 * DAY_MS + 5 * MINUTE_MS + 1; // 90 d ago, mid-minute
         let p = plain(r(from, now), &cov);
@@ -458,6 +492,8 @@ mod tests {
             hour_until_ms: T0 + 10 * DAY_MS,
             day_from_ms: T0 + 5 * DAY_MS,
             day_until_ms: T0 + 10 * DAY_MS,
+            week_from_ms: T0 + 5 * DAY_MS,
+            week_until_ms: T0 + 5 * DAY_MS,
         };
         let p = plain(r(T0, T0 + 7 * DAY_MS), &cov);
         assert_eq!(
@@ -565,13 +601,143 @@ mod tests {
     #[test]
     fn a_year_plans_into_a_handful_of_parts() {
         let from = T0 + 17 * MINUTE_MS + 3;
+        let p = plain(r(from, from + 365 * DAY_MS), &long());
+        assert!(p.parts.len() <= 9, "{p:?}");
+        // Whole weeks serve all but < 2 weeks of it: 51 week buckets.
+        let weeks: Vec<_> = p
+            .parts
+            .iter()
+            .filter(|x| x.source == PartSource::Week)
+            .collect();
+        assert_eq!(weeks.len(), 1, "{p:?}");
+        assert_eq!(weeks[0].range.duration_ms(), 51 * WEEK_MS, "{p:?}");
+    }
+
+    #[test]
+    fn whole_weeks_are_served_by_week_rollups_alone() {
+        let cov = long();
+        let p = plain(r(MON, MON + 2 * WEEK_MS), &cov);
+        assert_eq!(parts(&p), vec![(PartSource::Week, MON, MON + 2 * WEEK_MS)]);
+        assert!(!p.is_partial());
+        // Exactly one week.
+        let p = plain(r(MON + WEEK_MS, MON + 2 * WEEK_MS), &cov);
+        assert_eq!(
+            parts(&p),
+            vec![(PartSource::Week, MON + WEEK_MS, MON + 2 * WEEK_MS)]
+        );
+    }
+
+    #[test]
+    fn mid_week_edges_step_down_week_day_hour_minute_raw() {
+        // Starts Wednesday 05:07:30 before MON, ends the Thursday 03:02:15
+        // two weeks after MON.
+        let from = T0 + 5 * HOUR_MS + 7 * MINUTE_MS + 30_000;
+        let to = MON + 2 * WEEK_MS + 3 * DAY_MS + 3 * HOUR_MS + 2 * MINUTE_MS + 15_000;
+        let p = plain(r(from, to), &long());
+        let end = MON + 2 * WEEK_MS;
+        assert_eq!(
+            parts(&p),
+            vec![
+                (PartSource::Raw, from, T0 + 5 * HOUR_MS + 8 * MINUTE_MS),
+                (
+                    PartSource::Minute,
+                    T0 + 5 * HOUR_MS + 8 * MINUTE_MS,
+                    T0 + 6 * HOUR_MS
+                ),
+                (PartSource::Hour, T0 + 6 * HOUR_MS, T0 + DAY_MS),
+                (PartSource::Day, T0 + DAY_MS, MON),
+                (PartSource::Week, MON, end),
+                (PartSource::Day, end, end + 3 * DAY_MS),
+                (
+                    PartSource::Hour,
+                    end + 3 * DAY_MS,
+                    end + 3 * DAY_MS + 3 * HOUR_MS
+                ),
+                (
+                    PartSource::Minute,
+                    end + 3 * DAY_MS + 3 * HOUR_MS,
+                    end + 3 * DAY_MS + 3 * HOUR_MS + 2 * MINUTE_MS
+                ),
+                (
+                    PartSource::Raw,
+                    end + 3 * DAY_MS + 3 * HOUR_MS + 2 * MINUTE_MS,
+                    to
+                ),
+            ]
+        );
+        assert!(!p.is_partial());
+    }
+
+    #[test]
+    fn a_range_starting_or_ending_on_a_week_boundary_has_one_edge() {
+        let cov = long();
+        // Starts on Monday, ends mid-week (Wednesday noon).
+        let to = MON + WEEK_MS + 2 * DAY_MS + 12 * HOUR_MS;
+        let p = plain(r(MON, to), &cov);
+        assert_eq!(
+            parts(&p),
+            vec![
+                (PartSource::Week, MON, MON + WEEK_MS),
+                (PartSource::Day, MON + WEEK_MS, MON + WEEK_MS + 2 * DAY_MS),
+                (PartSource::Hour, MON + WEEK_MS + 2 * DAY_MS, to),
+            ]
+        );
+        // Starts mid-week (Saturday), ends on a Monday.
+        let from = MON - 2 * DAY_MS;
+        let p = plain(r(from, MON + 3 * WEEK_MS), &cov);
+        assert_eq!(
+            parts(&p),
+            vec![
+                (PartSource::Day, from, MON),
+                (PartSource::Week, MON, MON + 3 * WEEK_MS),
+            ]
+        );
+    }
+
+    #[test]
+    fn ranges_without_a_whole_week_use_days() {
+        let cov = long();
+        // Seven whole days, Wednesday to Wednesday: no week bucket inside.
+        let p = plain(r(T0, T0 + 7 * DAY_MS), &cov);
+        assert_eq!(parts(&p), vec![(PartSource::Day, T0, T0 + 7 * DAY_MS)]);
+        // Shorter than a week, across a week boundary (Saturday to Tuesday).
+        let p = plain(r(MON - 2 * DAY_MS, MON + 2 * DAY_MS), &cov);
+        assert_eq!(
+            parts(&p),
+            vec![(PartSource::Day, MON - 2 * DAY_MS, MON + 2 * DAY_MS)]
+        );
+        // Six days of a week, starting on its Monday.
+        let p = plain(r(MON, MON + 6 * DAY_MS), &cov);
+        assert_eq!(parts(&p), vec![(PartSource::Day, MON, MON + 6 * DAY_MS)]);
+    }
+
+    #[test]
+    fn weeks_past_their_watermarks_fall_to_days() {
+        // Weeks rolled up to MON + 1 week only (the next one is still open),
+        // and removed by retention before MON.
         let cov = Coverage {
-            day_until_ms: T0 + 400 * DAY_MS,
-            hour_until_ms: T0 + 400 * DAY_MS,
-            ..full()
+            week_from_ms: MON,
+            week_until_ms: MON + WEEK_MS,
+            ..long()
         };
-        let p = plain(r(from, from + 365 * DAY_MS), &cov);
-        assert!(p.parts.len() <= 7, "{p:?}");
+        let p = plain(r(MON - WEEK_MS, MON + 3 * WEEK_MS), &cov);
+        assert_eq!(
+            parts(&p),
+            vec![
+                (PartSource::Day, MON - WEEK_MS, MON),
+                (PartSource::Week, MON, MON + WEEK_MS),
+                (PartSource::Day, MON + WEEK_MS, MON + 3 * WEEK_MS),
+            ]
+        );
+        // An unaligned week watermark never serves a partly covered week.
+        let cov = Coverage {
+            week_from_ms: MON + 1,
+            week_until_ms: MON + 2 * WEEK_MS - 1,
+            ..long()
+        };
+        let p = plain(r(MON, MON + 3 * WEEK_MS), &cov);
+        // (Week MON is partly before week_from; week MON+1w partly past week_until.)
+        assert_eq!(parts(&p), vec![(PartSource::Day, MON, MON + 3 * WEEK_MS)]);
     }
 
     proptest::proptest! {
@@ -582,9 +748,11 @@ mod tests {
             raw in 0i64..(40 * DAY_MS), minute in 0i64..(40 * DAY_MS),
             hour in 0i64..(40 * DAY_MS), hour_until in 0i64..(60 * DAY_MS),
             day in 0i64..(40 * DAY_MS), day_until in 0i64..(60 * DAY_MS),
+            week in 0i64..(40 * DAY_MS), week_until in 0i64..(60 * DAY_MS),
         ) {
             let cov = Coverage { raw_from_ms: raw, minute_from_ms: minute, hour_from_ms: hour,
-                hour_until_ms: hour_until, day_from_ms: day, day_until_ms: day_until };
+                hour_until_ms: hour_until, day_from_ms: day, day_until_ms: day_until,
+                week_from_ms: week, week_until_ms: week_until };
             let range = r(from, from + len);
             let p = plain(range, &cov);
             for part in &p.parts {
@@ -594,6 +762,15 @@ mod tests {
                     PartSource::Minute => proptest::prop_assert!(x.from_ms >= minute),
                     PartSource::Hour => proptest::prop_assert!(x.from_ms >= hour && x.to_ms <= hour_until),
                     PartSource::Day => proptest::prop_assert!(x.from_ms >= day && x.to_ms <= day_until),
+                    PartSource::Week => proptest::prop_assert!(x.from_ms >= week && x.to_ms <= week_until),
+                }
+                // Coarsest first: no finer part holds a whole week the week tier covers.
+                if part.source != PartSource::Week {
+                    let w = Tier::Week.ceil(x.from_ms.max(week));
+                    proptest::prop_assert!(
+                        w + WEEK_MS > x.to_ms.min(week_until),
+                        "{:?} holds the covered week at {}", part, w
+                    );
                 }
             }
             // Nothing retained is reported missing: every missing ms is older than the raw and minute cut-offs.

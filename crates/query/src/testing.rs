@@ -1,7 +1,7 @@
 //! An in-memory model of the storage read API for the executor's tests:
 //! rollups are computed on the fly from the raw events (minute rollups from
-//! calls, hour and day rollups merged from minutes and re-compressed, as the
-//! real store does), and the coverage limits are honoured exactly — data
+//! calls, hour, day and week rollups merged from minutes and re-compressed,
+//! as the real store does), and the coverage limits are honoured exactly — data
 //! before a tier's `*_from_ms` is invisible in that tier.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +29,8 @@ pub(crate) fn everything() -> Coverage {
         hour_until_ms: i64::MAX / 4,
         day_from_ms: i64::MIN / 4,
         day_until_ms: i64::MAX / 4,
+        week_from_ms: i64::MIN / 4,
+        week_until_ms: i64::MAX / 4,
     }
 }
 
@@ -140,7 +142,8 @@ impl DataSource for MemSource {
         let (from, until, size) = match tier {
             Tier::Minute => (cov.minute_from_ms, i64::MAX, 50),
             Tier::Hour => (cov.hour_from_ms, cov.hour_until_ms, 100),
-            _ => (cov.day_from_ms, cov.day_until_ms, 200),
+            Tier::Day => (cov.day_from_ms, cov.day_until_ms, 200),
+            _ => (cov.week_from_ms, cov.week_until_ms, 200),
         };
         // Widen to whole buckets of `tier` so coarse buckets get all their minutes.
         let wide = TimeRange::new(tier.floor(range.from_ms), tier.ceil(range.to_ms));

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use sextant_model::{Dim, Feedback, LlmCall, Quality, TimeRange, HOUR_MS};
+use sextant_model::{Dim, Feedback, LlmCall, Quality, Tier, TimeRange, HOUR_MS};
 use sextant_storage::RowFilter;
 
 use crate::acc::{Acc, Needs};
@@ -214,6 +214,7 @@ fn after_raw_retention_rollups_alone_answer_aligned_ranges() {
     src.coverage.minute_from_ms = now - 30 * DAY;
     src.coverage.day_until_ms = now;
     src.coverage.hour_until_ms = now;
+    src.coverage.week_until_ms = Tier::Week.floor(now);
     // Whole hours older than raw retention: answered from hour and day rollups.
     for (from, to) in [(T0 + 3 * HOUR_MS, T0 + 40 * DAY + 5 * HOUR_MS), (T0, now)] {
         let range = TimeRange::new(from, to);

@@ -1,5 +1,5 @@
 //! The oracle test over the real store: a random 90-day workload (with late
-//! events, some arriving after their hour and day were rolled up) is loaded
+//! events, some arriving after their hour, day and week were rolled up) is loaded
 //! through `Store::append`, and every summary and series answer is compared
 //! with a brute force over the raw events — after loading, after reopening
 //! the store, and after retention dropped the raw tier (rollups alone).
@@ -9,7 +9,8 @@ mod common;
 use common::*;
 use sextant_model::{now_ms, Batch, Dim, Tier, TimeRange, HOUR_MS};
 use sextant_query::{
-    Baseline, DriftConfig, DriftRequest, QueryEngine, QueryError, SeriesRequest, SummaryRequest,
+    plan, Baseline, DriftConfig, DriftRequest, PartSource, QueryEngine, QueryError, SeriesRequest,
+    SummaryRequest,
 };
 use sextant_storage::{RowFilter, Store, StoreConfig};
 
@@ -114,6 +115,50 @@ fn check_series(engine: &QueryEngine, w: &Workload, range: TimeRange, step_ms: i
     }
 }
 
+/// The week tier holds every call of the rolled-up weeks (late ones
+/// included), and the 90-day query is planned mostly over weeks.
+fn check_weeks(store: &Store, w: &Workload, start: i64, end: i64) {
+    let cov = store.coverage();
+    let mut in_weeks = 0;
+    let mut buckets = 0;
+    store
+        .rollups(
+            Tier::Week,
+            TimeRange::new(i64::MIN, i64::MAX),
+            &RowFilter::default(),
+            &mut |_, _, r| {
+                in_weeks += r.count;
+                buckets += 1;
+            },
+        )
+        .unwrap();
+    let want = w
+        .calls
+        .iter()
+        .filter(|c| Tier::Week.floor(c.timestamp_ms) < cov.week_until_ms)
+        .count() as u64;
+    assert_eq!(
+        in_weeks, want,
+        "week rollups hold every call of their weeks"
+    );
+    assert!(buckets >= 12, "{buckets} week buckets");
+    let p = plan(
+        TimeRange::new(start, end),
+        &cov,
+        store.rollup_dims(),
+        &RowFilter::default(),
+        &[Dim::Model],
+        false,
+    );
+    let weeks: i64 = p
+        .parts
+        .iter()
+        .filter(|x| x.source == PartSource::Week)
+        .map(|x| x.range.duration_ms())
+        .sum();
+    assert!(weeks >= 11 * 7 * DAY, "90 days plan over weeks: {p:?}");
+}
+
 fn queries(engine: &QueryEngine, w: &Workload, start: i64, end: i64, seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let filters = [
@@ -206,6 +251,7 @@ fn store_answers_match_brute_force_after_load_reopen_and_retention() {
             .unwrap();
         store.seal(now).unwrap();
         store.downsample(now).unwrap();
+        check_weeks(&store, &w, start, end);
         let engine = QueryEngine::new(store.clone());
         queries(&engine, &w, start, end, 1);
         store.close().unwrap();
@@ -213,6 +259,7 @@ fn store_answers_match_brute_force_after_load_reopen_and_retention() {
 
     // Reopen: the same answers.
     let store = Store::open(dir.path(), config()).unwrap();
+    check_weeks(&store, &w, start, end);
     let engine = QueryEngine::new(store.clone());
     queries(&engine, &w, start, end, 1);
 

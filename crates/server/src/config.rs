@@ -99,8 +99,11 @@ pub struct RetentionSection {
     pub minute_days: u64,
     /// Hour rollups. Default 400.
     pub hour_days: u64,
-    /// Day rollups. Default 0 (forever).
+    /// Day rollups. Default 0 (forever). Days are kept until their week is
+    /// rolled up, so values under 8 keep them up to ~7 days longer.
     pub day_days: u64,
+    /// Week rollups. Default 0 (forever).
+    pub week_days: u64,
     /// Traces. Default 30.
     pub traces_days: u64,
 }
@@ -112,6 +115,7 @@ impl Default for RetentionSection {
             minute_days: 30,
             hour_days: 400,
             day_days: 0,
+            week_days: 0,
             traces_days: 30,
         }
     }
@@ -436,6 +440,7 @@ impl Config {
                 minute_ms: days(r.minute_days),
                 hour_ms: days(r.hour_days),
                 day_ms: days(r.day_days),
+                week_ms: days(r.week_days),
                 traces_ms: days(r.traces_days),
             },
             ..StoreConfig::default()
@@ -452,7 +457,13 @@ impl Config {
     pub fn limits(&self) -> Limits {
         let mut limits = Limits::default();
         let r = &self.storage.retention;
-        let tiers = [r.raw_days, r.minute_days, r.hour_days, r.day_days];
+        let tiers = [
+            r.raw_days,
+            r.minute_days,
+            r.hour_days,
+            r.day_days,
+            r.week_days,
+        ];
         if tiers.iter().all(|d| *d > 0) {
             let max_days = tiers.iter().copied().max().unwrap_or(0).min(1_000_000);
             limits.max_age_ms = max_days as i64 * DAY_MS;
@@ -635,7 +646,14 @@ mod tests {
             Limits::default().max_age_ms,
             "day tier is forever"
         );
+        // Weeks are kept forever by default, so a finite day tier alone does not limit.
         let c = Config::parse("[storage.retention]\nday_days = 800", "t").unwrap();
-        assert_eq!(c.limits().max_age_ms, 800 * DAY_MS);
+        assert_eq!(c.limits().max_age_ms, Limits::default().max_age_ms);
+        let c = Config::parse("[storage.retention]\nday_days = 800\nweek_days = 900", "t").unwrap();
+        assert_eq!(c.limits().max_age_ms, 900 * DAY_MS);
+        assert_eq!(
+            c.store_config().unwrap().retention.week_ms,
+            Some(900 * DAY_MS)
+        );
     }
 }

@@ -254,10 +254,11 @@ fn steady_state(rounds: usize) {
 }
 
 fn rollup_bytes() {
-    // 10 events/s for one day, sealed and rolled up.
+    // 10 events/s for one day, sealed and rolled up: the Monday of last
+    // week, so that its week is closed and rolled up too.
     let dir = tempfile::tempdir().unwrap();
     let mut rng = fastrand::Rng::with_seed(2);
-    let day0 = Tier::Day.floor(now_ms()) - 3 * DAY_MS;
+    let day0 = Tier::Week.floor(now_ms()) - 7 * DAY_MS;
     let n = 864_000;
     let all = workload::calls(&mut rng, n, day0, DAY_MS);
     let store = Store::open(dir.path(), config()).unwrap();
@@ -277,6 +278,7 @@ fn rollup_bytes() {
     let (mk, mb) = get("rollup_minute");
     let (hk, hb) = get("rollup_hour");
     let (dk, db) = get("rollup_day");
+    let (wk, wb) = get("rollup_week");
     let (_, seg) = get("segments");
     println!("10 ev/s for a day ({n} events): segments {seg} bytes");
     println!(
@@ -284,10 +286,14 @@ fn rollup_bytes() {
         mb as f64 / mk as f64
     );
     println!("  hour rollups {hk}, {hb} bytes; day rollups {dk}, {db} bytes");
+    // A week's rollups hold 7 such days in digests of the same capped size:
+    // a day's share is a seventh of them.
+    let wd = wb / 7;
+    println!("  week rollups {wk}, {wb} bytes (this day's week; {wd} bytes per day)");
     println!(
         "  all tiers per day {} bytes = {:.1}% of raw segment bytes",
-        mb + hb + db,
-        (mb + hb + db) as f64 * 100.0 / seg as f64
+        mb + hb + db + wd,
+        (mb + hb + db + wd) as f64 * 100.0 / seg as f64
     );
     let _ = MINUTE_MS;
 }

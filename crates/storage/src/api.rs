@@ -45,9 +45,9 @@ pub struct RequestRef {
 }
 
 /// The time each tier covers, Unix ms. Data older than a tier's `*_from_ms`
-/// has been removed from it by retention; hour and day rollups exist only
-/// for buckets ending at or before their `*_until_ms` (later buckets are
-/// answered from the finer tiers).
+/// has been removed from it by retention; hour, day and week rollups exist
+/// only for buckets ending at or before their `*_until_ms` (later buckets
+/// are answered from the finer tiers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Coverage {
     pub raw_from_ms: i64,
@@ -56,6 +56,8 @@ pub struct Coverage {
     pub hour_until_ms: i64,
     pub day_from_ms: i64,
     pub day_until_ms: i64,
+    pub week_from_ms: i64,
+    pub week_until_ms: i64,
 }
 
 /// One entry of the recent-traces listing.
@@ -84,6 +86,7 @@ pub struct MaintenanceReport {
     pub segments_written: u64,
     pub hours_rolled: u64,
     pub days_rolled: u64,
+    pub weeks_rolled: u64,
     pub keys_expired: u64,
 }
 

@@ -23,8 +23,11 @@ pub struct Retention {
     pub minute_ms: Option<i64>,
     /// Hour rollups. Default 400 days.
     pub hour_ms: Option<i64>,
-    /// Day rollups. Default forever.
+    /// Day rollups. Default forever. Days are deleted only once their
+    /// week is rolled up, so a shorter value keeps them up to ~7 days more.
     pub day_ms: Option<i64>,
+    /// Week rollups. Default forever.
+    pub week_ms: Option<i64>,
     /// Traces. Default 30 days.
     pub traces_ms: Option<i64>,
 }
@@ -36,6 +39,7 @@ impl Default for Retention {
             minute_ms: Some(30 * DAY_MS),
             hour_ms: Some(400 * DAY_MS),
             day_ms: None,
+            week_ms: None,
             traces_ms: Some(30 * DAY_MS),
         }
     }
@@ -52,6 +56,8 @@ pub struct DigestSizes {
     pub hour: usize,
     /// Default 200.
     pub day: usize,
+    /// Default 200.
+    pub week: usize,
 }
 
 impl Default for DigestSizes {
@@ -60,6 +66,7 @@ impl Default for DigestSizes {
             minute: 50,
             hour: 200,
             day: 200,
+            week: 200,
         }
     }
 }
@@ -77,7 +84,7 @@ pub struct StoreConfig {
     pub seal_max_events: usize,
     /// Seal the head when its oldest unsealed event arrived this long ago, ms. Default 60,000.
     pub seal_max_age_ms: i64,
-    /// Hours and days are rolled up once they closed this long ago, ms. Default 120,000.
+    /// Hours, days and weeks are rolled up once they closed this long ago, ms. Default 120,000.
     pub downsample_grace_ms: i64,
     /// Run seal / downsample / retention in a background thread. Default true;
     /// tests drive them by hand with an injected clock.

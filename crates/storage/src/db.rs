@@ -34,6 +34,8 @@ pub(crate) enum T {
     RollupMinute,
     RollupHour,
     RollupDay,
+    /// Format 3: week buckets (Monday 00:00 UTC, 7 days).
+    RollupWeek,
     /// Format version 1 request index: request_id → (timestamp, group).
     /// Read, never written, since version 2.
     Requests,
@@ -52,7 +54,7 @@ pub(crate) enum T {
     Kv(Space),
 }
 
-const FIXED: [T; 15] = [
+const FIXED: [T; 16] = [
     T::Meta,
     T::Wal,
     T::Segments,
@@ -61,6 +63,7 @@ const FIXED: [T; 15] = [
     T::RollupMinute,
     T::RollupHour,
     T::RollupDay,
+    T::RollupWeek,
     T::Requests,
     T::Quality,
     T::Feedback,
@@ -92,6 +95,7 @@ impl T {
             T::RollupMinute => "rollup_minute",
             T::RollupHour => "rollup_hour",
             T::RollupDay => "rollup_day",
+            T::RollupWeek => "rollup_week",
             T::Requests => "requests",
             T::Quality => "quality",
             T::Feedback => "feedback",
@@ -185,6 +189,35 @@ fn existing_segment_size(dir: &Path) -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// How long [`open_waiting_for_lock`] waits for another holder of the
+/// directory's lock to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens sled, retrying while its directory lock is held.
+///
+/// sled 0.34's `Db::drop` returns before its flusher thread has released
+/// the directory's `flock` (spacejam/sled#1234, #1289), so a store closed
+/// and reopened at once in the same process can briefly see its own lock.
+/// The wait is bounded: a directory really held by another live process
+/// still fails, after [`LOCK_WAIT`], with sled's "could not acquire lock".
+fn open_waiting_for_lock(config: &sled::Config) -> sled::Result<sled::Db> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match config.open() {
+            // sled wraps the `flock` error as `Other` with this message.
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Db {
     db: sled::Db,
@@ -201,16 +234,15 @@ fn err(op: &'static str) -> impl Fn(sled::Error) -> StorageError {
 impl Db {
     pub(crate) fn open(dir: &Path, opts: DbOptions) -> Result<Db> {
         let segment_size = existing_segment_size(dir).unwrap_or(NEW_SEGMENT_SIZE);
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .segment_size(segment_size)
             .cache_capacity(opts.cache_bytes)
-            .flush_every_ms(opts.flush_every_ms)
-            .open()
-            .map_err(|e| StorageError::Open {
-                path: dir.display().to_string(),
-                source: Box::new(e),
-            })?;
+            .flush_every_ms(opts.flush_every_ms);
+        let db = open_waiting_for_lock(&config).map_err(|e| StorageError::Open {
+            path: dir.display().to_string(),
+            source: Box::new(e),
+        })?;
         let mut trees = Vec::new();
         for t in T::all() {
             trees.push(db.open_tree(t.name()).map_err(err("open tree"))?);
@@ -394,6 +426,37 @@ mod tests {
         for t in ts {
             assert_eq!(ts_from_key(&ts_key(t)), Some(t));
         }
+    }
+
+    fn options() -> DbOptions {
+        DbOptions {
+            cache_bytes: 1 << 20,
+            flush_every_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_directory_held_open_is_refused_after_the_bounded_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Db::open(dir.path(), options()).unwrap();
+        let started = std::time::Instant::now();
+        let err = Db::open(dir.path(), options()).unwrap_err().to_string();
+        assert!(err.contains("could not acquire lock"), "{err}");
+        assert!(started.elapsed() >= LOCK_WAIT, "gave up before the wait");
+        drop(held);
+    }
+
+    #[test]
+    fn close_then_reopen_in_the_same_process_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..20u8 {
+            let db = Db::open(dir.path(), options()).unwrap();
+            db.insert(T::Meta, b"k", &[i]).unwrap();
+            db.flush().unwrap();
+            drop(db);
+        }
+        let db = Db::open(dir.path(), options()).unwrap();
+        assert_eq!(db.get(T::Meta, b"k").unwrap().as_deref(), Some(&[19u8][..]));
     }
 
     #[test]

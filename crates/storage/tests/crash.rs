@@ -2,8 +2,10 @@
 //! appends from three threads while sealing and downsampling; the parent
 //! SIGKILLs it at random moments (some right as a seal or downsample
 //! starts), reopens the store and checks that every acknowledged event is
-//! present exactly once in raw data and in the rollups, and that nothing
-//! is present twice.
+//! present exactly once in raw data and in every rollup tier, and that
+//! nothing is present twice. A quarter of the batches are late events for
+//! the previous (closed) week, so seals re-roll them into hour, day and
+//! week rollups while being killed.
 
 mod common;
 
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sextant_model::{now_ms, Batch, Tier, TimeRange, HOUR_MS};
+use sextant_model::{now_ms, Batch, Tier, TimeRange, DAY_MS, HOUR_MS};
 use sextant_storage::{RowFilter, Store, StoreConfig};
 
 const CHILD_ENV: &str = "SEXTANT_CRASH_CHILD_DIR";
@@ -69,7 +71,13 @@ fn crash_child() {
                 let now = now_ms();
                 let calls = (0..BATCH)
                     .map(|i| {
-                        let ts = now - rng.i64(0..3 * HOUR_MS);
+                        // Every 4th batch is late: the 3 days before this
+                        // week's Monday (a closed, rolled-up week).
+                        let ts = if b % 4 == 3 {
+                            Tier::Week.floor(now) - 1 - rng.i64(0..3 * DAY_MS)
+                        } else {
+                            now - rng.i64(0..3 * HOUR_MS)
+                        };
                         let mut c = call(&mut rng, 0, ts);
                         c.request_id = rid(cycle, t, b, i);
                         c
@@ -194,6 +202,12 @@ fn check(dir: &Path, acks: &Acks) -> u64 {
     let mut raw = Sums::default();
     let cov = store.coverage();
     let mut hour_raw = Sums::default();
+    // Day and week tiers: events whose bucket is rolled up and retained.
+    let coarse = [
+        (Tier::Day, cov.day_from_ms, cov.day_until_ms),
+        (Tier::Week, cov.week_from_ms, cov.week_until_ms),
+    ];
+    let mut coarse_raw = [Sums::default(), Sums::default()];
     store
         .scan_calls(
             TimeRange::new(i64::MIN, i64::MAX),
@@ -203,6 +217,12 @@ fn check(dir: &Path, acks: &Acks) -> u64 {
                 raw.add(c);
                 if c.timestamp_ms >= cov.hour_from_ms && c.timestamp_ms < cov.hour_until_ms {
                     hour_raw.add(c);
+                }
+                for ((tier, from, until), sums) in coarse.iter().zip(coarse_raw.iter_mut()) {
+                    let b = tier.floor(c.timestamp_ms);
+                    if b >= *from && b < *until {
+                        sums.add(c);
+                    }
                 }
             },
         )
@@ -242,6 +262,15 @@ fn check(dir: &Path, acks: &Acks) -> u64 {
         })
         .unwrap();
     assert_eq!(hour, hour_raw, "hour rollups disagree with raw data");
+    for ((tier, _, _), want) in coarse.iter().zip(coarse_raw) {
+        let mut got = Sums::default();
+        store
+            .rollups(*tier, all, &RowFilter::default(), &mut |_, _, r| {
+                got.add_rollup(r)
+            })
+            .unwrap();
+        assert_eq!(got, want, "{tier:?} rollups disagree with raw data");
+    }
     assert!(store.verify().unwrap().problems.is_empty());
     store.close().unwrap();
     raw.count

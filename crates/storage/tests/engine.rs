@@ -287,15 +287,24 @@ fn kv_commit_is_atomic_durable_and_scannable_by_prefix() {
 fn downsampling_then_late_events_keep_every_tier_exact() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let day0 = Tier::Day.floor(BASE_MS);
+    // A Monday: the week starting at day0 closes with its 7th day.
+    let day0 = Tier::Week.floor(BASE_MS);
     let early = calls(300, day0 + 5 * HOUR_MS, 30_000, 5);
     store.append(batch_of(early.clone())).unwrap();
     store.seal(day0).unwrap();
-    store.downsample(day0 + 2 * DAY_MS).unwrap();
+    let report = store.downsample(day0 + 8 * DAY_MS).unwrap();
+    let groups: std::collections::HashSet<_> =
+        early.iter().map(|c| (&c.model, &c.endpoint)).collect();
+    assert_eq!(
+        report.weeks_rolled,
+        groups.len() as u64,
+        "one week per group"
+    );
     let cov = store.coverage();
-    assert_eq!(cov.hour_until_ms, day0 + 2 * DAY_MS - HOUR_MS);
-    assert_eq!(cov.day_until_ms, day0 + DAY_MS);
-    // Late events into the downsampled hours: head first, then sealed.
+    assert_eq!(cov.hour_until_ms, day0 + 8 * DAY_MS - HOUR_MS);
+    assert_eq!(cov.day_until_ms, day0 + 7 * DAY_MS);
+    assert_eq!(cov.week_until_ms, day0 + 7 * DAY_MS);
+    // Late events into the downsampled hours, days and week: head first, then sealed.
     let late = calls(50, day0 + 5 * HOUR_MS + 7, 60_000, 6);
     store.append(batch_of(late.clone())).unwrap();
     let mut want = Sums::default();
@@ -311,7 +320,8 @@ fn downsampling_then_late_events_keep_every_tier_exact() {
         store.seal(day0).unwrap();
     }
     // Re-running downsample is a no-op.
-    assert_eq!(store.downsample(day0 + 2 * DAY_MS).unwrap().hours_rolled, 0);
+    let again = store.downsample(day0 + 8 * DAY_MS).unwrap();
+    assert_eq!((again.hours_rolled, again.weeks_rolled), (0, 0));
     assert_eq!(rollup_sums(&store, Tier::Hour, all()), want);
 }
 
@@ -324,6 +334,7 @@ fn retention_removes_old_data_per_tier_by_watermark() {
             minute_ms: Some(3 * DAY_MS),
             hour_ms: Some(10 * DAY_MS),
             day_ms: None,
+            week_ms: None,
             traces_ms: Some(2 * DAY_MS),
         },
         ..config()
@@ -353,6 +364,8 @@ fn retention_removes_old_data_per_tier_by_watermark() {
     let mut old_sums = Sums::default();
     old.iter().for_each(|c| old_sums.add(c));
     assert_eq!(rollup_sums(&store, Tier::Day, all()), old_sums);
+    // So are weeks: the old week closed, the new one did not.
+    assert_eq!(rollup_sums(&store, Tier::Week, all()), old_sums);
     assert!(store.trace("old").unwrap().is_empty());
     assert_eq!(store.trace("new").unwrap().len(), 1);
     assert_eq!(store.stats().segments, 1);

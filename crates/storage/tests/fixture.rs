@@ -147,7 +147,11 @@ fn check_contents(store: &Store) {
     assert_eq!(sums(Tier::Minute), (every, fb_all));
     assert_eq!(sums(Tier::Hour), (sealed_sums.clone(), fb_sealed));
     assert_eq!(sums(Tier::Day), (Sums::default(), 0));
+    assert_eq!(sums(Tier::Week), (Sums::default(), 0));
     let cov = store.coverage();
+    // T0 is a Monday: no week is closed (a fresh store rolled [.., T0)).
+    assert!(cov.week_until_ms <= T0, "{cov:?}");
+    assert_eq!(cov.week_from_ms, i64::MIN);
     assert_eq!(cov.hour_until_ms, Tier::Hour.floor(T0 + DAY_MS - 120_000));
     assert_eq!(cov.day_until_ms, Tier::Day.floor(T0 + DAY_MS - 120_000));
     // Quality and feedback rows with their joins.
@@ -189,6 +193,33 @@ fn v1_fixture_opens_with_exactly_its_contents() {
     // And still after sealing what the WAL held.
     store.seal(T0).unwrap();
     assert_eq!(store.stats().head_events, 0);
+    // The migrated store rolls its first week up from the v1 data: every
+    // call, every feedback row.
+    let report = store.downsample(T0 + 8 * DAY_MS).unwrap();
+    assert!(report.weeks_rolled > 0);
+    assert_eq!(store.coverage().week_until_ms, T0 + 7 * DAY_MS);
+    let (sealed, wal) = events();
+    let mut every = Sums::default();
+    let mut fb = 0;
+    for b in sealed.iter().chain(&wal) {
+        b.calls.iter().for_each(|c| every.add(c));
+        fb += b.feedback.len() as u64;
+    }
+    let mut got = Sums::default();
+    let mut got_fb = 0;
+    store
+        .rollups(
+            Tier::Week,
+            TimeRange::new(i64::MIN, i64::MAX),
+            &RowFilter::default(),
+            &mut |_, _, r| {
+                got.add_rollup(r);
+                got_fb += r.feedback_count;
+            },
+        )
+        .unwrap();
+    assert_eq!((got, got_fb), (every, fb));
+    assert!(store.verify().unwrap().problems.is_empty());
 }
 
 #[test]

@@ -2,12 +2,14 @@
 //! maintenance / reopen, with a fake clock, against an in-memory model.
 //! Counts and fixed-point sums of raw scans and of every rollup tier must
 //! match exactly; the median from merged minute digests within a rank bound.
+//! Day retention is shorter than a week, so the model also checks that days
+//! are kept until their week is rolled up (`day_from <= week_until`).
 
 mod common;
 
 use common::*;
 use proptest::prelude::*;
-use sextant_model::{Batch, LlmCall, Tier, TimeRange, DAY_MS, HOUR_MS, MINUTE_MS};
+use sextant_model::{Batch, LlmCall, Tier, TimeRange, DAY_MS, HOUR_MS, MINUTE_MS, WEEK_MS};
 use sextant_storage::{Digest, Retention, RowFilter, Store, StoreConfig};
 
 const GRACE_MS: i64 = 120_000;
@@ -18,7 +20,8 @@ fn model_config() -> StoreConfig {
             raw_ms: Some(2 * DAY_MS),
             minute_ms: Some(3 * DAY_MS),
             hour_ms: Some(6 * DAY_MS),
-            day_ms: None,
+            day_ms: Some(4 * DAY_MS),
+            week_ms: None,
             traces_ms: Some(2 * DAY_MS),
         },
         downsample_grace_ms: GRACE_MS,
@@ -55,6 +58,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..5).prop_map(|k| Op::Feedback { k }),
         2 => Just(Op::Seal),
         2 => (0i64..2 * DAY_MS).prop_map(|ms| Op::Advance { ms }),
+        // Long jumps, so that weeks close within a case.
+        1 => (3 * DAY_MS..WEEK_MS + DAY_MS).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Downsample),
         2 => Just(Op::Maintain),
         1 => Just(Op::Reopen),
@@ -73,7 +78,9 @@ struct Model {
     minute_from: i64,
     hour_from: i64,
     hour_until: i64,
+    day_from: i64,
     day_until: i64,
+    week_until: i64,
     next_id: u64,
 }
 
@@ -85,6 +92,9 @@ impl Model {
             .floor(closed)
             .min(self.hour_until)
             .max(self.day_until);
+        self.week_until = Tier::Week
+            .floor(closed.min(self.day_until))
+            .max(self.week_until);
     }
 
     fn retention(&mut self) {
@@ -93,13 +103,19 @@ impl Model {
             .floor(self.now - 3 * DAY_MS)
             .max(self.minute_from);
         self.hour_from = Tier::Hour.floor(self.now - 6 * DAY_MS).max(self.hour_from);
+        // Days wait for their week's rollup.
+        self.day_from = Tier::Day
+            .floor(self.now - 4 * DAY_MS)
+            .min(self.week_until)
+            .max(self.day_from);
     }
 
     fn tier_sums(&self, tier: Tier) -> Sums {
         let (lo, hi) = match tier {
             Tier::Minute => (self.minute_from, i64::MAX),
             Tier::Hour => (self.hour_from, self.hour_until),
-            _ => (i64::MIN, self.day_until),
+            Tier::Day => (self.day_from, self.day_until),
+            _ => (i64::MIN, self.week_until),
         };
         let mut s = Sums::default();
         for c in &self.calls {
@@ -120,14 +136,20 @@ fn check(store: &Store, m: &Model) -> Result<(), TestCaseError> {
             cov.minute_from_ms,
             cov.hour_from_ms,
             cov.hour_until_ms,
-            cov.day_until_ms
+            cov.day_from_ms,
+            cov.day_until_ms,
+            cov.week_from_ms,
+            cov.week_until_ms,
         ),
         (
             m.raw_from,
             m.minute_from,
             m.hour_from,
             m.hour_until,
-            m.day_until
+            m.day_from,
+            m.day_until,
+            i64::MIN,
+            m.week_until,
         )
     );
     let all = TimeRange::new(i64::MIN, i64::MAX);
@@ -207,7 +229,8 @@ fn check(store: &Store, m: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// Runs `ops`; returns the calls the week tier held at the end.
+fn run(ops: Vec<Op>) -> Result<u64, TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Some(Store::open(dir.path(), model_config()).unwrap());
     let mut m = Model {
@@ -218,7 +241,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         minute_from: i64::MIN,
         hour_from: i64::MIN,
         hour_until: i64::MIN,
+        day_from: i64::MIN,
         day_until: i64::MIN,
+        week_until: i64::MIN,
         next_id: 0,
     };
     for op in ops {
@@ -275,7 +300,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         check(store.as_ref().unwrap(), &m)?;
     }
-    Ok(())
+    Ok(m.tier_sums(Tier::Week).count)
 }
 
 proptest! {
@@ -285,4 +310,42 @@ proptest! {
     fn store_agrees_with_an_in_memory_model(ops in prop::collection::vec(op(), 4..24)) {
         run(ops)?;
     }
+}
+
+#[test]
+fn weeks_roll_up_late_events_reroll_and_days_wait_for_their_week() {
+    // BASE_MS is a Monday. Calls over the first week; the week closes;
+    // late calls for it arrive after it was rolled up; days are past
+    // retention only once the week holds them.
+    let seed = |s| Op::Append {
+        n: 30,
+        back_ms: 0,
+        step_ms: 5 * HOUR_MS,
+        seed: s,
+    };
+    let late = Op::Append {
+        n: 10,
+        back_ms: 2 * DAY_MS + 3 * HOUR_MS,
+        step_ms: 7 * MINUTE_MS,
+        seed: 9,
+    };
+    let ops = vec![
+        Op::Advance { ms: 6 * DAY_MS },
+        seed(1),
+        Op::Seal,
+        Op::Maintain,
+        Op::Advance { ms: 2 * DAY_MS },
+        late.clone(),
+        Op::Maintain,
+        Op::Reopen,
+        late,
+        Op::Seal,
+        Op::Advance { ms: 5 * DAY_MS },
+        Op::Maintain,
+        Op::Reopen,
+        Op::Advance { ms: WEEK_MS },
+        Op::Maintain,
+    ];
+    let in_weeks = run(ops).unwrap();
+    assert!(in_weeks >= 40, "the week tier held {in_weeks} calls");
 }

@@ -7,7 +7,7 @@
 
 use sextant_model::Tier;
 
-use super::{meta_keys as mk, records::rollup_key, Store};
+use super::{maint::rollup_tree, meta_keys as mk, records::rollup_key, Store};
 use crate::api::GroupKey;
 use crate::db::{ts_key, Ops, T};
 use crate::error::Result;
@@ -23,11 +23,7 @@ impl Store {
         tier: Tier,
         rows: impl IntoIterator<Item = (i64, GroupKey, Rollup)>,
     ) -> Result<()> {
-        let t = match tier {
-            Tier::Minute => T::RollupMinute,
-            Tier::Hour => T::RollupHour,
-            _ => T::RollupDay,
-        };
+        let t = rollup_tree(tier);
         let mut ops = Ops::default();
         for (bucket, group, r) in rows {
             debug_assert_eq!(tier.floor(bucket), bucket, "unaligned bucket");
@@ -51,6 +47,24 @@ impl Store {
         core.db.commit(&ops)?;
         st.wm.hour_until = hour;
         st.wm.day_until = day;
+        drop(st);
+        core.db.flush()
+    }
+
+    /// Marks weeks before `week_until_ms` as rolled up (never past the day
+    /// watermark: a week is rolled only once all its days are).
+    #[doc(hidden)]
+    pub fn import_mark_weeks_rolled_up(&self, week_until_ms: i64) -> Result<()> {
+        let core = self.core();
+        let mut st = core.state.write();
+        let week = st
+            .wm
+            .week_until
+            .max(Tier::Week.floor(week_until_ms.min(st.wm.day_until)));
+        let mut ops = Ops::default();
+        ops.put(T::Meta, mk::WEEK_UNTIL, ts_key(week).to_vec());
+        core.db.commit(&ops)?;
+        st.wm.week_until = week;
         drop(st);
         core.db.flush()
     }
@@ -105,5 +119,50 @@ mod tests {
             )
             .unwrap();
         assert_eq!(seen, vec![(day, group, 7, 100.0)]);
+    }
+
+    #[test]
+    fn imported_weeks_read_back_only_below_the_week_watermark_capped_by_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            background_maintenance: false,
+            ..StoreConfig::default()
+        };
+        let monday = Tier::Week.floor(1_700_006_400_000);
+        let mut r = Rollup::new(200);
+        r.add_call(&LlmCall {
+            latency_ms: 5.0,
+            ..LlmCall::default()
+        });
+        let group = GroupKey(vec!["m".into(), "e".into()]);
+        let week = sextant_model::WEEK_MS;
+        {
+            let store = Store::open(dir.path(), config.clone()).unwrap();
+            store
+                .import_rollups(Tier::Week, [(monday, group.clone(), r.clone())])
+                .unwrap();
+            // Days rolled up to mid-week only: the week is not closed.
+            store
+                .import_mark_rolled_up(monday + 3 * DAY_MS, monday + 3 * DAY_MS)
+                .unwrap();
+            store.import_mark_weeks_rolled_up(monday + week).unwrap();
+            assert_eq!(store.coverage().week_until_ms, monday);
+            store
+                .import_mark_rolled_up(monday + week, monday + week)
+                .unwrap();
+            store.import_mark_weeks_rolled_up(monday + week).unwrap();
+        }
+        let store = Store::open(dir.path(), config).unwrap();
+        assert_eq!(store.coverage().week_until_ms, monday + week);
+        let mut seen = Vec::new();
+        store
+            .rollups(
+                Tier::Week,
+                TimeRange::new(i64::MIN, i64::MAX),
+                &Default::default(),
+                &mut |b, g, x| seen.push((b, g.clone(), x.count)),
+            )
+            .unwrap();
+        assert_eq!(seen, vec![(monday, group, 1)]);
     }
 }

@@ -12,10 +12,12 @@
 //! written just before, invisible until then; see `requests.rs`). After a crash the WAL therefore holds
 //! exactly the batches not yet sealed, and replay re-adds nothing twice.
 //!
-//! **Invariant (downsample):** hour (day) rollups exist only for buckets
-//! below `wm.hour_until` (`wm.day_until`), written in the transaction that
-//! advances the watermark. A seal merges late minute rollups into the hour
-//! and day buckets below those watermarks in its own transaction.
+//! **Invariant (downsample):** hour (day, week) rollups exist only for
+//! buckets below `wm.hour_until` (`wm.day_until`, `wm.week_until`), written
+//! in the transaction that advances the watermark; a week is rolled from
+//! its seven day rollups once all of them are below `wm.day_until`. A seal
+//! merges late minute rollups into the hour, day and week buckets below
+//! those watermarks in its own transaction.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -34,11 +36,14 @@ use crate::store::requests;
 use crate::store::segment::{SegmentCodec, SEGMENT_MAX_ROWS};
 use crate::store::Core;
 
-fn rollup_tree(tier: Tier) -> T {
+pub(crate) fn rollup_tree(tier: Tier) -> T {
     match tier {
         Tier::Minute => T::RollupMinute,
         Tier::Hour => T::RollupHour,
-        _ => T::RollupDay,
+        Tier::Day => T::RollupDay,
+        Tier::Week => T::RollupWeek,
+        // `Tier` is non-exhaustive; a new tier needs its own tree here.
+        _ => unreachable!("no rollup tree for {tier:?}"),
     }
 }
 
@@ -47,7 +52,9 @@ impl Core {
         match tier {
             Tier::Minute => self.config.digest_sizes.minute,
             Tier::Hour => self.config.digest_sizes.hour,
-            _ => self.config.digest_sizes.day,
+            Tier::Day => self.config.digest_sizes.day,
+            Tier::Week => self.config.digest_sizes.week,
+            _ => unreachable!("no digest size for {tier:?}"),
         }
     }
 
@@ -128,9 +135,13 @@ impl Core {
         let t_segments = t0.elapsed();
         ops.put(T::Meta, mk::NEXT_SEGMENT_ID, next_id.to_be_bytes().to_vec());
 
-        // Rollups: minute always; hour/day for buckets already downsampled.
-        let mut hours: HashMap<(i64, GroupKey), Rollup> = HashMap::new();
-        let mut days: HashMap<(i64, GroupKey), Rollup> = HashMap::new();
+        // Rollups: minute always; hour/day/week for buckets already downsampled.
+        let coarse = [
+            (Tier::Hour, wm.hour_until),
+            (Tier::Day, wm.day_until),
+            (Tier::Week, wm.week_until),
+        ];
+        let mut late: [HashMap<(i64, GroupKey), Rollup>; 3] = Default::default();
         for ((bucket, group), r) in snap.rollups() {
             let key = rollup_key(*bucket, group);
             let mut merged = self
@@ -138,21 +149,16 @@ impl Core {
                 .unwrap_or_else(|| Rollup::new(self.digest_size(Tier::Minute)));
             merged.merge(r);
             ops.put(T::RollupMinute, key, merged.encode());
-            let h = Tier::Hour.floor(*bucket);
-            if h < wm.hour_until {
-                hours
-                    .entry((h, group.clone()))
-                    .or_insert_with(|| Rollup::new(self.digest_size(Tier::Hour)))
-                    .merge(r);
-            }
-            let d = Tier::Day.floor(*bucket);
-            if d < wm.day_until {
-                days.entry((d, group.clone()))
-                    .or_insert_with(|| Rollup::new(self.digest_size(Tier::Day)))
-                    .merge(r);
+            for ((tier, until), acc) in coarse.iter().zip(late.iter_mut()) {
+                let b = tier.floor(*bucket);
+                if b < *until {
+                    acc.entry((b, group.clone()))
+                        .or_insert_with(|| Rollup::new(self.digest_size(*tier)))
+                        .merge(r);
+                }
             }
         }
-        for (tier, late) in [(Tier::Hour, hours), (Tier::Day, days)] {
+        for ((tier, _), late) in coarse.into_iter().zip(late) {
             for ((bucket, group), r) in late {
                 let key = rollup_key(bucket, &group);
                 let mut merged = self
@@ -315,6 +321,8 @@ impl Core {
         let closed = now_ms.saturating_sub(self.config.downsample_grace_ms);
         let hour_target = Tier::Hour.floor(closed).max(wm.hour_until);
         let day_target = Tier::Day.floor(closed).min(hour_target).max(wm.day_until);
+        // A week closes once all seven of its days are rolled up.
+        let week_target = Tier::Week.floor(closed.min(day_target)).max(wm.week_until);
         let mut ops = Ops::default();
         let mut report = MaintenanceReport::default();
 
@@ -329,17 +337,28 @@ impl Core {
         report.hours_rolled = hours;
         // Days from hour rollups in [day_until, day_target): the hours just
         // rolled are in `ops`, not yet in the tree, so read them from there.
-        let days = self.roll_up_days(wm.day_until, day_target, &mut ops)?;
+        let days =
+            self.roll_up_pending(Tier::Hour, Tier::Day, wm.day_until, day_target, &mut ops)?;
         report.days_rolled = days;
-        if hour_target == wm.hour_until && day_target == wm.day_until {
+        // Weeks from day rollups in [week_until, week_target), the same way.
+        // (`wm.day_from <= wm.week_until`: none of those days was deleted.)
+        let weeks =
+            self.roll_up_pending(Tier::Day, Tier::Week, wm.week_until, week_target, &mut ops)?;
+        report.weeks_rolled = weeks;
+        if hour_target == wm.hour_until
+            && day_target == wm.day_until
+            && week_target == wm.week_until
+        {
             return Ok(report);
         }
         ops.put(T::Meta, mk::HOUR_UNTIL, ts_key(hour_target).to_vec());
         ops.put(T::Meta, mk::DAY_UNTIL, ts_key(day_target).to_vec());
+        ops.put(T::Meta, mk::WEEK_UNTIL, ts_key(week_target).to_vec());
         let mut st = self.state.write();
         self.db.commit(&ops)?;
         st.wm.hour_until = hour_target;
         st.wm.day_until = day_target;
+        st.wm.week_until = week_target;
         drop(st);
         self.db.flush()?;
         Ok(report)
@@ -398,14 +417,25 @@ impl Core {
         n
     }
 
-    fn roll_up_days(&self, lo: i64, hi: i64, ops: &mut Ops) -> Result<u64> {
+    /// Like [`Core::roll_up`], but the `from`-tier buckets may have been
+    /// written to `ops` by this same pass (not yet committed): those are
+    /// read from `ops`, the others from the tree.
+    fn roll_up_pending(
+        &self,
+        from: Tier,
+        to: Tier,
+        lo: i64,
+        hi: i64,
+        ops: &mut Ops,
+    ) -> Result<u64> {
         if hi <= lo {
             return Ok(0);
         }
-        // Hour buckets just written (not yet committed) plus those stored.
+        let src = rollup_tree(from);
+        // `from` buckets just written (not yet committed) plus those stored.
         let mut pending: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for (t, k, v) in ops.iter() {
-            if t == T::RollupHour {
+            if t == src {
                 if let Some(v) = v {
                     pending.insert(k.to_vec(), v.to_vec());
                 }
@@ -418,7 +448,7 @@ impl Core {
             .range(lo_k.clone()..hi_k.clone())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        for kv in self.db.range(T::RollupHour, lo_k..hi_k) {
+        for kv in self.db.range(src, lo_k..hi_k) {
             let (k, v) = kv?;
             sources.entry(k.to_vec()).or_insert_with(|| v.to_vec());
         }
@@ -427,15 +457,15 @@ impl Core {
                 continue;
             };
             let r = Rollup::decode(&v).map_err(|e| StorageError::Decode {
-                tree: T::RollupHour.name(),
+                tree: src.name(),
                 key: hex(&k),
                 source: e,
             })?;
-            acc.entry((Tier::Day.floor(bucket), group))
-                .or_insert_with(|| Rollup::new(self.digest_size(Tier::Day)))
+            acc.entry((to.floor(bucket), group))
+                .or_insert_with(|| Rollup::new(self.digest_size(to)))
                 .merge(&r);
         }
-        Ok(self.flush_acc(Tier::Day, &mut acc, ops))
+        Ok(self.flush_acc(to, &mut acc, ops))
     }
 
     pub(crate) fn apply_retention(&self, now_ms: i64) -> Result<MaintenanceReport> {
@@ -454,7 +484,11 @@ impl Core {
         let raw_from = cut(r.raw_ms, None, wm.raw_from);
         let minute_from = cut(r.minute_ms, Some(Tier::Minute), wm.minute_from);
         let hour_from = cut(r.hour_ms, Some(Tier::Hour), wm.hour_from);
-        let day_from = cut(r.day_ms, Some(Tier::Day), wm.day_from);
+        // Days wait for their week's rollup (`day_from <= week_until`).
+        let day_from = cut(r.day_ms, Some(Tier::Day), wm.day_from)
+            .min(wm.week_until)
+            .max(wm.day_from);
+        let week_from = cut(r.week_ms, Some(Tier::Week), wm.week_from);
         let traces_from = cut(r.traces_ms, None, wm.traces_from);
 
         let mut ops = Ops::default();
@@ -478,6 +512,7 @@ impl Core {
             (T::RollupMinute, minute_from),
             (T::RollupHour, hour_from),
             (T::RollupDay, day_from),
+            (T::RollupWeek, week_from),
         ] {
             if from > i64::MIN {
                 for kv in self.db.range(t, below(from)) {
@@ -507,6 +542,7 @@ impl Core {
             (mk::MINUTE_FROM, minute_from),
             (mk::HOUR_FROM, hour_from),
             (mk::DAY_FROM, day_from),
+            (mk::WEEK_FROM, week_from),
             (mk::TRACES_FROM, traces_from),
         ] {
             ops.put(T::Meta, k, ts_key(v).to_vec());
@@ -520,6 +556,7 @@ impl Core {
         st.wm.minute_from = minute_from;
         st.wm.hour_from = hour_from;
         st.wm.day_from = day_from;
+        st.wm.week_from = week_from;
         st.wm.traces_from = traces_from;
         drop(st);
         self.db.flush()?;
@@ -545,6 +582,7 @@ impl Core {
         let d = self.downsample(now_ms)?;
         report.hours_rolled = d.hours_rolled;
         report.days_rolled = d.days_rolled;
+        report.weeks_rolled = d.weeks_rolled;
         report.keys_expired = self.apply_retention(now_ms)?.keys_expired;
         let _m = self.maint.lock();
         self.merge_request_runs()?;

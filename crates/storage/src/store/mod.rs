@@ -58,11 +58,17 @@ pub(crate) mod meta_keys {
     pub(crate) const HOUR_UNTIL: &[u8] = b"wm.hour_until";
     pub(crate) const DAY_FROM: &[u8] = b"wm.day_from";
     pub(crate) const DAY_UNTIL: &[u8] = b"wm.day_until";
+    pub(crate) const WEEK_FROM: &[u8] = b"wm.week_from";
+    pub(crate) const WEEK_UNTIL: &[u8] = b"wm.week_until";
     pub(crate) const TRACES_FROM: &[u8] = b"wm.traces_from";
 }
 
 /// Tier watermarks, Unix ms. `*_from` only grow (retention); `*_until` only
 /// grow (downsampling). `i64::MIN` = nothing removed / nothing rolled yet.
+///
+/// **Invariant:** `day_from <= week_until` — day retention never deletes a
+/// day whose week is not rolled up yet, so every week is rolled from all
+/// of its days.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Watermarks {
     pub(crate) raw_from: i64,
@@ -71,6 +77,8 @@ pub(crate) struct Watermarks {
     pub(crate) hour_until: i64,
     pub(crate) day_from: i64,
     pub(crate) day_until: i64,
+    pub(crate) week_from: i64,
+    pub(crate) week_until: i64,
     pub(crate) traces_from: i64,
 }
 
@@ -208,6 +216,8 @@ impl Store {
             hour_until: read_i64(&db, meta_keys::HOUR_UNTIL, i64::MIN)?,
             day_from: read_i64(&db, meta_keys::DAY_FROM, i64::MIN)?,
             day_until: read_i64(&db, meta_keys::DAY_UNTIL, i64::MIN)?,
+            week_from: read_i64(&db, meta_keys::WEEK_FROM, i64::MIN)?,
+            week_until: read_i64(&db, meta_keys::WEEK_UNTIL, i64::MIN)?,
             traces_from: read_i64(&db, meta_keys::TRACES_FROM, i64::MIN)?,
         };
         let next_segment_id = db
@@ -350,7 +360,7 @@ impl Store {
         self.core().seal(now_ms)
     }
 
-    /// Rolls closed hours and days up from minute rollups.
+    /// Rolls closed hours up from minute rollups, days from hours and weeks from days.
     pub fn downsample(&self, now_ms: i64) -> Result<MaintenanceReport> {
         self.core().downsample(now_ms)
     }
@@ -369,7 +379,7 @@ impl Store {
     /// whose start is in `range`, for groups matching `filter` (which must be
     /// served by rollups), including data still in the head. Oldest first.
     ///
-    /// Hour and day buckets are returned only below their `*_until_ms`
+    /// Hour, day and week buckets are returned only below their `*_until_ms`
     /// watermark (see [`Coverage`]); `f` runs after every lock is released.
     pub fn rollups(
         &self,
@@ -444,6 +454,8 @@ impl Store {
             hour_until_ms: wm.hour_until,
             day_from_ms: wm.day_from,
             day_until_ms: wm.day_until,
+            week_from_ms: wm.week_from,
+            week_until_ms: wm.week_until,
         }
     }
 

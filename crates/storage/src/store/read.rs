@@ -54,9 +54,14 @@ impl Core {
                 range.from_ms.max(wm.hour_from),
                 range.to_ms.min(wm.hour_until),
             ),
-            _ => (
+            Tier::Day => (
                 range.from_ms.max(wm.day_from),
                 range.to_ms.min(wm.day_until),
+            ),
+            // Tier::Week (`Tier` is non-exhaustive).
+            _ => (
+                range.from_ms.max(wm.week_from),
+                range.to_ms.min(wm.week_until),
             ),
         };
         let mut out: BTreeMap<(i64, GroupKey), Rollup> = BTreeMap::new();
@@ -66,7 +71,8 @@ impl Core {
         let t = match tier {
             Tier::Minute => T::RollupMinute,
             Tier::Hour => T::RollupHour,
-            _ => T::RollupDay,
+            Tier::Day => T::RollupDay,
+            _ => T::RollupWeek,
         };
         for kv in self.db.range(t, ts_key(lo).to_vec()..ts_key(hi).to_vec()) {
             let (k, v) = kv?;
@@ -268,7 +274,7 @@ impl Core {
                 SegMeta::decode(&v).map(|_| ()).map_err(|e| e.to_string()),
             );
         }
-        for t in [T::RollupMinute, T::RollupHour, T::RollupDay] {
+        for t in [T::RollupMinute, T::RollupHour, T::RollupDay, T::RollupWeek] {
             for kv in self.db.range(t, ..) {
                 let (k, v) = kv?;
                 let res = match parse_rollup_key(&k) {
