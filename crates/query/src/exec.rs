@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use sextant_model::{Dim, Feedback, LlmCall, Quality, TimeRange};
-use sextant_storage::{Coverage, GroupKey, RequestRef, RowFilter};
+use sextant_storage::{Coverage, GroupKey, PartSink, RequestRef, RowFilter, StorageError};
 
 use crate::acc::{Acc, Needs};
 use crate::api::QueryError;
@@ -259,15 +259,46 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
                     groups.acc(g, slot).add_rollup(r)
                 })?;
             }
-            None => read_raw(
-                src,
-                q,
-                part.range,
-                &dims,
-                via_rollup_dims,
-                &key_idx,
-                &mut groups,
-            )?,
+            None => {
+                // A piece of one slot of a rollup-served query: let storage
+                // answer whole minutes from rollups where that is exact.
+                let slot = grid.slot(part.range.from_ms);
+                let one_slot = slot.is_some()
+                    && slot == grid.slot(part.range.to_ms.saturating_sub(1))
+                    && raw_reason == RawReason::None;
+                let done = match slot {
+                    Some(slot) if one_slot => {
+                        let mut sink = PartAcc {
+                            groups: &mut groups,
+                            group_of: &mut group_of,
+                            key_idx: &key_idx,
+                            dims: &dims,
+                            filter: q.filter,
+                            group_by: q.group_by,
+                            slot,
+                            last: None,
+                            error: None,
+                        };
+                        let done = src.read_part(part.range, q.filter, &mut sink)?;
+                        if let Some(e) = sink.error {
+                            return Err(e.into());
+                        }
+                        done
+                    }
+                    _ => false,
+                };
+                if !done {
+                    read_raw(
+                        src,
+                        q,
+                        part.range,
+                        &dims,
+                        via_rollup_dims,
+                        &key_idx,
+                        &mut groups,
+                    )?
+                }
+            }
         }
     }
     Ok(Collected {
@@ -277,6 +308,106 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
         raw_reason,
         coverage,
     })
+}
+
+/// Folds what [`DataSource::read_part`] reads into one slot's accumulators.
+struct PartAcc<'a> {
+    groups: &'a mut Groups,
+    /// Rollup group key → group id (shared with the rollup parts).
+    group_of: &'a mut FnvMap<GroupKey, usize>,
+    /// Positions of the group_by dims inside a rollup GroupKey.
+    key_idx: &'a [usize],
+    dims: &'a [Dim],
+    filter: &'a RowFilter,
+    group_by: &'a [Dim],
+    slot: usize,
+    /// The group of the last raw call (calls come in runs of one group).
+    last: Option<usize>,
+    /// The first error adding a rollup (the sink's methods cannot return one).
+    error: Option<StorageError>,
+}
+
+impl PartAcc<'_> {
+    fn key_group(&mut self, key: &GroupKey) -> usize {
+        if let Some(&g) = self.group_of.get(key) {
+            return g;
+        }
+        let labels = self
+            .key_idx
+            .iter()
+            .map(|&i| key.0.get(i).cloned().unwrap_or_default())
+            .collect();
+        let g = self.groups.id(labels);
+        self.group_of.insert(key.clone(), g);
+        g
+    }
+
+    /// The group of a quality/feedback row's call (`None`: filtered out).
+    fn row_group(&mut self, r: Option<&RequestRef>) -> Option<usize> {
+        let empty;
+        let key = match r {
+            Some(r) => &r.group,
+            None => {
+                empty = GroupKey(vec![String::new(); self.dims.len()]);
+                &empty
+            }
+        };
+        key_matches(self.filter, self.dims, key).then(|| self.key_group(key))
+    }
+}
+
+impl PartSink for PartAcc<'_> {
+    fn rollup(&mut self, _bucket_ms: i64, group: &GroupKey, rollup: &sextant_storage::Rollup) {
+        let g = self.key_group(group);
+        let added = self
+            .groups
+            .acc(g, self.slot)
+            .add_rollup(&sextant_storage::RollupView::of(rollup));
+        if let Err(e) = added {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn call(&mut self, c: &LlmCall) {
+        let same = |labels: &[String]| {
+            labels
+                .iter()
+                .zip(self.group_by)
+                .all(|(l, d)| l.as_str() == d.value_of(c))
+        };
+        let list = &self.groups.list;
+        let found = match self.last {
+            Some(g) if same(&list[g].0) => Some(g),
+            // Few groups: find one by comparing labels, allocating nothing.
+            _ if list.len() <= 16 => list.iter().position(|(l, _)| same(l)),
+            _ => None,
+        };
+        let g = match found {
+            Some(g) => g,
+            None => {
+                let labels = self
+                    .group_by
+                    .iter()
+                    .map(|d| d.value_of(c).to_string())
+                    .collect();
+                self.groups.id(labels)
+            }
+        };
+        self.last = Some(g);
+        self.groups.acc(g, self.slot).add_call(c);
+    }
+
+    fn quality(&mut self, x: &Quality, r: Option<&RequestRef>) {
+        if let Some(g) = self.row_group(r) {
+            self.groups.acc(g, self.slot).add_quality(x);
+        }
+    }
+
+    fn feedback(&mut self, x: &Feedback, r: Option<&RequestRef>) {
+        if let Some(g) = self.row_group(r) {
+            self.groups.acc(g, self.slot).add_feedback(x);
+        }
+    }
 }
 
 fn add_to(groups: &mut Groups, labels: Vec<String>, slot: usize, _needs: Needs) -> &mut Acc {

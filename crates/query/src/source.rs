@@ -3,7 +3,9 @@
 //! [`Store`].
 
 use sextant_model::{Dim, Feedback, LlmCall, Quality, Tier, TimeRange};
-use sextant_storage::{Coverage, GroupKey, RequestRef, RollupView, RowFilter, StorageError, Store};
+use sextant_storage::{
+    Coverage, GroupKey, PartSink, RequestRef, RollupView, RowFilter, StorageError, Store,
+};
 
 /// A rollup read's callback: an error (e.g. from decoding a digest of the
 /// view) stops the read and is returned by it.
@@ -27,6 +29,18 @@ pub(crate) trait DataSource {
         filter: &RowFilter,
         f: &mut dyn FnMut(&LlmCall),
     ) -> Result<(), StorageError>;
+    /// Reads a raw part of a rollup-served query through minute rollups
+    /// where they provably hold only events inside it (see
+    /// [`Store::read_part`]). `Ok(false)`: not supported by this source; the
+    /// caller scans raw rows instead.
+    fn read_part(
+        &self,
+        _range: TimeRange,
+        _filter: &RowFilter,
+        _sink: &mut dyn PartSink,
+    ) -> Result<bool, StorageError> {
+        Ok(false)
+    }
     fn scan_quality(
         &self,
         range: TimeRange,
@@ -62,6 +76,14 @@ impl DataSource for Store {
         f: &mut dyn FnMut(&LlmCall),
     ) -> Result<(), StorageError> {
         Store::scan_calls(self, range, filter, f)
+    }
+    fn read_part(
+        &self,
+        range: TimeRange,
+        filter: &RowFilter,
+        sink: &mut dyn PartSink,
+    ) -> Result<bool, StorageError> {
+        Store::read_part(self, range, filter, sink).map(|_| true)
     }
     fn scan_quality(
         &self,

@@ -23,7 +23,7 @@ pub use api::{
 pub use config::{DigestSizes, Durability, Retention, StoreConfig};
 pub use error::{CodecError, ErrorKind, Result, StorageError};
 pub use rollup::{Digest, DigestField, DigestRef, Rollup, RollupTotals, RollupView};
-pub use store::Store;
+pub use store::{PartSink, Store};
 
 /// The on-disk format version this build writes.
 pub const FORMAT_VERSION: u32 = 3;

@@ -25,5 +25,5 @@ mod segment_tests;
 pub(crate) use bytes::{put_bytes, put_ivarint, put_varint, Reader};
 pub(crate) use dict::Dict;
 pub(crate) use segment::{
-    column_sizes, decode_segment, encode_segment, read_header, SegmentHeader, SEGMENT_VERSION,
+    column_sizes, decode_segment, encode_segment_refs, read_header, SegmentHeader, SEGMENT_VERSION,
 };

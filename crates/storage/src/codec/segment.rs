@@ -582,14 +582,22 @@ fn dim_opt<'a>(n: usize) -> (Classes<'a>, Vec<Option<u32>>) {
 }
 
 /// Encodes `calls` (any order) as one framed segment, interning strings in `dict`.
+#[cfg(test)]
 pub(crate) fn encode_segment(calls: &[LlmCall], dict: &mut Dict) -> Vec<u8> {
+    let rows: Vec<&LlmCall> = calls.iter().collect();
+    encode_segment_refs(&rows, dict)
+}
+
+/// [`encode_segment`] of borrowed calls (any order), so a caller need not
+/// clone calls to sort them.
+pub(crate) fn encode_segment_refs(calls: &[&LlmCall], dict: &mut Dict) -> Vec<u8> {
     let s = if calls
         .windows(2)
         .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms)
     {
-        Split::new(calls.iter())
+        Split::new(calls.iter().copied())
     } else {
-        let mut rows: Vec<&LlmCall> = calls.iter().collect();
+        let mut rows: Vec<&LlmCall> = calls.to_vec();
         rows.sort_by_key(|c| c.timestamp_ms);
         Split::new(rows.into_iter())
     };

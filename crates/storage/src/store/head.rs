@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::Arc;
 
 use sextant_model::{Batch, Dim, Feedback, LlmCall, Quality, Tier};
 
@@ -192,14 +193,22 @@ impl Prepared {
     }
 }
 
-/// The head's calls: each applied batch's vector, kept as it came.
+/// The head's calls: each applied batch's vector, kept as it came, behind
+/// an `Arc` so a reader can take the chunks and scan them without the
+/// state lock (a chunk never changes once pushed).
 #[derive(Debug, Default)]
 pub(crate) struct Calls {
-    chunks: Vec<Vec<LlmCall>>,
+    chunks: Vec<Arc<Vec<LlmCall>>>,
     /// Ordinal of each chunk's first call, ascending.
     starts: Vec<usize>,
     len: usize,
 }
+
+type ChunkIter<'a> = std::iter::FlatMap<
+    std::slice::Iter<'a, Arc<Vec<LlmCall>>>,
+    std::slice::Iter<'a, LlmCall>,
+    fn(&'a Arc<Vec<LlmCall>>) -> std::slice::Iter<'a, LlmCall>,
+>;
 
 impl Calls {
     pub(crate) fn len(&self) -> usize {
@@ -212,7 +221,7 @@ impl Calls {
         }
         self.starts.push(self.len);
         self.len += calls.len();
-        self.chunks.push(calls);
+        self.chunks.push(Arc::new(calls));
     }
 
     /// The call with ordinal `i` (0 = first applied).
@@ -221,25 +230,21 @@ impl Calls {
         self.chunks.get(c)?.get(i - self.starts[c])
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &LlmCall> {
-        self.chunks.iter().flatten()
+    pub(crate) fn iter(&self) -> ChunkIter<'_> {
+        self.chunks.iter().flat_map(|c| c.iter())
     }
 
-    /// Every call, cloned, in applied order.
-    pub(crate) fn to_vec(&self) -> Vec<LlmCall> {
-        let mut v = Vec::with_capacity(self.len);
-        for c in &self.chunks {
-            v.extend_from_slice(c);
-        }
-        v
+    /// The chunks, shared (for a scan outside the state lock).
+    pub(crate) fn chunks(&self) -> &[Arc<Vec<LlmCall>>] {
+        &self.chunks
     }
 }
 
 impl<'a> IntoIterator for &'a Calls {
     type Item = &'a LlmCall;
-    type IntoIter = std::iter::Flatten<std::slice::Iter<'a, Vec<LlmCall>>>;
+    type IntoIter = ChunkIter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        self.chunks.iter().flatten()
+        self.iter()
     }
 }
 
@@ -328,7 +333,13 @@ pub(crate) struct Head {
     group_ids: HashMap<GroupKey, u32>,
     /// (minute bucket start ms, group index) → rollup of the head's events there.
     rollups: HashMap<(i64, u32), Rollup, FxBuild>,
+    /// Minute bucket start ms → (earliest, latest) timestamp of the head's
+    /// events there (calls, quality and feedback), inclusive: whether the
+    /// minute's rollups hold only events inside a range (see `store/scan.rs`).
+    minute_bounds: HashMap<i64, (i64, i64), FxBuild>,
     requests: RequestIndex,
+    /// Per call ordinal, its group's index in `groups`.
+    call_groups: Vec<u32>,
     /// WAL sequences applied, ascending.
     pub(crate) seqs: Vec<u64>,
     pub(crate) wal_bytes: u64,
@@ -352,6 +363,19 @@ impl Head {
             .map(|((b, g), r)| ((b, &self.groups[*g as usize]), r))
     }
 
+    /// (earliest, latest) timestamp of this head's events in the minute
+    /// bucket starting at `bucket_ms`; `None` when it holds none there.
+    pub(crate) fn minute_bounds(&self, bucket_ms: i64) -> Option<(i64, i64)> {
+        self.minute_bounds.get(&bucket_ms).copied()
+    }
+
+    fn widen_bounds(&mut self, bucket_ms: i64, lo: i64, hi: i64) {
+        self.minute_bounds
+            .entry(bucket_ms)
+            .and_modify(|b| *b = (b.0.min(lo), b.1.max(hi)))
+            .or_insert((lo, hi));
+    }
+
     /// The newest call in this head with `request_id`.
     pub(crate) fn request(&self, dims: &[Dim], request_id: &str) -> Option<RequestRef> {
         let c = self
@@ -364,6 +388,7 @@ impl Head {
     }
 
     /// One entry per distinct request id (its newest call), in applied order.
+    #[cfg(test)]
     pub(crate) fn requests<'a>(
         &'a self,
         dims: &'a [Dim],
@@ -380,6 +405,18 @@ impl Head {
                 )
             })
         })
+    }
+
+    /// The interned groups and, per call in applied order, its request id,
+    /// timestamp and group index: what the seal's request-index run is
+    /// built from (newest call per id wins), without a lookup per call.
+    pub(crate) fn call_entries(&self) -> (&[GroupKey], impl Iterator<Item = (&str, i64, u32)>) {
+        let entries = self
+            .calls
+            .iter()
+            .zip(&self.call_groups)
+            .map(|(c, &g)| (c.request_id.as_str(), c.timestamp_ms, g));
+        (&self.groups, entries)
     }
 
     /// Defers request-index inserts until [`Head::end_replay`] (or a
@@ -442,7 +479,19 @@ impl Head {
         // Rollup by rollup (each one's calls in batch order, so every rollup
         // gets exactly the values, in the order, of adding call by call).
         let rollups = &mut self.rollups;
+        let bounds = &mut self.minute_bounds;
         let mut last: Option<((i64, u32), &mut Rollup)> = None;
+        // Time bounds of the current rollup's calls, folded into
+        // `minute_bounds` when the rollup changes (one probe per rollup).
+        let mut span: Option<(i64, i64, i64)> = None;
+        let mut fold = |span: Option<(i64, i64, i64)>| {
+            if let Some((m, lo, hi)) = span {
+                bounds
+                    .entry(m)
+                    .and_modify(|b| *b = (b.0.min(lo), b.1.max(hi)))
+                    .or_insert((lo, hi));
+            }
+        };
         for &i in &order {
             let i = i as usize;
             let (Some(call), Some(&g)) = (
@@ -460,7 +509,21 @@ impl Head {
             };
             r.add_call(call);
             last = Some((key, r));
+            let t = call.timestamp_ms;
+            span = match span {
+                Some((m, lo, hi)) if m == key.0 => Some((m, lo.min(t), hi.max(t))),
+                other => {
+                    fold(other);
+                    Some((key.0, t, t))
+                }
+            };
         }
+        fold(span);
+        self.call_groups.extend(
+            call_groups
+                .iter()
+                .map(|&l| gids.get(l as usize).copied().unwrap_or(0)),
+        );
         let first = self.calls.len();
         for (i, call) in batch.calls.iter().enumerate() {
             self.requests.insert(&call.request_id, first + i);
@@ -471,15 +534,17 @@ impl Head {
         }
         for (i, q) in batch.quality.into_iter().enumerate() {
             let group = self.resolve(&q.request_id, dims, lookup);
-            self.rollup(Tier::Minute.floor(q.timestamp_ms), &group, digest_size)
-                .add_quality(&q);
+            let m = Tier::Minute.floor(q.timestamp_ms);
+            self.rollup(m, &group, digest_size).add_quality(&q);
+            self.widen_bounds(m, q.timestamp_ms, q.timestamp_ms);
             self.quality
                 .push((row_key(q.timestamp_ms, seq, i as u32), q));
         }
         for (i, fb) in batch.feedback.into_iter().enumerate() {
             let group = self.resolve(&fb.request_id, dims, lookup);
-            self.rollup(Tier::Minute.floor(fb.timestamp_ms), &group, digest_size)
-                .add_feedback(&fb);
+            let m = Tier::Minute.floor(fb.timestamp_ms);
+            self.rollup(m, &group, digest_size).add_feedback(&fb);
+            self.widen_bounds(m, fb.timestamp_ms, fb.timestamp_ms);
             self.feedback
                 .push((row_key(fb.timestamp_ms, seq, i as u32), fb));
         }

@@ -98,15 +98,24 @@ impl Core {
             ..MaintenanceReport::default()
         };
 
-        // Segments, oldest rows first.
-        let mut calls = snap.calls.to_vec();
-        calls.sort_by_key(|c| c.timestamp_ms);
+        // Segments, oldest rows first (stable by timestamp; the head's calls
+        // are borrowed, not copied).
+        let calls: Vec<&sextant_model::LlmCall> = {
+            let all: Vec<&sextant_model::LlmCall> = snap.calls.iter().collect();
+            let mut order: Vec<(i64, u32)> = all
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.timestamp_ms, i as u32))
+                .collect();
+            order.sort_unstable();
+            order.into_iter().map(|(_, i)| all[i as usize]).collect()
+        };
         let mut next_id = m.next_segment_id;
         let mut new_segments = Vec::new();
         {
             let mut codec = self.codec.write();
             for chunk in calls.chunks(SEGMENT_MAX_ROWS) {
-                let (bytes, dict) = codec.encode(chunk);
+                let (bytes, dict) = codec.encode_refs(chunk);
                 let meta = SegMeta {
                     id: next_id,
                     min_ts: chunk.first().map_or(0, |c| c.timestamp_ms),
@@ -171,7 +180,8 @@ impl Core {
             let seq = st.requests.next_seq();
             (st.requests.take_id(), seq)
         };
-        let new_run = requests::run_of(run_id, run_seq, snap.requests(&self.dims));
+        let (groups, entries) = snap.call_entries();
+        let new_run = requests::run_of_calls(run_id, run_seq, groups, entries);
         if !new_run.chunks.is_empty() {
             self.write_run_chunks(&new_run)?;
             requests::RequestIndex::publish(&mut ops, &new_run.run, run_id + 1);

@@ -8,7 +8,11 @@
 //! one of: the head, the head being sealed (`State::sealing`), or sealed
 //! trees. The swap from "being sealed" to "sealed" happens inside one sled
 //! transaction committed while holding the state write lock, and readers
-//! hold the state read lock for the whole read.
+//! take their view under the state read lock: rollups are read under it;
+//! raw call scans take the heads' call chunks (immutable, shared) and the
+//! list of segments under it and read them after releasing it (segments are
+//! immutable and new ones are not in the list), so a long scan never holds
+//! the writer out.
 //!
 //! Locks are always taken in the order `maint` → `state`.
 
@@ -18,7 +22,10 @@ mod maint;
 mod read;
 mod records;
 mod requests;
+mod scan;
 mod segment;
+
+pub use scan::PartSink;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -408,7 +415,9 @@ impl Store {
 
     /// Calls `f` for every raw call (sealed or in the head) with timestamp in
     /// `range` matching `filter`, pruned by segment bitmaps. Order unspecified.
-    /// `f` runs under the store's read lock: it must not append or seal.
+    /// The calls are those acknowledged when the scan began; `f` runs without
+    /// the store's state lock (a segment that retention deletes meanwhile is
+    /// skipped: its rows are past raw retention).
     pub fn scan_calls(
         &self,
         range: TimeRange,
@@ -416,6 +425,23 @@ impl Store {
         f: &mut dyn FnMut(&sextant_model::LlmCall),
     ) -> Result<()> {
         self.core().scan_calls(range, filter, f)
+    }
+
+    /// Reads `range` for a query that rollups serve (`filter` names only
+    /// rollup dims and no error filter): every minute bucket it touches is
+    /// answered, per source (sealed data, the head being sealed, the head),
+    /// from the source's minute rollups when all of the source's events in
+    /// the bucket lie inside `range`, else from its raw rows in `range`.
+    /// Every event in `range` reaches `sink` exactly once, as a raw row or
+    /// inside a rollup; no event outside `range` does. `sink` may run
+    /// under the store's read lock: it must not call the store.
+    pub fn read_part(
+        &self,
+        range: TimeRange,
+        filter: &RowFilter,
+        sink: &mut dyn PartSink,
+    ) -> Result<()> {
+        self.core().read_part(range, filter, sink)
     }
 
     /// Raw quality records in `range`, with the call each one belongs to (if known).

@@ -1,13 +1,15 @@
 //! Reads: rollups, raw scans, traces, verify.
 //!
-//! **Invariant:** every read takes the state read lock once and reads the
-//! head, the head being sealed and the stored trees under it, so it sees
-//! each acknowledged event exactly once (see `store/mod.rs`). Rollup reads
-//! take only refcounted handles to the stored values and copies of the
-//! heads' contributions under the lock ([`Core::snapshot_rollups`]), then
-//! release it and decode while streaming to the caller's callback
-//! ([`RollupSnapshot::stream`]): a seal or flush that commits after the
-//! lock is released cannot change what the snapshot holds.
+//! **Invariant:** every read takes the state read lock once and takes its
+//! view of the head, the head being sealed and the stored trees under it,
+//! so it sees each acknowledged event exactly once (see `store/mod.rs`).
+//! Rollup reads take only refcounted handles to the stored values and
+//! copies of the heads' contributions under the lock
+//! ([`Core::snapshot_rollups`]), then release it and decode while streaming
+//! to the caller's callback ([`RollupSnapshot::stream`]): a seal or flush
+//! that commits after the lock is released cannot change what the snapshot
+//! holds. Raw call scans likewise read that view's rows after releasing the
+//! lock (`store/scan.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -306,39 +308,18 @@ impl Core {
         filter: &RowFilter,
         f: &mut dyn FnMut(&LlmCall),
     ) -> Result<()> {
-        let st = self.state.read_recursive();
-        let r = TimeRange::new(range.from_ms.max(st.wm.raw_from), range.to_ms);
-        if r.is_empty() {
-            return Ok(());
-        }
-        let codec = self.codec.read();
-        for (key, meta) in &st.segments {
-            if meta.max_ts < r.from_ms || meta.min_ts >= r.to_ms {
-                continue;
+        // The view is taken under the lock; the rows are read without it,
+        // so a long scan never holds the writer out.
+        let scan = {
+            let st = self.state.read_recursive();
+            let r = TimeRange::new(range.from_ms.max(st.wm.raw_from), range.to_ms);
+            if r.is_empty() {
+                return Ok(());
             }
-            let Some(bytes) = self.db.get(T::Segments, key)? else {
-                continue;
-            };
-            let calls = codec
-                .decode(&bytes, r, filter)
-                .map_err(|e| StorageError::ReadSegment {
-                    segment_id: meta.id,
-                    source: e,
-                })?;
-            for c in &calls {
-                if r.contains(c.timestamp_ms) && filter.matches(c) {
-                    f(c);
-                }
-            }
-        }
-        for h in heads(&st) {
-            for c in &h.calls {
-                if r.contains(c.timestamp_ms) && filter.matches(c) {
-                    f(c);
-                }
-            }
-        }
-        Ok(())
+            let n = heads(&st).count();
+            self.call_scan(&st, vec![r], vec![vec![r]; n])
+        };
+        self.run_call_scan(&scan, filter, f)
     }
 
     pub(crate) fn scan_quality(

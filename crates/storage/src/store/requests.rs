@@ -22,6 +22,7 @@
 //! Format version 1 stores (no runs) keep their per-request entries in tree
 //! `requests`; they are still read (after every run) and never rewritten.
 
+#[cfg(test)]
 use std::collections::HashMap;
 
 use crate::api::{GroupKey, RequestRef};
@@ -344,6 +345,7 @@ fn build_run(id: u64, seq: u64, entries: &[Entry], groups: Vec<GroupKey>) -> New
 }
 
 /// The run of a sealed head's requests.
+#[cfg(test)]
 pub(crate) fn run_of<'a>(
     id: u64,
     seq: u64,
@@ -367,6 +369,46 @@ pub(crate) fn run_of<'a>(
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     entries.dedup_by(|b, a| a.0 == b.0);
     build_run(id, seq, &entries, groups)
+}
+
+/// The run of a head's calls: `calls` in applied order as (request id,
+/// timestamp, index into `groups`); of calls sharing an id the last one
+/// (the newest) wins. The same entries as [`run_of`] over the head's
+/// newest calls; groups are numbered in key order of their first entry.
+pub(crate) fn run_of_calls<'a>(
+    id: u64,
+    seq: u64,
+    groups: &[GroupKey],
+    calls: impl Iterator<Item = (&'a str, i64, u32)>,
+) -> NewRun {
+    let mut keyed: Vec<(Vec<u8>, u32, i64, u32)> = calls
+        .enumerate()
+        .map(|(ord, (rid, ts, g))| (id_key(rid), ord as u32, ts, g))
+        .collect();
+    // Equal keys newest first; `dedup_by` keeps the first of a run.
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    keyed.dedup_by(|b, a| a.0 == b.0);
+    let mut remap: Vec<u32> = vec![u32::MAX; groups.len()];
+    let mut run_groups: Vec<GroupKey> = Vec::new();
+    let entries: Vec<Entry> = keyed
+        .into_iter()
+        .map(|(k, _, ts, g)| {
+            let g = g as usize;
+            let slot = match remap.get(g) {
+                Some(&s) if s != u32::MAX => s,
+                _ => {
+                    let s = run_groups.len() as u32;
+                    run_groups.push(groups.get(g).cloned().unwrap_or_default());
+                    if let Some(r) = remap.get_mut(g) {
+                        *r = s;
+                    }
+                    s
+                }
+            };
+            (k, ts, slot)
+        })
+        .collect();
+    build_run(id, seq, &entries, run_groups)
 }
 
 fn decode_err(key: &[u8], e: CodecError) -> StorageError {
@@ -625,6 +667,56 @@ mod tests {
         assert_eq!(id_key("0123abcd456789ef0123456789abcdef")[0], 1);
         assert_eq!(id_key("0123abcd-4567-89ef-0123-456789abcdeg")[0], 1);
         assert_eq!(id_key("r1"), b"\x01r1".to_vec());
+    }
+
+    /// A head's calls (ids repeated across and within batches): the newest
+    /// call of each id is in the run, with its timestamp and group.
+    #[test]
+    fn runs_of_calls_keep_the_newest_call_per_id() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let groups = vec![g("a"), g("b"), g("c"), g("unused")];
+        let mut calls: Vec<(String, i64, u32)> = Vec::new();
+        for i in 0..3000i64 {
+            let id = if i % 2 == 0 {
+                format!("req-{}", rng.u32(..400))
+            } else {
+                format!("{:08x}-0000-4000-8000-{:012x}", rng.u32(..300), 7)
+            };
+            calls.push((id, i * 13 - 5_000, rng.u32(..3)));
+        }
+        let mut newest: HashMap<String, RequestRef> = HashMap::new();
+        for (id, ts, gi) in &calls {
+            newest.insert(
+                id.clone(),
+                RequestRef {
+                    timestamp_ms: *ts,
+                    group: groups[*gi as usize].clone(),
+                },
+            );
+        }
+        let nr = run_of_calls(
+            4,
+            1,
+            &groups,
+            calls.iter().map(|(id, ts, gi)| (id.as_str(), *ts, *gi)),
+        );
+        assert_eq!(nr.run.count as usize, newest.len());
+        assert!(!nr.run.groups.contains(&g("unused")));
+        let chunks: HashMap<Vec<u8>, Vec<u8>> = nr.chunks.into_iter().collect();
+        let run = nr.run;
+        for (id, want) in &newest {
+            let key = id_key(id);
+            let i = run
+                .fences
+                .partition_point(|f| f.as_slice() <= key.as_slice());
+            let c = Chunk::parse(&chunks[&chunk_key(4, (i - 1) as u32)]).unwrap();
+            let j = c.find(&key).unwrap();
+            let got = RequestRef {
+                timestamp_ms: c.ts(j),
+                group: run.groups[c.group(j) as usize].clone(),
+            };
+            assert_eq!(&got, want, "{id}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use sextant_model::{LlmCall, TimeRange};
 
 use crate::api::RowFilter;
-use crate::codec::{decode_segment, encode_segment, Dict};
+use crate::codec::{decode_segment, encode_segment_refs, Dict};
 use crate::error::CodecError;
 use crate::frame::{frame, unframe};
 
@@ -51,9 +51,9 @@ impl SegmentCodec {
         })
     }
 
-    /// `calls` sorted by timestamp.
-    pub(crate) fn encode(&mut self, calls: &[LlmCall]) -> (Vec<u8>, DictEntries) {
-        let bytes = encode_segment(calls, &mut self.dict);
+    /// Borrowed `calls` sorted by timestamp.
+    pub(crate) fn encode_refs(&mut self, calls: &[&LlmCall]) -> (Vec<u8>, DictEntries) {
+        let bytes = encode_segment_refs(calls, &mut self.dict);
         let entries = self
             .dict
             .take_pending()
