@@ -406,23 +406,7 @@ impl Digest {
         max_centroids: usize,
     ) -> Result<Digest, CodecError> {
         let start = r.pos();
-        let n = r.u64(field)?;
-        // Every centroid takes at least two bytes (weight + mean delta).
-        if n == 0 || n > (r.remaining() / 2) as u64 {
-            return Err(r.err(
-                field,
-                format!("centroid count {n} is zero or exceeds the bytes left"),
-            ));
-        }
-        let n = n as usize;
-        let min = r.f64(field)?;
-        let max = r.f64(field)?;
-        if !(min.is_finite() && max.is_finite() && min <= max) {
-            return Err(r.err(
-                field,
-                format!("min {min} / max {max} not finite and ordered"),
-            ));
-        }
+        let (n, min, max) = read_header(r, field)?;
         let weights_at = r.pos();
         let scanned = r.with_cursor(|b, pos| scan_centroids(b, pos, n, min));
         let (count, means_at) = scanned.map_err(|reason| r.err(field, reason))?;
@@ -1159,28 +1143,34 @@ pub(crate) struct StoredDigest<'a> {
     max: f64,
 }
 
+/// A stored digest's header: its centroid count (non-zero, and no more
+/// than the bytes left could hold), min and max (finite, ordered).
+fn read_header(r: &mut Reader<'_>, field: &str) -> Result<(usize, f64, f64), CodecError> {
+    let n = r.u64(field)?;
+    // Every centroid takes at least two bytes (weight + mean delta).
+    if n == 0 || n > (r.remaining() / 2) as u64 {
+        return Err(r.err(
+            field,
+            format!("centroid count {n} is zero or exceeds the bytes left"),
+        ));
+    }
+    let min = r.f64(field)?;
+    let max = r.f64(field)?;
+    if !(min.is_finite() && max.is_finite() && min <= max) {
+        return Err(r.err(
+            field,
+            format!("min {min} / max {max} not finite and ordered"),
+        ));
+    }
+    Ok((n as usize, min, max))
+}
+
 impl<'a> StoredDigest<'a> {
     /// Opens the digest at the reader's position (what [`Digest::encode_into`]
     /// wrote), validating its header and weights as [`Digest::decode_from`]
     /// does; leaves the reader at the first mean varint.
     pub(crate) fn open(r: &mut Reader<'a>, field: &str) -> Result<StoredDigest<'a>, CodecError> {
-        let n = r.u64(field)?;
-        // Every centroid takes at least two bytes (weight + mean delta).
-        if n == 0 || n > (r.remaining() / 2) as u64 {
-            return Err(r.err(
-                field,
-                format!("centroid count {n} is zero or exceeds the bytes left"),
-            ));
-        }
-        let n = n as usize;
-        let min = r.f64(field)?;
-        let max = r.f64(field)?;
-        if !(min.is_finite() && max.is_finite() && min <= max) {
-            return Err(r.err(
-                field,
-                format!("min {min} / max {max} not finite and ordered"),
-            ));
-        }
+        let (n, min, max) = read_header(r, field)?;
         let weights_at = r.pos();
         let scanned = r.with_cursor(|b, pos| {
             let mut count: u64 = 0;

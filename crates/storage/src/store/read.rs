@@ -27,7 +27,9 @@ use crate::store::records::{
 };
 use crate::store::{requests, Core, State};
 
-fn group_matches(dims: &[Dim], filter: &RowFilter, g: &GroupKey) -> bool {
+/// Whether rollup group `g` passes `filter` (a dim the rollups are not
+/// grouped by does not restrict them).
+pub(crate) fn group_matches(dims: &[Dim], filter: &RowFilter, g: &GroupKey) -> bool {
     filter
         .equals
         .iter()

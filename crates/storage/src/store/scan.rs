@@ -32,7 +32,7 @@
 
 use std::sync::Arc;
 
-use sextant_model::{Dim, Feedback, LlmCall, Quality, Tier, TimeRange, MINUTE_MS};
+use sextant_model::{Feedback, LlmCall, Quality, Tier, TimeRange, MINUTE_MS};
 
 use crate::api::{GroupKey, RequestRef, RowFilter};
 use crate::db::{ts_from_key, ts_key, T};
@@ -40,6 +40,7 @@ use crate::error::{Result, StorageError};
 use crate::rollup::Rollup;
 use crate::store::head::Head;
 use crate::store::maint::hex;
+use crate::store::read::group_matches;
 use crate::store::records::{decode_row, parse_rollup_key};
 use crate::store::{Core, State};
 
@@ -115,16 +116,6 @@ fn widen(b: &mut Option<(i64, i64)>, lo: i64, hi: i64) {
         Some((l, h)) => (l.min(lo), h.max(hi)),
         None => (lo, hi),
     });
-}
-
-fn group_matches(dims: &[Dim], filter: &RowFilter, g: &GroupKey) -> bool {
-    filter
-        .equals
-        .iter()
-        .all(|(dim, values)| match dims.iter().position(|d| d == dim) {
-            Some(i) => g.0.get(i).is_some_and(|v| values.iter().any(|x| x == v)),
-            None => true,
-        })
 }
 
 impl Core {
