@@ -595,9 +595,9 @@ fn fraction_between(value: f64, left: f64, right: f64) -> f64 {
     }
 }
 
-/// Validates `n` weights then `n` mean deltas at `*pos`; returns the total
-/// weight and the offset of the first mean. On error `*pos` is where it failed.
-fn scan_centroids(b: &[u8], pos: &mut usize, n: usize, min: f64) -> Result<(u64, usize), String> {
+/// Validates `n` weights at `*pos` (each in 1..=MAX_WEIGHT, and their sum
+/// too); returns the total weight. On error `*pos` is where it failed.
+fn scan_weights(b: &[u8], pos: &mut usize, n: usize) -> Result<u64, String> {
     let mut count: u64 = 0;
     for _ in 0..n {
         let w = varint(b, pos).ok_or("weight varint cut off or over 64 bits")?;
@@ -610,6 +610,13 @@ fn scan_centroids(b: &[u8], pos: &mut usize, n: usize, min: f64) -> Result<(u64,
             return Err("total weight overflows".into());
         }
     }
+    Ok(count)
+}
+
+/// Validates `n` weights then `n` mean deltas at `*pos`; returns the total
+/// weight and the offset of the first mean. On error `*pos` is where it failed.
+fn scan_centroids(b: &[u8], pos: &mut usize, n: usize, min: f64) -> Result<(u64, usize), String> {
+    let count = scan_weights(b, pos, n)?;
     let means_at = *pos;
     let mut q = quantize_floor(min);
     for _ in 0..n {
@@ -1172,21 +1179,7 @@ impl<'a> StoredDigest<'a> {
     pub(crate) fn open(r: &mut Reader<'a>, field: &str) -> Result<StoredDigest<'a>, CodecError> {
         let (n, min, max) = read_header(r, field)?;
         let weights_at = r.pos();
-        let scanned = r.with_cursor(|b, pos| {
-            let mut count: u64 = 0;
-            for _ in 0..n {
-                let w = varint(b, pos).ok_or("weight varint cut off or over 64 bits")?;
-                if w == 0 || w > MAX_WEIGHT {
-                    return Err(format!("centroid weight {w} out of range"));
-                }
-                // Both ≤ 2^52: cannot overflow u64.
-                count += w;
-                if count > MAX_WEIGHT {
-                    return Err("total weight overflows".to_string());
-                }
-            }
-            Ok((count, b))
-        });
+        let scanned = r.with_cursor(|b, pos| scan_weights(b, pos, n).map(|count| (count, b)));
         let (count, bytes) = scanned.map_err(|reason| r.err(field, reason))?;
         Ok(StoredDigest {
             bytes,

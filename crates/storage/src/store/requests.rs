@@ -654,6 +654,19 @@ pub(crate) fn verify_chunk(value: &[u8]) -> std::result::Result<(), String> {
 mod tests {
     use super::*;
 
+    /// A random id in canonical lowercase UUID form (stored as 16 bytes).
+    fn random_uuid(rng: &mut fastrand::Rng) -> String {
+        let h = format!("{:032x}", rng.u128(..));
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+
     fn g(m: &str) -> GroupKey {
         GroupKey(vec![m.to_string(), "chat".to_string()])
     }
@@ -728,15 +741,7 @@ mod tests {
                 let id = if i % 3 == 0 {
                     format!("req-{}", rng.u32(..))
                 } else {
-                    let h = format!("{:032x}", rng.u128(..));
-                    format!(
-                        "{}-{}-{}-{}-{}",
-                        &h[..8],
-                        &h[8..12],
-                        &h[12..16],
-                        &h[16..20],
-                        &h[20..]
-                    )
+                    random_uuid(&mut rng)
                 };
                 let r = RequestRef {
                     timestamp_ms: rng.i64(-1_000_000..2_000_000_000_000),
@@ -836,15 +841,7 @@ mod tests {
                 let id = if i % 4 == 0 {
                     format!("req-{s}-{i}")
                 } else {
-                    let h = format!("{:032x}", rng.u128(..));
-                    format!(
-                        "{}-{}-{}-{}-{}",
-                        &h[..8],
-                        &h[8..12],
-                        &h[12..16],
-                        &h[16..20],
-                        &h[20..]
-                    )
+                    random_uuid(&mut rng)
                 };
                 calls.push(call(
                     &id,
