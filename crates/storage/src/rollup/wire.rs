@@ -122,17 +122,7 @@ impl<'a> Reader<'a> {
 
     #[inline]
     pub(crate) fn u64(&mut self, field: &str) -> Result<u64, CodecError> {
-        // Fast path: a varint of at most 9 bytes (63 bits) read straight
-        // from the slice; anything longer takes the general 128-bit path.
-        let start = self.pos;
-        let mut v: u64 = 0;
-        for (i, &b) in self.buf[start..].iter().take(9).enumerate() {
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                self.pos = start + i + 1;
-                return Ok(v);
-            }
-        }
+        // `u128` reads varints of up to 9 bytes (63 bits) on its fast path.
         let v = self.u128(field)?;
         u64::try_from(v).map_err(|_| self.err(field, format!("{v} overflows u64")))
     }
