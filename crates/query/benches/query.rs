@@ -18,7 +18,7 @@
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target cargo bench -p sextant-query --bench query`
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkId, Criterion};
 use sextant_model::Batch;
 use sextant_model::{Dim, LlmCall, Tier, TimeRange, DAY_MS, HOUR_MS, MINUTE_MS};
 use sextant_query::{
@@ -396,4 +396,65 @@ fn bench_drift(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_summary, bench_series, bench_drift);
-criterion_main!(benches);
+
+/// `SEXTANT_PROBE=<metric>[,<n>[,store|memory]]`: runs the 24-hour 1-minute series of
+/// `<metric>` by model `n` times (default 30) on both stores and prints the
+/// fastest and median run of each, instead of the criterion benches — a
+/// steadier A/B figure than a mean when other work shares the machine.
+fn probe(spec: &str) {
+    let mut parts = spec.split(',');
+    let metric = parts.next().unwrap_or("count");
+    let n: usize = parts
+        .next()
+        .map_or(30, |n| n.parse().expect("SEXTANT_PROBE=<metric>,<n>"));
+    // Optionally only one store: "store" or "memory".
+    let only = parts.next();
+    let mut rng = fastrand::Rng::with_seed(2);
+    let to = Tier::Minute.floor(NOW);
+    let range = TimeRange::new(to - DAY_MS, to);
+    let mut rows = StoreRows::default();
+    let mut b = range.from_ms;
+    while b < range.to_ms {
+        populate(&mut rows, TimeRange::new(b, b + MINUTE_MS), &mut rng);
+        b += MINUTE_MS;
+    }
+    let store = memory_store(&rows);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = QueryEngine::new(rows.into_store(dir.path()));
+    let req = SeriesRequest {
+        metric: metric.into(),
+        range,
+        step_ms: MINUTE_MS,
+        filter: RowFilter::default(),
+        group_by: vec![Dim::Model],
+    };
+    let time = |f: &dyn Fn()| {
+        let mut t: Vec<f64> = (0..n)
+            .map(|_| {
+                let s = std::time::Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        (t[0], t[t.len() / 2])
+    };
+    let (a, am) = match only {
+        Some("memory") => (f64::NAN, f64::NAN),
+        _ => time(&|| drop(engine.series(&req).expect("series"))),
+    };
+    let (m, mm) = match only {
+        Some("store") => (f64::NAN, f64::NAN),
+        _ => time(&|| drop(store.series(&req).expect("series"))),
+    };
+    println!("probe {metric}: store min {a:.2} ms median {am:.2} ms; memory min {m:.2} ms median {mm:.2} ms");
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("SEXTANT_PROBE") {
+        probe(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use sextant_model::{Feedback, LlmCall, Quality};
 use sextant_storage::{DigestField, RollupView, StorageError};
 
-use crate::dist::Dist;
+use crate::dist::{Dist, DistBuffers};
 
 /// Which digests a query needs (merging digests dominates rollup cost, so a
 /// series of `count` merges none).
@@ -83,6 +83,8 @@ pub(crate) struct Acc {
     pub(crate) latency: Dist,
     pub(crate) ttft: Dist,
     needs: Needs,
+    /// Set by [`Acc::finish`]: the one metric still answerable, and its value.
+    finished: Option<(&'static str, Option<f64>)>,
 }
 
 /// `round(x × scale)` as the rollups store it (values are validated finite and ≥ 0).
@@ -132,12 +134,48 @@ impl Acc {
             latency: Dist::default(),
             ttft: Dist::default(),
             needs,
+            finished: None,
         }
+    }
+
+    /// An empty accumulator whose distributions reuse `pool`'s buffers.
+    pub(crate) fn with_pool(needs: Needs, pool: &mut Vec<DistBuffers>) -> Acc {
+        let mut a = Acc::new(needs);
+        if needs.latency {
+            if let Some(b) = pool.pop() {
+                a.latency = Dist::with_buffers(b);
+            }
+        }
+        if needs.ttft {
+            if let Some(b) = pool.pop() {
+                a.ttft = Dist::with_buffers(b);
+            }
+        }
+        a
+    }
+
+    /// Computes `metric` (one of `METRICS`) now and drops the samples,
+    /// returning their buffers to `pool`: afterwards only `metric(metric)`
+    /// is answered, and nothing may be added. A series finishes each step
+    /// once its data is all read, while its centroids are still in cache.
+    pub(crate) fn finish(&mut self, metric: &'static str, pool: &mut Vec<DistBuffers>) {
+        if self.finished.is_some() {
+            return;
+        }
+        let v = self.metric(metric);
+        for d in [&mut self.latency, &mut self.ttft] {
+            let b = d.take_buffers();
+            if b.has_capacity() {
+                pool.push(b);
+            }
+        }
+        self.finished = Some((metric, v));
     }
 
     /// Adds a rollup (any tier): its exact fields, and the finish reasons
     /// and digests this accumulator needs (nothing else is decoded).
     pub(crate) fn add_rollup(&mut self, v: &RollupView<'_>) -> Result<(), StorageError> {
+        debug_assert!(self.finished.is_none(), "added to a finished accumulator");
         let r = v.totals();
         self.count += r.count;
         self.errors += r.errors;
@@ -186,6 +224,7 @@ impl Acc {
 
     /// Adds one raw call, rounding as `Rollup::add_call` does.
     pub(crate) fn add_call(&mut self, c: &LlmCall) {
+        debug_assert!(self.finished.is_none(), "added to a finished accumulator");
         self.count += 1;
         self.errors += u64::from(c.is_error());
         self.prompt_tokens += c.prompt_tokens;
@@ -219,6 +258,7 @@ impl Acc {
     }
 
     pub(crate) fn add_quality(&mut self, q: &Quality) {
+        debug_assert!(self.finished.is_none(), "added to a finished accumulator");
         self.quality_count += 1;
         self.refusals += u64::from(q.has_refusal);
         self.hedging += u64::from(q.has_hallucination_markers);
@@ -231,6 +271,7 @@ impl Acc {
     }
 
     pub(crate) fn add_feedback(&mut self, f: &Feedback) {
+        debug_assert!(self.finished.is_none(), "added to a finished accumulator");
         self.feedback_count += 1;
         self.rating_sum += f.rating;
     }
@@ -289,7 +330,11 @@ impl Acc {
 
     /// The value of one `METRICS` name.
     pub(crate) fn metric(&self, name: &str) -> Option<f64> {
-        let q = |d: &Dist, q: f64| d.quantiles(&[q])[0];
+        if let Some((m, v)) = self.finished {
+            debug_assert_eq!(m, name, "a finished accumulator answers one metric");
+            return v;
+        }
+        let q = |d: &Dist, q: f64| d.quantile(q);
         match name {
             "latency_p50_ms" => q(&self.latency, 0.50),
             "latency_p95_ms" => q(&self.latency, 0.95),

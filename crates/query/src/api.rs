@@ -586,15 +586,17 @@ fn summary_with(
             group_by: &req.group_by,
             exact: req.exact,
             needs,
+            finish: None,
         },
     )?;
     let note = collected.coverage_note();
     let mut groups: Vec<Summary> = collected
         .groups
         .iter()
-        .map(|(values, slots)| {
+        .enumerate()
+        .map(|(g, (values, _))| {
             let empty = Acc::new(needs);
-            let acc = collected.acc(slots, 0).unwrap_or(&empty);
+            let acc = collected.acc(g, 0).unwrap_or(&empty);
             summary_of(labels_map(&req.group_by, values), acc, names)
         })
         .collect();
@@ -655,15 +657,17 @@ pub(crate) fn series_on(
             group_by: &req.group_by,
             exact: false,
             needs,
+            // The one metric read below, as METRICS' `&'static str`.
+            finish: METRICS.iter().copied().find(|m| *m == metric),
         },
     )?;
     let note = collected.coverage_note();
     let empty_value = Acc::new(needs).metric(metric);
-    let points_of = |slots: &[u32]| -> Vec<(i64, Option<f64>)> {
+    let points_of = |g: Option<usize>| -> Vec<(i64, Option<f64>)> {
         (0..grid.n)
             .map(|i| {
                 let t = req.range.from_ms + i as i64 * req.step_ms;
-                let acc = collected.acc(slots, i);
+                let acc = g.and_then(|g| collected.acc(g, i));
                 (t, acc.map_or(empty_value, |a| a.metric(metric)))
             })
             .collect()
@@ -671,15 +675,16 @@ pub(crate) fn series_on(
     let mut series: Vec<Series> = collected
         .groups
         .iter()
-        .map(|(values, slots)| Series {
+        .enumerate()
+        .map(|(g, (values, _))| Series {
             labels: labels_map(&req.group_by, values),
-            points: points_of(slots),
+            points: points_of(Some(g)),
         })
         .collect();
     if req.group_by.is_empty() && series.is_empty() {
         series.push(Series {
             labels: BTreeMap::new(),
-            points: points_of(&[]),
+            points: points_of(None),
         });
     }
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -710,16 +715,14 @@ fn window_acc(
             group_by: &[],
             exact: false,
             needs,
+            finish: None,
         },
     )?;
     let partial = !c.missing.is_empty();
-    let slots = c
-        .groups
-        .iter()
-        .find(|(labels, _)| labels.is_empty())
-        .map(|(_, slots)| slots.clone())
-        .unwrap_or_default();
-    let acc = c.take_acc(&slots, 0, needs);
+    let acc = match c.groups.iter().position(|(labels, _)| labels.is_empty()) {
+        Some(g) => c.take_acc(g, 0, needs),
+        None => Acc::new(needs),
+    };
     Ok((acc, partial))
 }
 

@@ -83,6 +83,19 @@ impl Default for Dist {
     }
 }
 
+/// The reusable allocations of a [`Dist`] (empty, capacity kept).
+#[derive(Debug, Default)]
+pub(crate) struct DistBuffers {
+    cents: Vec<(f64, u64)>,
+    run_ends: Vec<usize>,
+}
+
+impl DistBuffers {
+    pub(crate) fn has_capacity(&self) -> bool {
+        self.cents.capacity() > 0
+    }
+}
+
 /// A sorted weighted sample: (value, weight) ascending, with its total.
 #[derive(Debug, Clone)]
 pub(crate) struct Weighted {
@@ -230,6 +243,28 @@ impl Dist {
         })
     }
 
+    /// Empties `self`, handing back its centroid buffers (cleared, capacity
+    /// kept) for [`Dist::with_buffers`].
+    pub(crate) fn take_buffers(&mut self) -> DistBuffers {
+        let mut b = DistBuffers {
+            cents: std::mem::take(&mut self.cents),
+            run_ends: std::mem::take(&mut self.run_ends),
+        };
+        *self = Dist::default();
+        b.cents.clear();
+        b.run_ends.clear();
+        b
+    }
+
+    /// An empty distribution that fills `b`'s buffers first.
+    pub(crate) fn with_buffers(b: DistBuffers) -> Dist {
+        Dist {
+            cents: b.cents,
+            run_ends: b.run_ends,
+            ..Dist::default()
+        }
+    }
+
     pub(crate) fn add_raw(&mut self, x: f64) {
         self.raw.push(x);
     }
@@ -291,6 +326,31 @@ impl Dist {
         h
     }
 
+    /// A few unbinned runs and no raw samples: quantiles walk the runs.
+    fn walkable(&self) -> bool {
+        self.n_cents > 0
+            && !self.binned
+            && self.raw.is_empty()
+            && self.run_ends.len() <= MAX_WALK_RUNS
+    }
+
+    /// The `q` quantile estimate: `quantiles(&[q])[0]`, without allocating
+    /// for the small sets of a series step.
+    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
+        if self.walkable() {
+            let (lo, hi) = self.bounds();
+            let mut runs: [&[(f64, u64)]; MAX_WALK_RUNS] = [&[]; MAX_WALK_RUNS];
+            let k = self.run_ends.len();
+            for (slot, run) in runs.iter_mut().zip(self.runs()) {
+                *slot = run;
+            }
+            let total = self.cent_weight as f64;
+            let t = (q * total).clamp(0.0, total);
+            return Some(walk_quantile(&runs[..k], total, t, lo, hi));
+        }
+        self.quantiles(&[q])[0]
+    }
+
     /// Quantile estimates for each of `qs`; `None` when there are no samples.
     pub(crate) fn quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
         if self.is_empty() {
@@ -313,21 +373,9 @@ impl Dist {
                 .collect();
             let total = items.iter().map(|c| c.1).sum();
             Weighted { items, total }
-        } else if self.raw.is_empty() && self.run_ends.len() <= MAX_WALK_RUNS {
+        } else if self.walkable() {
             // Small sets of a few runs (a series step): walked, not merged.
-            let mut runs: [&[(f64, u64)]; MAX_WALK_RUNS] = [&[]; MAX_WALK_RUNS];
-            let k = self.run_ends.len();
-            for (slot, run) in runs.iter_mut().zip(self.runs()) {
-                *slot = run;
-            }
-            let total = self.cent_weight as f64;
-            return qs
-                .iter()
-                .map(|&q| {
-                    let t = (q * total).clamp(0.0, total);
-                    Some(walk_quantile(&runs[..k], total, t, lo, hi))
-                })
-                .collect();
+            return qs.iter().map(|&q| self.quantile(q)).collect();
         } else {
             // Small sets: merged in per-thread buffers.
             return SORT_BUFFERS.with(|b| {

@@ -20,6 +20,7 @@ use sextant_storage::{Coverage, GroupKey, PartSink, RequestRef, RowFilter, Stora
 
 use crate::acc::{Acc, Needs};
 use crate::api::QueryError;
+use crate::dist::DistBuffers;
 use crate::plan::{plan, rollups_serve, Part, RawReason};
 use crate::source::DataSource;
 
@@ -66,13 +67,13 @@ impl Grid {
 }
 
 /// What a query read: per group, its values (in group_by order) and the
-/// index of its accumulator in `accs` by slot ([`NO_ACC`]: nothing fell in
-/// that slot).
+/// index of its accumulator in that group's `accs` by slot ([`NO_ACC`]:
+/// nothing fell in that slot).
 #[derive(Debug)]
 pub(crate) struct Collected {
     pub(crate) groups: Vec<GroupSlots>,
-    /// Every touched (group, slot)'s accumulator, in order of first touch.
-    pub(crate) accs: Vec<Acc>,
+    /// Per group, every touched slot's accumulator, in order of first touch.
+    pub(crate) accs: Vec<Vec<Acc>>,
     pub(crate) missing: Vec<TimeRange>,
     pub(crate) raw_reason: RawReason,
     pub(crate) coverage: Coverage,
@@ -83,14 +84,16 @@ impl Collected {
         crate::plan::coverage_note(&self.missing, self.raw_reason, &self.coverage)
     }
 
-    /// The accumulator of slot `i` of a group's `slots`, if touched.
-    pub(crate) fn acc(&self, slots: &[u32], i: usize) -> Option<&Acc> {
-        slots.get(i).and_then(|&a| self.accs.get(a as usize))
+    /// The accumulator of slot `i` of group `g`, if touched.
+    pub(crate) fn acc(&self, g: usize, i: usize) -> Option<&Acc> {
+        let a = *self.groups.get(g)?.1.get(i)?;
+        self.accs.get(g)?.get(a as usize)
     }
 
-    /// Takes the accumulator of slot `i` (an empty one if untouched).
-    pub(crate) fn take_acc(&mut self, slots: &[u32], i: usize, needs: Needs) -> Acc {
-        match slots.get(i).and_then(|&a| self.accs.get_mut(a as usize)) {
+    /// Takes the accumulator of slot `i` of group `g` (an empty one if untouched).
+    pub(crate) fn take_acc(&mut self, g: usize, i: usize, needs: Needs) -> Acc {
+        let a = self.groups.get(g).and_then(|s| s.1.get(i)).copied();
+        match a.and_then(|a| self.accs.get_mut(g)?.get_mut(a as usize)) {
             Some(a) => std::mem::replace(a, Acc::new(needs)),
             None => Acc::new(needs),
         }
@@ -133,9 +136,12 @@ type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 struct Groups {
     index: FnvMap<Vec<String>, usize>,
     list: Vec<GroupSlots>,
-    accs: Vec<Acc>,
+    /// Per group (a vector each, so a new group never moves the others').
+    accs: Vec<Vec<Acc>>,
     slots: usize,
     needs: Needs,
+    /// Buffers of finished accumulators, for new ones.
+    pool: Vec<DistBuffers>,
 }
 
 impl Groups {
@@ -145,24 +151,35 @@ impl Groups {
         }
         let i = self.list.len();
         self.list.push((labels.clone(), Vec::new()));
+        self.accs.push(Vec::new());
         self.index.insert(labels, i);
         i
     }
 
     fn acc(&mut self, group: usize, slot: usize) -> &mut Acc {
         let slots = &mut self.list[group].1;
+        let accs = &mut self.accs[group];
         if slots.is_empty() {
             slots.resize(self.slots, NO_ACC);
             // Room for this group's slots (a series usually fills them):
-            // no regrowth copying accumulators; at most ~2 × slots unused.
-            self.accs.reserve(self.slots);
+            // no regrowth copying accumulators.
+            accs.reserve_exact(self.slots);
         }
         let a = &mut slots[slot];
         if *a == NO_ACC {
-            *a = self.accs.len() as u32;
-            self.accs.push(Acc::new(self.needs));
+            *a = accs.len() as u32;
+            accs.push(Acc::with_pool(self.needs, &mut self.pool));
         }
-        &mut self.accs[*a as usize]
+        &mut accs[*a as usize]
+    }
+
+    /// Finishes every group's accumulator of `slot` (see [`Acc::finish`]).
+    fn finish_slot(&mut self, slot: usize, metric: &'static str) {
+        for (g, (_, slots)) in self.list.iter().enumerate() {
+            if let Some(&a) = slots.get(slot).filter(|&&a| a != NO_ACC) {
+                self.accs[g][a as usize].finish(metric, &mut self.pool);
+            }
+        }
     }
 }
 
@@ -172,6 +189,9 @@ pub(crate) struct Query<'a> {
     pub(crate) group_by: &'a [Dim],
     pub(crate) exact: bool,
     pub(crate) needs: Needs,
+    /// The one metric the caller will read, if so: each slot's accumulators
+    /// are then finished ([`Acc::finish`]) as soon as the slot is read.
+    pub(crate) finish: Option<&'static str>,
 }
 
 /// Plans every slot and coalesces contiguous same-source parts.
@@ -223,7 +243,10 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
         accs: Vec::new(),
         slots: q.grid.n,
         needs: q.needs,
+        pool: Vec::new(),
     };
+    // Only accumulators holding distributions gain from finishing early.
+    let finish = q.finish.filter(|_| q.needs.latency || q.needs.ttft);
     let via_rollup_dims = rollups_serve(&dims, q.filter, q.group_by);
     // Positions of the group_by dims inside a rollup GroupKey.
     let key_idx: Vec<usize> = if via_rollup_dims {
@@ -240,10 +263,23 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
     for part in &parts {
         match part.source.tier() {
             Some(tier) => {
+                // Rollups arrive in bucket order, and no other part reads
+                // a slot lying wholly inside this one: such a slot is
+                // complete once a rollup of a later slot arrives.
+                let mut unfinished = grid.slot(part.range.from_ms).unwrap_or(grid.n);
                 src.rollups(tier, part.range, q.filter, &mut |start, key, r| {
                     let Some(slot) = grid.slot(start) else {
                         return Ok(());
                     };
+                    if let Some(metric) = finish {
+                        while unfinished < slot {
+                            let r = grid.slot_range(unfinished);
+                            if part.range.from_ms <= r.from_ms && r.to_ms <= part.range.to_ms {
+                                groups.finish_slot(unfinished, metric);
+                            }
+                            unfinished += 1;
+                        }
+                    }
                     let g = match group_of.get(key) {
                         Some(&g) => g,
                         None => {

@@ -205,6 +205,68 @@ fn oracle_series_points_match_brute_force_per_step() {
     }
 }
 
+/// A series finishes each step's accumulators as soon as its rollups are
+/// read (`Acc::finish`): every point must equal the summary of its step
+/// alone, which never finishes early — bit for bit, for every percentile,
+/// over minute, hour and unaligned multi-hour steps with raw edges.
+#[test]
+fn series_points_equal_the_summaries_of_their_steps() {
+    let w = workload(11, T0, 2, 40);
+    let src = source(&w);
+    let range = TimeRange::new(T0 + 5 * HOUR_MS + 7 * MIN + 250, T0 + DAY + 2 * HOUR_MS);
+    for (step_ms, len) in [
+        (MIN, 3 * HOUR_MS),
+        (HOUR_MS, DAY),
+        (3 * HOUR_MS, DAY + HOUR_MS),
+    ] {
+        let range = TimeRange::new(range.from_ms, (range.from_ms + len).min(range.to_ms));
+        for metric in [
+            "latency_p95_ms",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "ttft_p95_ms",
+        ] {
+            let req = SeriesRequest {
+                metric: metric.into(),
+                range,
+                step_ms,
+                filter: RowFilter::default(),
+                group_by: vec![Dim::Model],
+            };
+            let got = series_on(&src, &req).unwrap();
+            assert_eq!(got.series.len(), MODELS.len());
+            let mut compared = 0;
+            for s in &got.series {
+                let model = &s.labels["model"];
+                for &(t, v) in &s.points {
+                    let step = TimeRange::new(t, (t + step_ms).min(range.to_ms));
+                    let sum = summary_on(
+                        &src,
+                        &SummaryRequest {
+                            range: step,
+                            filter: f_model(model),
+                            group_by: Vec::new(),
+                            exact: false,
+                        },
+                    )
+                    .unwrap();
+                    let want = sum.groups[0].metrics.get(metric).copied();
+                    assert_eq!(
+                        v.map(f64::to_bits),
+                        want.map(f64::to_bits),
+                        "{metric} step {step_ms} {model} at {t}: {v:?} vs {want:?}"
+                    );
+                    compared += usize::from(v.is_some());
+                }
+            }
+            assert!(
+                compared > 0,
+                "{metric} step {step_ms}: no point had samples"
+            );
+        }
+    }
+}
+
 #[test]
 fn after_raw_retention_rollups_alone_answer_aligned_ranges() {
     let w = workload(9, T0, 90, 3);

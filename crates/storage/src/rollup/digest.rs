@@ -598,6 +598,14 @@ fn fraction_between(value: f64, left: f64, right: f64) -> f64 {
 /// Validates `n` weights at `*pos` (each in 1..=MAX_WEIGHT, and their sum
 /// too); returns the total weight. On error `*pos` is where it failed.
 fn scan_weights(b: &[u8], pos: &mut usize, n: usize) -> Result<u64, String> {
+    // Fast path: every weight one byte in 1..=127 (small buckets: all 1).
+    if let Some(run) = pos.checked_add(n).and_then(|end| b.get(*pos..end)) {
+        if run.iter().all(|&w| w.wrapping_sub(1) < 0x7f) {
+            *pos += n;
+            // n ≤ the bytes left, so the sum ≤ 127 × n: far below MAX_WEIGHT.
+            return Ok(run.iter().map(|&w| u64::from(w)).sum());
+        }
+    }
     let mut count: u64 = 0;
     for _ in 0..n {
         let w = varint(b, pos).ok_or("weight varint cut off or over 64 bits")?;
@@ -775,6 +783,7 @@ fn merge_centroid(a: Centroid, b: Centroid) -> Centroid {
 }
 
 /// Monotone map from f64 (total order) to u64.
+#[inline]
 fn order_key(x: f64) -> u64 {
     let bits = x.to_bits();
     if bits >> 63 == 1 {
@@ -784,6 +793,7 @@ fn order_key(x: f64) -> u64 {
     }
 }
 
+#[inline]
 fn from_order_key(k: u64) -> f64 {
     f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
 }
@@ -793,6 +803,7 @@ fn quantize(x: f64) -> u64 {
     order_key(x).saturating_add(1 << (MEAN_SHIFT - 1)) >> MEAN_SHIFT
 }
 
+#[inline]
 fn quantize_floor(x: f64) -> u64 {
     order_key(x) >> MEAN_SHIFT
 }
@@ -1232,21 +1243,20 @@ impl<'a> StoredDigest<'a> {
         // of small buckets, e.g. minutes).
         let unit = self.count == self.n as u64;
         let mut q = quantize_floor(self.min);
+        // `dequantize`, inlined (the hot loop of a query). Quantized means
+        // ascend from the finite `min`'s, so each is finite iff it is below
+        // the quantum of +inf (above it lie +inf and the positive NaNs).
+        let limit = order_key(f64::INFINITY) >> MEAN_SHIFT;
         for _ in 0..self.n {
             let w = if unit { Some(1) } else { varint(b, &mut wp) };
             let (Some(w), Some(d)) = (w, varint(b, &mut mp)) else {
                 return Err("mean varint cut off or over 64 bits".into());
             };
             q = q.checked_add(d).ok_or("mean delta overflows")?;
-            // `dequantize`, inlined (the hot loop of a query). Quantized means
-            // ascend, so every one is finite iff the last one is.
-            if q >= 1 << (64 - MEAN_SHIFT) {
+            if q >= limit {
                 return Err("mean is not a finite number".into());
             }
             let mean = from_order_key(q << MEAN_SHIFT);
-            if !mean.is_finite() {
-                return Err("mean is not a finite number".into());
-            }
             f(mean.clamp(self.min, self.max), w);
         }
         Ok(())

@@ -89,8 +89,13 @@ impl<'a> Reader<'a> {
     /// A varint of up to 128 bits (sums of a rollup: usually a few bytes).
     #[inline]
     pub(crate) fn u128(&mut self, field: &str) -> Result<u128, CodecError> {
-        // Fast path: at most 9 bytes (63 bits), read straight from the slice.
         let start = self.pos;
+        // Most stored numbers are small: one byte.
+        if let Some(&b) = self.buf.get(start).filter(|&&b| b < 0x80) {
+            self.pos = start + 1;
+            return Ok(u128::from(b));
+        }
+        // Fast path: at most 9 bytes (63 bits), read straight from the slice.
         let mut v: u64 = 0;
         for (i, &b) in self.buf[start..].iter().take(9).enumerate() {
             v |= u64::from(b & 0x7f) << (7 * i);
@@ -122,7 +127,17 @@ impl<'a> Reader<'a> {
 
     #[inline]
     pub(crate) fn u64(&mut self, field: &str) -> Result<u64, CodecError> {
-        // `u128` reads varints of up to 9 bytes (63 bits) on its fast path.
+        match varint(self.buf, &mut self.pos) {
+            Some(v) => Ok(v),
+            None => self.u64_slow(field),
+        }
+    }
+
+    /// [`Reader::u64`] where [`varint`] failed (cut off, over 64 bits, or
+    /// a non-minimal encoding over 10 bytes): read as a `u128`, so the
+    /// accepted encodings and the error messages are `u128`'s.
+    #[inline(never)]
+    fn u64_slow(&mut self, field: &str) -> Result<u64, CodecError> {
         let v = self.u128(field)?;
         u64::try_from(v).map_err(|_| self.err(field, format!("{v} overflows u64")))
     }
@@ -214,6 +229,26 @@ mod tests {
             prop_assert_eq!(r.i128("c").unwrap(), c);
             prop_assert_eq!(r.i64("d").unwrap(), d);
             prop_assert!(r.is_at_end());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// `u64`'s fast path accepts exactly what reading a `u128` and
+        /// narrowing it accepts (non-minimal and cut-off encodings included),
+        /// with the same value and end position.
+        #[test]
+        fn u64_reads_as_u128_narrowed(
+            bytes in proptest::collection::vec(prop_oneof![any::<u8>(), Just(0x80u8), Just(0xffu8), Just(0u8)], 0..24),
+        ) {
+            let mut fast = Reader::new("t", &bytes);
+            let mut slow = Reader::new("t", &bytes);
+            let want = slow.u128("x").ok().and_then(|v| u64::try_from(v).ok());
+            let got = fast.u64("x").ok();
+            prop_assert_eq!(got, want);
+            if got.is_some() {
+                prop_assert_eq!(fast.pos(), slow.pos());
+            }
         }
     }
 
