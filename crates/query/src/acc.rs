@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 
 use sextant_model::{Feedback, LlmCall, Quality};
+#[cfg(test)]
+use sextant_storage::Rollup;
 use sextant_storage::{DigestField, RollupView, StorageError};
 
 use crate::dist::{Dist, DistBuffers};
@@ -138,18 +140,21 @@ impl Acc {
         }
     }
 
-    /// An empty accumulator whose distributions reuse `pool`'s buffers.
-    pub(crate) fn with_pool(needs: Needs, pool: &mut Vec<DistBuffers>) -> Acc {
+    /// An empty accumulator whose distributions reuse `pool`'s buffers;
+    /// with `defer`, they keep stored digests quantized until [`Acc::finish`]
+    /// (which must then be called before reading).
+    pub(crate) fn with_pool(needs: Needs, pool: &mut Vec<DistBuffers>, defer: bool) -> Acc {
         let mut a = Acc::new(needs);
+        let dist = |pool: &mut Vec<DistBuffers>| match pool.pop() {
+            Some(b) => Dist::with_buffers(b, defer),
+            None if defer => Dist::deferred(),
+            None => Dist::default(),
+        };
         if needs.latency {
-            if let Some(b) = pool.pop() {
-                a.latency = Dist::with_buffers(b);
-            }
+            a.latency = dist(pool);
         }
         if needs.ttft {
-            if let Some(b) = pool.pop() {
-                a.ttft = Dist::with_buffers(b);
-            }
+            a.ttft = dist(pool);
         }
         a
     }
@@ -161,6 +166,14 @@ impl Acc {
     pub(crate) fn finish(&mut self, metric: &'static str, pool: &mut Vec<DistBuffers>) {
         if self.finished.is_some() {
             return;
+        }
+        match metric {
+            "latency_p50_ms" => self.latency.prepare_quantile(0.50),
+            "latency_p95_ms" => self.latency.prepare_quantile(0.95),
+            "latency_p99_ms" => self.latency.prepare_quantile(0.99),
+            "ttft_p50_ms" => self.ttft.prepare_quantile(0.50),
+            "ttft_p95_ms" => self.ttft.prepare_quantile(0.95),
+            _ => {}
         }
         let v = self.metric(metric);
         for d in [&mut self.latency, &mut self.ttft] {
@@ -400,6 +413,47 @@ mod tests {
             error: error.then(|| "boom".to_string()),
             finish_reason: "stop".into(),
             ..LlmCall::default()
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        /// Deferred stored digests, decoded only at the end a percentile
+        /// needs (`Acc::finish`), give bit for bit what decoding every
+        /// centroid gives — with unit and non-unit weights, one run or many,
+        /// and digests in memory mixed in.
+        #[test]
+        fn finished_percentiles_equal_fully_decoded_ones(
+            runs in proptest::collection::vec(
+                (proptest::collection::vec(0.5f64..5e4, 1..260), 4usize..60, proptest::prelude::any::<bool>()),
+                1..8,
+            ),
+            metric in proptest::sample::select(vec!["latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]),
+        ) {
+            let rollups: Vec<(Rollup, bool)> = runs
+                .iter()
+                .map(|(lat, size, in_memory)| {
+                    let mut r = Rollup::new(*size);
+                    for &l in lat {
+                        r.add_call(&call(l, 10, Some(0.001), false));
+                    }
+                    (r, *in_memory)
+                })
+                .collect();
+            let encoded: Vec<Vec<u8>> = rollups.iter().map(|(r, _)| r.encode()).collect();
+            let needs = Needs::for_metric(metric);
+            let (mut full, mut pool) = (Acc::new(needs), Vec::new());
+            let mut deferred = Acc::with_pool(needs, &mut pool, true);
+            for ((r, in_memory), bytes) in rollups.iter().zip(&encoded) {
+                let v = if *in_memory { RollupView::of(r) } else { RollupView::decode(bytes).unwrap() };
+                full.add_rollup(&v).unwrap();
+                deferred.add_rollup(&v).unwrap();
+            }
+            let want = full.metric(metric);
+            deferred.finish(metric, &mut pool);
+            let got = deferred.metric(metric);
+            proptest::prop_assert!(want.is_some());
+            proptest::prop_assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{:?} vs {:?}", got, want);
         }
     }
 

@@ -64,6 +64,33 @@ pub(crate) struct Dist {
     /// Exact bounds of the digest part (+inf / −inf when none).
     min: f64,
     max: f64,
+    /// Stored digests' means are kept quantized (`pend*`) until
+    /// [`Dist::prepare_quantile`] decodes what one quantile needs.
+    defer: bool,
+    /// Runs not decoded yet, in arrival order, all after `cents`' runs.
+    pend: Vec<Pending>,
+    /// Their quantized means, concatenated.
+    pend_q: Vec<u32>,
+    /// Their weights, for the runs whose weights are not all 1.
+    pend_w: Vec<u64>,
+    /// Σ weight of `pend`.
+    pend_weight: u64,
+    /// Set when `prepare_quantile` decoded only part of the runs: only
+    /// that quantile may be read.
+    truncated: bool,
+}
+
+/// A stored digest's run whose means are still quantized.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// End index into `pend_q`.
+    q_end: usize,
+    /// End index into `pend_w` (unchanged from the previous run's when unit).
+    w_end: usize,
+    unit: bool,
+    min: f64,
+    max: f64,
+    weight: u64,
 }
 
 impl Default for Dist {
@@ -79,6 +106,12 @@ impl Default for Dist {
             raw: Vec::new(),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            defer: false,
+            pend: Vec::new(),
+            pend_q: Vec::new(),
+            pend_w: Vec::new(),
+            pend_weight: 0,
+            truncated: false,
         }
     }
 }
@@ -88,11 +121,13 @@ impl Default for Dist {
 pub(crate) struct DistBuffers {
     cents: Vec<(f64, u64)>,
     run_ends: Vec<usize>,
+    pend: Vec<Pending>,
+    pend_q: Vec<u32>,
 }
 
 impl DistBuffers {
     pub(crate) fn has_capacity(&self) -> bool {
-        self.cents.capacity() > 0
+        self.cents.capacity() > 0 || self.pend_q.capacity() > 0
     }
 }
 
@@ -204,6 +239,29 @@ impl Dist {
             self.bins = h.bins;
             return res;
         }
+        if self.defer {
+            let q_before = self.pend_q.len();
+            if let Some(unit) = d.decode_quantized(&mut self.pend_q, &mut self.pend_w)? {
+                self.pend.push(Pending {
+                    q_end: self.pend_q.len(),
+                    w_end: self.pend_w.len(),
+                    unit,
+                    min: lo,
+                    max: hi,
+                    weight: d.count(),
+                });
+                self.pend_weight += d.count();
+                self.n_cents += self.pend_q.len() - q_before;
+                if self.n_cents > SORT_LIMIT {
+                    self.decode_pending(None);
+                    self.bin_all();
+                }
+                return Ok(());
+            }
+        }
+        // A digest in memory: decoded now, after the pending runs (run
+        // order decides ties).
+        self.decode_pending(None);
         let before = self.cents.len();
         if self.cents.capacity() == 0 {
             // Room for a few digests at once (a series step merges several
@@ -220,17 +278,126 @@ impl Dist {
         self.n_cents += self.cents.len() - before;
         self.run_ends.push(self.cents.len());
         if self.n_cents > SORT_LIMIT {
-            let mut h = Hist::default();
-            for run in self.runs() {
-                h.add_sorted(run);
-            }
-            self.cents = Vec::new();
-            self.run_ends = Vec::new();
-            self.bin_base = h.base;
-            self.bins = h.bins;
-            self.binned = true;
+            self.bin_all();
         }
         res
+    }
+
+    /// Replaces the kept centroids (all decoded) by their histogram.
+    fn bin_all(&mut self) {
+        debug_assert!(self.pend.is_empty() && !self.truncated);
+        let mut h = Hist::default();
+        for run in self.runs() {
+            h.add_sorted(run);
+        }
+        self.cents = Vec::new();
+        self.run_ends = Vec::new();
+        self.bin_base = h.base;
+        self.bins = h.bins;
+        self.binned = true;
+    }
+
+    /// A distribution whose stored digests stay quantized until
+    /// [`Dist::prepare_quantile`] (or any digest in memory) decodes them.
+    pub(crate) fn deferred() -> Dist {
+        Dist {
+            defer: true,
+            ..Dist::default()
+        }
+    }
+
+    /// Decodes what reading the `q` quantile needs: when the quantile is
+    /// walked (a few runs, no raw samples), only each pending run's end
+    /// nearer to it — the centroids with at most the weight beyond the
+    /// quantile's rank before them in their run, plus two — else all. After
+    /// a partial decode only `quantile(q)` may be read.
+    pub(crate) fn prepare_quantile(&mut self, q: f64) {
+        if self.pend.is_empty() {
+            return;
+        }
+        let walked = !self.binned
+            && self.raw.is_empty()
+            && self.run_ends.len() + self.pend.len() <= MAX_WALK_RUNS;
+        if !walked {
+            self.decode_pending(None);
+            return;
+        }
+        // As `quantile` computes the target rank and the walk's direction.
+        let total = (self.cent_weight + self.pend_weight) as f64;
+        let t = (q * total).clamp(0.0, total);
+        if t >= total / 2.0 {
+            self.decode_pending(Some((true, total - t)));
+        } else {
+            self.decode_pending(Some((false, t)));
+        }
+    }
+
+    /// Decodes the pending runs, in order, into `cents`: all of each, or
+    /// with `Some((from_top, beyond))` only its end from the top (or the
+    /// bottom): every centroid with at most `beyond` weight before it from
+    /// that end, plus two. Run weights count in full either way.
+    fn decode_pending(&mut self, part: Option<(bool, f64)>) {
+        if self.pend.is_empty() {
+            return;
+        }
+        let (mut q0, mut w0) = (0usize, 0usize);
+        self.cents.reserve(self.pend_q.len());
+        self.run_ends.reserve(self.pend.len());
+        let mut pend = std::mem::take(&mut self.pend);
+        for p in pend.drain(..) {
+            let qs = &self.pend_q[q0..p.q_end];
+            let ws = &self.pend_w[w0..p.w_end];
+            let n = qs.len();
+            let weight = |i: usize| if p.unit { 1 } else { ws[i] };
+            // Unit weights: the centroids with at most `beyond` before them
+            // from an end are floor(beyond) + 1 of them.
+            let unit_keep =
+                |beyond: f64| (beyond.max(0.0).floor() as usize).saturating_add(3).min(n);
+            let (lo, hi) = match part {
+                None => (0, n),
+                Some((true, beyond)) if p.unit => (n - unit_keep(beyond), n),
+                Some((false, beyond)) if p.unit => (0, unit_keep(beyond)),
+                Some((true, beyond)) => {
+                    let (mut lo, mut before) = (n, 0u64);
+                    while lo > 0 && before as f64 <= beyond {
+                        lo -= 1;
+                        before += weight(lo);
+                    }
+                    (lo.saturating_sub(2), n)
+                }
+                Some((false, beyond)) => {
+                    let (mut hi, mut before) = (0, 0u64);
+                    while hi < n && before as f64 <= beyond {
+                        before += weight(hi);
+                        hi += 1;
+                    }
+                    (0, (hi + 2).min(n))
+                }
+            };
+            self.truncated |= hi - lo < n;
+            if p.unit {
+                self.cents.extend(
+                    qs[lo..hi]
+                        .iter()
+                        .map(|&q| (sextant_storage::dequantize_mean(q, p.min, p.max), 1)),
+                );
+            } else {
+                self.cents.extend(
+                    qs[lo..hi]
+                        .iter()
+                        .zip(&ws[lo..hi])
+                        .map(|(&q, &w)| (sextant_storage::dequantize_mean(q, p.min, p.max), w)),
+                );
+            }
+            self.run_ends.push(self.cents.len());
+            self.cent_weight += p.weight;
+            q0 = p.q_end;
+            w0 = p.w_end;
+        }
+        self.pend = pend;
+        self.pend_q.clear();
+        self.pend_w.clear();
+        self.pend_weight = 0;
     }
 
     /// The kept centroid runs (each ascending).
@@ -249,18 +416,25 @@ impl Dist {
         let mut b = DistBuffers {
             cents: std::mem::take(&mut self.cents),
             run_ends: std::mem::take(&mut self.run_ends),
+            pend: std::mem::take(&mut self.pend),
+            pend_q: std::mem::take(&mut self.pend_q),
         };
         *self = Dist::default();
         b.cents.clear();
         b.run_ends.clear();
+        b.pend.clear();
+        b.pend_q.clear();
         b
     }
 
     /// An empty distribution that fills `b`'s buffers first.
-    pub(crate) fn with_buffers(b: DistBuffers) -> Dist {
+    pub(crate) fn with_buffers(b: DistBuffers, defer: bool) -> Dist {
         Dist {
             cents: b.cents,
             run_ends: b.run_ends,
+            pend: b.pend,
+            pend_q: b.pend_q,
+            defer,
             ..Dist::default()
         }
     }
@@ -293,6 +467,10 @@ impl Dist {
 
     /// [`Dist::sorted`] into reused buffers; returns the total weight.
     fn sorted_into(&self, items: &mut Vec<(f64, f64)>, scratch: &mut Vec<(f64, f64)>) -> f64 {
+        debug_assert!(
+            self.pend.is_empty() && !self.truncated,
+            "read before prepare_quantile"
+        );
         items.clear();
         items.reserve(self.n_cents + self.raw.len());
         for run in self.runs() {
@@ -308,6 +486,10 @@ impl Dist {
 
     /// The histogram of every centroid and raw sample.
     fn hist(&self) -> Hist {
+        debug_assert!(
+            self.pend.is_empty() && !self.truncated,
+            "read before prepare_quantile"
+        );
         let mut h = if self.binned {
             Hist {
                 base: self.bin_base,
@@ -337,6 +519,7 @@ impl Dist {
     /// The `q` quantile estimate: `quantiles(&[q])[0]`, without allocating
     /// for the small sets of a series step.
     pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
+        debug_assert!(self.pend.is_empty(), "read before prepare_quantile");
         if self.walkable() {
             let (lo, hi) = self.bounds();
             let mut runs: [&[(f64, u64)]; MAX_WALK_RUNS] = [&[]; MAX_WALK_RUNS];

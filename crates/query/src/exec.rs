@@ -142,6 +142,9 @@ struct Groups {
     needs: Needs,
     /// Buffers of finished accumulators, for new ones.
     pool: Vec<DistBuffers>,
+    /// New accumulators keep stored digests quantized (every one is
+    /// finished before `collect` returns).
+    defer: bool,
 }
 
 impl Groups {
@@ -168,7 +171,7 @@ impl Groups {
         let a = &mut slots[slot];
         if *a == NO_ACC {
             *a = accs.len() as u32;
-            accs.push(Acc::with_pool(self.needs, &mut self.pool));
+            accs.push(Acc::with_pool(self.needs, &mut self.pool, self.defer));
         }
         &mut accs[*a as usize]
     }
@@ -244,9 +247,11 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
         slots: q.grid.n,
         needs: q.needs,
         pool: Vec::new(),
+        defer: false,
     };
     // Only accumulators holding distributions gain from finishing early.
     let finish = q.finish.filter(|_| q.needs.latency || q.needs.ttft);
+    groups.defer = finish.is_some();
     let via_rollup_dims = rollups_serve(&dims, q.filter, q.group_by);
     // Positions of the group_by dims inside a rollup GroupKey.
     let key_idx: Vec<usize> = if via_rollup_dims {
@@ -335,6 +340,12 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
                     )?
                 }
             }
+        }
+    }
+    if let Some(metric) = finish {
+        // Deferred digests are decoded only by finishing.
+        for slot in 0..grid.n {
+            groups.finish_slot(slot, metric);
         }
     }
     Ok(Collected {

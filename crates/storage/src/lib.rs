@@ -22,7 +22,9 @@ pub use api::{
 };
 pub use config::{DigestSizes, Durability, Retention, StoreConfig};
 pub use error::{CodecError, ErrorKind, Result, StorageError};
-pub use rollup::{Digest, DigestField, DigestRef, Rollup, RollupTotals, RollupView};
+pub use rollup::{
+    dequantize_mean, Digest, DigestField, DigestRef, Rollup, RollupTotals, RollupView,
+};
 pub use store::{PartSink, Store};
 
 /// The on-disk format version this build writes.

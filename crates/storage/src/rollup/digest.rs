@@ -810,6 +810,13 @@ fn quantize(x: f64) -> u64 {
     order_key(x).saturating_add(1 << (MEAN_SHIFT - 1)) >> MEAN_SHIFT
 }
 
+/// A quantized mean of [`StoredDigest::decode_quantized`] as the mean it
+/// stands for, clamped to the digest's exact bounds as decoding does.
+#[inline]
+pub fn dequantize_mean(q: u32, min: f64, max: f64) -> f64 {
+    from_order_key(u64::from(q) << MEAN_SHIFT).clamp(min, max)
+}
+
 #[inline]
 fn quantize_floor(x: f64) -> u64 {
     order_key(x) >> MEAN_SHIFT
@@ -1242,6 +1249,53 @@ impl<'a> StoredDigest<'a> {
     /// deltas are validated as they are read; on an error `f` has seen a
     /// prefix of the centroids.
     #[inline]
+    /// Appends each centroid's quantized mean ([`dequantize_mean`] turns it
+    /// back into what [`StoredDigest::try_for_each`] visits) to `qs` and,
+    /// unless every weight is 1 (returns `true` then), its weight to `ws`.
+    /// Means are validated here; on an error nothing is appended.
+    pub(crate) fn decode_quantized(
+        &self,
+        qs: &mut Vec<u32>,
+        ws: &mut Vec<u64>,
+    ) -> Result<bool, String> {
+        let b = self.bytes;
+        let (mut wp, mut mp) = (self.weights_at, self.means_at);
+        let unit = self.count == self.n as u64;
+        let mut q = quantize_floor(self.min);
+        // Means ascend from the finite `min`'s quantum: each is finite iff
+        // below +inf's (so it also fits in 24 bits).
+        let limit = order_key(f64::INFINITY) >> MEAN_SHIFT;
+        let (q_before, w_before) = (qs.len(), ws.len());
+        qs.reserve(self.n);
+        for _ in 0..self.n {
+            let Some(d) = varint(b, &mut mp) else {
+                qs.truncate(q_before);
+                return Err("mean varint cut off or over 64 bits".into());
+            };
+            match q.checked_add(d).filter(|&x| x < limit) {
+                Some(x) => q = x,
+                None => {
+                    qs.truncate(q_before);
+                    return Err("mean delta overflows or mean is not a finite number".into());
+                }
+            }
+            qs.push(q as u32);
+        }
+        if !unit {
+            ws.reserve(self.n);
+            for _ in 0..self.n {
+                // Validated by `open`.
+                let Some(w) = varint(b, &mut wp) else {
+                    qs.truncate(q_before);
+                    ws.truncate(w_before);
+                    return Err("weight varint cut off".into());
+                };
+                ws.push(w);
+            }
+        }
+        Ok(unit)
+    }
+
     pub(crate) fn try_for_each(&self, mut f: impl FnMut(f64, u64)) -> Result<(), String> {
         let b = self.bytes;
         let (mut wp, mut mp) = (self.weights_at, self.means_at);

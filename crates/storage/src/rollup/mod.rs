@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use sextant_model::{Feedback, LlmCall, Quality};
 
-pub use digest::Digest;
+pub use digest::{dequantize_mean, Digest};
 pub use view::{DigestField, DigestRef, RollupTotals, RollupView};
 
 use crate::error::CodecError;

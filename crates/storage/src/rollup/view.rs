@@ -343,6 +343,40 @@ impl DigestRef<'_> {
         self.count() == 0
     }
 
+    /// A stored digest's centroids, their means still quantized: appends
+    /// the quantized means to `qs` and, unless every weight is 1, the
+    /// weights to `ws`; returns `Some(true)` when the weights are all 1,
+    /// `Some(false)` when they were appended. Each mean is
+    /// [`dequantize_mean`]`(q, self.min(), self.max())` — exactly what
+    /// [`DigestRef::try_for_each_centroid`] visits — so a reader can defer
+    /// that work to the centroids it needs. `None` (nothing appended) for
+    /// a digest in memory. Malformed means are a [`StorageError::Decode`]
+    /// and append nothing.
+    ///
+    /// [`dequantize_mean`]: crate::dequantize_mean
+    pub fn decode_quantized(
+        &self,
+        qs: &mut Vec<u32>,
+        ws: &mut Vec<u64>,
+    ) -> Result<Option<bool>, StorageError> {
+        match &self.0 {
+            DRef::Stored {
+                d,
+                field,
+                tree,
+                key,
+                ..
+            } => d.decode_quantized(qs, ws).map(Some).map_err(|reason| {
+                decode_error(
+                    tree,
+                    key,
+                    CodecError::new("rollup", format!("field {field}: {reason}")),
+                )
+            }),
+            DRef::Memory(_) => Ok(None),
+        }
+    }
+
     /// Calls `f(mean, weight)` for each centroid, ascending by mean — the
     /// sequence [`Digest::for_each_centroid`] visits on the decoded digest.
     /// A stored digest whose means turn out malformed is a
