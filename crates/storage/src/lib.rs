@@ -26,4 +26,4 @@ pub use rollup::{Digest, DigestField, DigestRef, Rollup, RollupTotals, RollupVie
 pub use store::{PartSink, Store};
 
 /// The on-disk format version this build writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
