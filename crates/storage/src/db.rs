@@ -173,12 +173,17 @@ pub(crate) struct DbOptions {
     pub(crate) flush_every_ms: Option<u64>,
 }
 
-/// sled log segment size for new stores. Items bigger than a quarter of it
-/// are stored as separate blob files, and sled 0.34 leaks the blob file of
-/// a node that was a single blob when it is freed or replaced (see
-/// docs/format.md, "sled"); 8 MiB keeps WAL leaves of several 1,000-call
-/// batches in the log, where deleting them frees space that sled reuses.
-const NEW_SEGMENT_SIZE: usize = 8 << 20;
+/// sled log segment size of the main database of new stores (existing
+/// ones keep theirs). Items bigger than a quarter of it are stored as
+/// separate blob files, and sled 0.34 leaks the blob file of a node that
+/// was a single blob when it is freed or replaced (see docs/format.md,
+/// "sled"). The WAL, whose leaves are the big ones, has its own database
+/// ([`WAL_SEGMENT_SIZE`]); here 2 MiB keeps request-index and rollup
+/// leaves (≤ ~160 KB) in the log, and sled reclaims a smaller segment
+/// sooner: 10M events at steady ingest took 132–147 bytes/event with
+/// 2 MiB against 161–175 with 8 MiB (docs/benchmarks.md, "Disk footprint
+/// (s5-disk)").
+const NEW_SEGMENT_SIZE: usize = 2 << 20;
 
 /// The segment size an existing sled directory was created with (sled
 /// refuses to open it with another), from its `conf` file.
