@@ -233,6 +233,17 @@ const WAL_SEGMENT_SIZE: usize = 8 << 20;
 /// The WAL database's page cache: it is read only when the store opens.
 const WAL_CACHE_BYTES: u64 = 64 << 20;
 
+/// An empty WAL database bigger than this is replaced at open.
+const WAL_RESET_BYTES: u64 = 2 * WAL_SEGMENT_SIZE as u64;
+
+/// Removes a directory that holds nothing live (an empty WAL database set
+/// aside); a failure is logged and retried at the next open.
+fn discard_dir(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(path = %dir.display(), error = %e, "could not remove an empty WAL database; retried at the next open");
+    }
+}
+
 /// The store's sled databases.
 ///
 /// Since format 4 the WAL tree is its own sled database in `<dir>/wal/`:
@@ -278,8 +289,34 @@ impl Db {
         for t in T::all() {
             trees.push(db.open_tree(t.name()).map_err(err("open tree"))?);
         }
-        let wal_db = open(&dir.join("wal"), WAL_SEGMENT_SIZE, WAL_CACHE_BYTES)?;
-        let wal = wal_db.open_tree(T::Wal.name()).map_err(err("open tree"))?;
+        let wal_dir = dir.join("wal");
+        let old_wal_dir = dir.join("wal.old");
+        if old_wal_dir.exists() {
+            discard_dir(&old_wal_dir);
+        }
+        let mut wal_db = open(&wal_dir, WAL_SEGMENT_SIZE, WAL_CACHE_BYTES)?;
+        let mut wal = wal_db.open_tree(T::Wal.name()).map_err(err("open tree"))?;
+        // sled never shrinks a log below its high-water mark while idle:
+        // an empty WAL database is replaced by a fresh one. What sled
+        // recovered at open is on disk, so "empty" here is durable; the
+        // old directory is renamed first, so a crash leaves either it
+        // (empty) or no WAL directory, never a half-removed one in use.
+        let size = wal_db.size_on_disk().map_err(err("size_on_disk"))?;
+        if wal.is_empty() && size > WAL_RESET_BYTES {
+            drop(wal);
+            drop(wal_db);
+            std::fs::rename(&wal_dir, &old_wal_dir).map_err(|e| StorageError::Open {
+                path: wal_dir.display().to_string(),
+                source: Box::new(e),
+            })?;
+            discard_dir(&old_wal_dir);
+            wal_db = open(&wal_dir, WAL_SEGMENT_SIZE, WAL_CACHE_BYTES)?;
+            wal = wal_db.open_tree(T::Wal.name()).map_err(err("open tree"))?;
+            tracing::info!(
+                bytes = size,
+                "replaced the empty WAL database by a fresh one"
+            );
+        }
         Ok(Db {
             db,
             trees,
@@ -590,6 +627,53 @@ mod tests {
         assert_eq!(db.drain_legacy_wal().unwrap(), 1);
         assert_eq!(all(&db), moved);
         assert!(dir.path().join("wal").join("db").exists());
+    }
+
+    #[test]
+    fn an_empty_wal_database_is_replaced_at_open_and_a_non_empty_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_size = || {
+            let mut n = 0;
+            for e in std::fs::read_dir(dir.path().join("wal")).unwrap() {
+                let m = e.unwrap().metadata().unwrap();
+                n += if m.is_file() { m.len() } else { 0 };
+            }
+            n
+        };
+        let keys: Vec<Vec<u8>> = (1..=600u64).map(|s| s.to_be_bytes().to_vec()).collect();
+        {
+            let db = Db::open(dir.path(), options()).unwrap();
+            let value = vec![7u8; 56_000];
+            for chunk in keys.chunks(100) {
+                let kvs: Vec<(Vec<u8>, &[u8])> =
+                    chunk.iter().map(|k| (k.clone(), &value[..])).collect();
+                db.insert_many(T::Wal, &kvs).unwrap();
+                db.flush().unwrap();
+            }
+            db.insert(T::Meta, b"k", b"v").unwrap();
+            db.remove_many(T::Wal, &keys[..599]).unwrap();
+            db.flush().unwrap();
+        }
+        let big = wal_size();
+        assert!(big > WAL_RESET_BYTES, "{big}");
+        // One entry left: kept as it is.
+        let db = Db::open(dir.path(), options()).unwrap();
+        assert_eq!(db.range(T::Wal, ..).count(), 1);
+        db.remove_many(T::Wal, &keys[599..]).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        assert!(wal_size() >= big / 2);
+        // Empty: replaced by a fresh database; the main one is untouched.
+        let db = Db::open(dir.path(), options()).unwrap();
+        assert_eq!(db.range(T::Wal, ..).count(), 0);
+        assert_eq!(db.get(T::Meta, b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(wal_size() < WAL_RESET_BYTES, "{} bytes", wal_size());
+        assert!(!dir.path().join("wal.old").exists());
+        db.insert(T::Wal, &1u64.to_be_bytes(), b"x").unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), options()).unwrap();
+        assert_eq!(db.range(T::Wal, ..).count(), 1);
     }
 
     #[test]
