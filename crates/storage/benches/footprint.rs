@@ -385,7 +385,8 @@ fn main() {
         return;
     }
     // Optional filter: `-- bytes`, `-- steady` (rounds: SEXTANT_ROUNDS,
-    // default 3; 10 builds the 10M-sealed store), `-- rollup`, `-- rss`.
+    // default 3; 10 builds the 10M-sealed store; SEXTANT_EXPORT=1 also
+    // prints sled's own size for the live data), `-- rollup`, `-- rss`.
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
