@@ -32,9 +32,10 @@ fn du(dir: &Path) -> u64 {
     n
 }
 
-/// The sled directory by part: the log file `db`, blob files, snapshots, the rest.
+/// The sled directory by part: the log file `db`, blob files, snapshots,
+/// the WAL database (`wal/`, format 4), the rest.
 fn du_parts(dir: &Path) -> String {
-    let (mut db, mut blobs, mut nblobs, mut snaps, mut other) = (0, 0, 0, 0, 0);
+    let (mut db, mut blobs, mut nblobs, mut snaps, mut wal, mut other) = (0, 0, 0, 0, 0, 0);
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().to_string();
@@ -44,6 +45,8 @@ fn du_parts(dir: &Path) -> String {
                 blobs += b.unwrap().metadata().unwrap().len();
                 nblobs += 1;
             }
+        } else if m.is_dir() && name == "wal" {
+            wal = du(&e.path());
         } else if m.is_dir() {
             other += du(&e.path());
         } else if name == "db" {
@@ -54,7 +57,9 @@ fn du_parts(dir: &Path) -> String {
             other += m.len();
         }
     }
-    format!("log file {db}, {nblobs} blob files {blobs}, snapshots {snaps}, other {other}")
+    format!(
+        "log file {db}, {nblobs} blob files {blobs}, snapshots {snaps}, WAL database {wal}, other {other}"
+    )
 }
 
 fn rss_kb() -> u64 {
@@ -227,6 +232,9 @@ fn steady_state(rounds: usize) {
     }
     store.close().unwrap();
     drop(store);
+    if std::env::var_os("SEXTANT_EXPORT").is_some() {
+        sled_floor(dir.path(), n);
+    }
     for i in 0..3 {
         let t0 = Instant::now();
         let s = Store::open(dir.path(), cfg()).unwrap();
@@ -251,6 +259,45 @@ fn steady_state(rounds: usize) {
             du_parts(dir.path())
         );
     }
+}
+
+/// What sled itself makes of the live data: the main database copied with
+/// `export` / `import` into a fresh directory (every live key and value
+/// inserted once, nothing deleted), same segment size. The store must be
+/// closed.
+fn sled_floor(dir: &Path, n: usize) {
+    let conf = String::from_utf8_lossy(&std::fs::read(dir.join("conf")).unwrap()).to_string();
+    let segment_size: usize = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let open = |p: &Path| {
+        // sled's flusher may still hold the closed store's lock briefly.
+        for _ in 0..100 {
+            if let Ok(db) = sled::Config::new()
+                .path(p)
+                .segment_size(segment_size)
+                .open()
+            {
+                return db;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("could not open {}", p.display());
+    };
+    {
+        let old = open(dir);
+        let new = open(fresh.path());
+        new.import(old.export());
+        new.flush().unwrap();
+    }
+    println!(
+        "main database exported and imported into a fresh one (sled's own size for the live data): {:.1} bytes/event ({})",
+        du(fresh.path()) as f64 / n as f64,
+        du_parts(fresh.path())
+    );
 }
 
 fn rollup_bytes() {
@@ -338,7 +385,8 @@ fn main() {
         return;
     }
     // Optional filter: `-- bytes`, `-- steady` (rounds: SEXTANT_ROUNDS,
-    // default 3; 10 builds the 10M-sealed store), `-- rollup`, `-- rss`.
+    // default 3; 10 builds the 10M-sealed store; SEXTANT_EXPORT=1 also
+    // prints sled's own size for the live data), `-- rollup`, `-- rss`.
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -23,7 +23,8 @@ pub(crate) type Bytes = sled::IVec;
 pub(crate) enum T {
     /// Format version, rollup dims, watermarks, counters.
     Meta,
-    /// u64 BE sequence → framed WAL batch.
+    /// u64 BE sequence → framed WAL batch. Since format 4 it lives in its
+    /// own sled database, `<dir>/wal/` (see [`Db`]).
     Wal,
     /// segment key (max_ts, id) → framed segment.
     Segments,
@@ -172,12 +173,17 @@ pub(crate) struct DbOptions {
     pub(crate) flush_every_ms: Option<u64>,
 }
 
-/// sled log segment size for new stores. Items bigger than a quarter of it
-/// are stored as separate blob files, and sled 0.34 leaks the blob file of
-/// a node that was a single blob when it is freed or replaced (see
-/// docs/format.md, "sled"); 8 MiB keeps WAL leaves of several 1,000-call
-/// batches in the log, where deleting them frees space that sled reuses.
-const NEW_SEGMENT_SIZE: usize = 8 << 20;
+/// sled log segment size of the main database of new stores (existing
+/// ones keep theirs). Items bigger than a quarter of it are stored as
+/// separate blob files, and sled 0.34 leaks the blob file of a node that
+/// was a single blob when it is freed or replaced (see docs/format.md,
+/// "sled"). The WAL, whose leaves are the big ones, has its own database
+/// ([`WAL_SEGMENT_SIZE`]); here 2 MiB keeps request-index and rollup
+/// leaves (≤ ~160 KB) in the log, and sled reclaims a smaller segment
+/// sooner: 10M events at steady ingest took 132–147 bytes/event with
+/// 2 MiB against 161–175 with 8 MiB (docs/benchmarks.md, "Disk footprint
+/// (s5-disk)").
+const NEW_SEGMENT_SIZE: usize = 2 << 20;
 
 /// The segment size an existing sled directory was created with (sled
 /// refuses to open it with another), from its `conf` file.
@@ -218,10 +224,44 @@ fn open_waiting_for_lock(config: &sled::Config) -> sled::Result<sled::Db> {
     }
 }
 
+/// sled log segment size of the WAL database (`<dir>/wal/`). Its leaves
+/// (up to 16 WAL batches of ~56 KB) stay below a quarter of it, so they are
+/// written in the log, never as blob files (which sled 0.34 neither fsyncs
+/// nor always deletes).
+const WAL_SEGMENT_SIZE: usize = 8 << 20;
+
+/// The WAL database's page cache: it is read only when the store opens.
+const WAL_CACHE_BYTES: u64 = 64 << 20;
+
+/// An empty WAL database bigger than this is replaced at open.
+const WAL_RESET_BYTES: u64 = 2 * WAL_SEGMENT_SIZE as u64;
+
+/// Removes a directory that holds nothing live (an empty WAL database set
+/// aside); a failure is logged and retried at the next open.
+fn discard_dir(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(path = %dir.display(), error = %e, "could not remove an empty WAL database; retried at the next open");
+    }
+}
+
+/// The store's sled databases.
+///
+/// Since format 4 the WAL tree is its own sled database in `<dir>/wal/`:
+/// sled 0.34 reuses a log segment only once (nearly) nothing in it is live,
+/// so WAL batches interleaved with long-lived segments, rollups and index
+/// chunks in one log kept their space after a seal deleted them. In a log
+/// of its own, a seal empties whole segments. The two databases share no
+/// transaction; `meta/wal_floor` (written in the seal's transaction)
+/// is what makes the pair consistent: WAL entries below it are sealed and
+/// never replayed (docs/format.md, "wal").
 #[derive(Debug)]
 pub(crate) struct Db {
     db: sled::Db,
+    /// Main-database trees by [`T::index`]; `trees[T::Wal.index()]` is the
+    /// format ≤ 3 WAL tree, drained by [`Db::drain_legacy_wal`].
     trees: Vec<sled::Tree>,
+    wal_db: sled::Db,
+    wal: sled::Tree,
 }
 
 fn err(op: &'static str) -> impl Fn(sled::Error) -> StorageError {
@@ -233,25 +273,100 @@ fn err(op: &'static str) -> impl Fn(sled::Error) -> StorageError {
 
 impl Db {
     pub(crate) fn open(dir: &Path, opts: DbOptions) -> Result<Db> {
-        let segment_size = existing_segment_size(dir).unwrap_or(NEW_SEGMENT_SIZE);
-        let config = sled::Config::new()
-            .path(dir)
-            .segment_size(segment_size)
-            .cache_capacity(opts.cache_bytes)
-            .flush_every_ms(opts.flush_every_ms);
-        let db = open_waiting_for_lock(&config).map_err(|e| StorageError::Open {
-            path: dir.display().to_string(),
-            source: Box::new(e),
-        })?;
+        let open = |dir: &Path, default_segment: usize, cache_bytes: u64| {
+            let config = sled::Config::new()
+                .path(dir)
+                .segment_size(existing_segment_size(dir).unwrap_or(default_segment))
+                .cache_capacity(cache_bytes)
+                .flush_every_ms(opts.flush_every_ms);
+            open_waiting_for_lock(&config).map_err(|e| StorageError::Open {
+                path: dir.display().to_string(),
+                source: Box::new(e),
+            })
+        };
+        let db = open(dir, NEW_SEGMENT_SIZE, opts.cache_bytes)?;
         let mut trees = Vec::new();
         for t in T::all() {
             trees.push(db.open_tree(t.name()).map_err(err("open tree"))?);
         }
-        Ok(Db { db, trees })
+        let wal_dir = dir.join("wal");
+        let old_wal_dir = dir.join("wal.old");
+        if old_wal_dir.exists() {
+            discard_dir(&old_wal_dir);
+        }
+        let mut wal_db = open(&wal_dir, WAL_SEGMENT_SIZE, WAL_CACHE_BYTES)?;
+        let mut wal = wal_db.open_tree(T::Wal.name()).map_err(err("open tree"))?;
+        // sled never shrinks a log below its high-water mark while idle:
+        // an empty WAL database is replaced by a fresh one. What sled
+        // recovered at open is on disk, so "empty" here is durable; the
+        // old directory is renamed first, so a crash leaves either it
+        // (empty) or no WAL directory, never a half-removed one in use.
+        let size = wal_db.size_on_disk().map_err(err("size_on_disk"))?;
+        if wal.is_empty() && size > WAL_RESET_BYTES {
+            drop(wal);
+            drop(wal_db);
+            std::fs::rename(&wal_dir, &old_wal_dir).map_err(|e| StorageError::Open {
+                path: wal_dir.display().to_string(),
+                source: Box::new(e),
+            })?;
+            discard_dir(&old_wal_dir);
+            wal_db = open(&wal_dir, WAL_SEGMENT_SIZE, WAL_CACHE_BYTES)?;
+            wal = wal_db.open_tree(T::Wal.name()).map_err(err("open tree"))?;
+            tracing::info!(
+                bytes = size,
+                "replaced the empty WAL database by a fresh one"
+            );
+        }
+        Ok(Db {
+            db,
+            trees,
+            wal_db,
+            wal,
+        })
     }
 
     fn tree(&self, t: T) -> &sled::Tree {
-        &self.trees[t.index()]
+        match t {
+            T::Wal => &self.wal,
+            t => &self.trees[t.index()],
+        }
+    }
+
+    /// Moves the entries a format ≤ 3 store kept in the main database's
+    /// `wal` tree into the WAL database; returns how many moved.
+    ///
+    /// Crash-safe by order: the copies are made durable before the
+    /// originals are removed, and copying again writes the same keys and
+    /// values, so an interrupted drain is finished by the next open.
+    pub(crate) fn drain_legacy_wal(&self) -> Result<u64> {
+        let legacy = &self.trees[T::Wal.index()];
+        let mut keys = Vec::new();
+        let mut batch = sled::Batch::default();
+        let mut pending = 0usize;
+        for kv in legacy.iter() {
+            let (k, v) = kv.map_err(err("range"))?;
+            pending += v.len();
+            batch.insert(k.clone(), v);
+            keys.push(k);
+            if pending >= 64 << 20 {
+                self.wal
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(err("insert batch"))?;
+                pending = 0;
+            }
+        }
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.wal.apply_batch(batch).map_err(err("insert batch"))?;
+        self.wal_db.flush().map_err(err("flush"))?;
+        let mut removal = sled::Batch::default();
+        for k in &keys {
+            removal.remove(k.clone());
+        }
+        legacy.apply_batch(removal).map_err(err("remove batch"))?;
+        self.db.flush().map_err(err("flush"))?;
+        Ok(keys.len() as u64)
     }
 
     pub(crate) fn get(&self, t: T, key: &[u8]) -> Result<Option<Bytes>> {
@@ -304,10 +419,17 @@ impl Db {
     }
 
     /// Applies `ops` in one multi-tree transaction: all or nothing, also
-    /// across a crash. Not durable until [`Db::flush`].
+    /// across a crash. Not durable until [`Db::flush`]. The WAL is in
+    /// another database and cannot take part: ops on [`T::Wal`] are an error.
     pub(crate) fn commit(&self, ops: &Ops) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
+        }
+        if ops.ops.iter().any(|(t, _, _)| *t == T::Wal) {
+            return Err(StorageError::Db {
+                op: "commit",
+                message: "the WAL is its own database and takes no part in commits".into(),
+            });
         }
         let mut touched: Vec<T> = Vec::new();
         for (t, _, _) in &ops.ops {
@@ -339,14 +461,23 @@ impl Db {
         })
     }
 
-    /// fsyncs everything written so far.
+    /// fsyncs everything written so far (main database, then the WAL).
     pub(crate) fn flush(&self) -> Result<()> {
         self.db.flush().map_err(err("flush"))?;
+        self.wal_db.flush().map_err(err("flush"))?;
+        Ok(())
+    }
+
+    /// fsyncs the WAL database only (group commit of batches without spans).
+    pub(crate) fn flush_wal(&self) -> Result<()> {
+        self.wal_db.flush().map_err(err("flush"))?;
         Ok(())
     }
 
     pub(crate) fn size_on_disk(&self) -> Result<u64> {
-        self.db.size_on_disk().map_err(err("size_on_disk"))
+        let main = self.db.size_on_disk().map_err(err("size_on_disk"))?;
+        let wal = self.wal_db.size_on_disk().map_err(err("size_on_disk"))?;
+        Ok(main + wal)
     }
 }
 
@@ -457,6 +588,103 @@ mod tests {
         }
         let db = Db::open(dir.path(), options()).unwrap();
         assert_eq!(db.get(T::Meta, b"k").unwrap().as_deref(), Some(&[19u8][..]));
+    }
+
+    #[test]
+    fn a_legacy_wal_tree_is_moved_into_the_wal_database_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A format 3 store: WAL entries in the main database.
+            let db = sled::open(dir.path()).unwrap();
+            let wal = db.open_tree("wal").unwrap();
+            for seq in 1..=3u64 {
+                wal.insert(seq.to_be_bytes(), vec![seq as u8; 1000])
+                    .unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let all = |db: &Db| -> Vec<(Vec<u8>, Vec<u8>)> {
+            db.range(T::Wal, ..)
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                .collect()
+        };
+        let db = Db::open(dir.path(), options()).unwrap();
+        assert!(all(&db).is_empty(), "not moved yet");
+        assert_eq!(db.drain_legacy_wal().unwrap(), 3);
+        let moved = all(&db);
+        assert_eq!(moved.len(), 3);
+        assert_eq!(moved[2], (3u64.to_be_bytes().to_vec(), vec![3u8; 1000]));
+        assert!(db.trees[T::Wal.index()].is_empty());
+        assert_eq!(db.drain_legacy_wal().unwrap(), 0);
+        // A move cut short after the copies: the next one rewrites the
+        // same entries, and nothing is doubled.
+        db.trees[T::Wal.index()]
+            .insert(2u64.to_be_bytes(), vec![2u8; 1000])
+            .unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), options()).unwrap();
+        assert_eq!(db.drain_legacy_wal().unwrap(), 1);
+        assert_eq!(all(&db), moved);
+        assert!(dir.path().join("wal").join("db").exists());
+    }
+
+    #[test]
+    fn an_empty_wal_database_is_replaced_at_open_and_a_non_empty_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_size = || {
+            let mut n = 0;
+            for e in std::fs::read_dir(dir.path().join("wal")).unwrap() {
+                let m = e.unwrap().metadata().unwrap();
+                n += if m.is_file() { m.len() } else { 0 };
+            }
+            n
+        };
+        let keys: Vec<Vec<u8>> = (1..=600u64).map(|s| s.to_be_bytes().to_vec()).collect();
+        {
+            let db = Db::open(dir.path(), options()).unwrap();
+            let value = vec![7u8; 56_000];
+            for chunk in keys.chunks(100) {
+                let kvs: Vec<(Vec<u8>, &[u8])> =
+                    chunk.iter().map(|k| (k.clone(), &value[..])).collect();
+                db.insert_many(T::Wal, &kvs).unwrap();
+                db.flush().unwrap();
+            }
+            db.insert(T::Meta, b"k", b"v").unwrap();
+            db.remove_many(T::Wal, &keys[..599]).unwrap();
+            db.flush().unwrap();
+        }
+        let big = wal_size();
+        assert!(big > WAL_RESET_BYTES, "{big}");
+        // One entry left: kept as it is.
+        let db = Db::open(dir.path(), options()).unwrap();
+        assert_eq!(db.range(T::Wal, ..).count(), 1);
+        db.remove_many(T::Wal, &keys[599..]).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        assert!(wal_size() >= big / 2);
+        // Empty: replaced by a fresh database; the main one is untouched.
+        let db = Db::open(dir.path(), options()).unwrap();
+        assert_eq!(db.range(T::Wal, ..).count(), 0);
+        assert_eq!(db.get(T::Meta, b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(wal_size() < WAL_RESET_BYTES, "{} bytes", wal_size());
+        assert!(!dir.path().join("wal.old").exists());
+        db.insert(T::Wal, &1u64.to_be_bytes(), b"x").unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), options()).unwrap();
+        assert_eq!(db.range(T::Wal, ..).count(), 1);
+    }
+
+    #[test]
+    fn the_wal_takes_no_part_in_multi_tree_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), options()).unwrap();
+        let mut ops = Ops::default();
+        ops.put(T::Meta, b"k".to_vec(), b"v".to_vec());
+        ops.del(T::Wal, 1u64.to_be_bytes().to_vec());
+        assert!(db.commit(&ops).is_err());
+        assert_eq!(db.get(T::Meta, b"k").unwrap(), None);
     }
 
     #[test]

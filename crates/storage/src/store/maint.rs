@@ -7,10 +7,12 @@
 //! or none of it. All jobs hold `Core::maint`, so no two build at once.
 //!
 //! **Invariant (seal):** the transaction that writes a head's segments,
-//! rollups and quality/feedback rows also deletes exactly that head's WAL
-//! entries and publishes the head's request-index run (whose chunks are
-//! written just before, invisible until then; see `requests.rs`). After a crash the WAL therefore holds
-//! exactly the batches not yet sealed, and replay re-adds nothing twice.
+//! rollups and quality/feedback rows also advances `meta/wal_floor` past
+//! that head's WAL entries and publishes the head's request-index run (whose chunks are
+//! written just before, invisible until then; see `requests.rs`). The WAL
+//! is its own database: the head's entries are deleted from it only after
+//! that transaction is durable, and replay skips entries below the floor,
+//! so after a crash replay re-adds exactly the batches not yet sealed.
 //!
 //! **Invariant (downsample):** hour (day, week) rollups exist only for
 //! buckets below `wm.hour_until` (`wm.day_until`, `wm.week_until`), written
@@ -193,9 +195,6 @@ impl Core {
         for (k, f) in &snap.feedback {
             ops.put(T::Feedback, k.clone(), encode_row(f));
         }
-        for seq in &snap.seqs {
-            ops.del(T::Wal, seq.to_be_bytes().to_vec());
-        }
         if let Some(last) = snap.seqs.last() {
             ops.put(T::Meta, mk::WAL_FLOOR, (last + 1).to_be_bytes().to_vec());
         }
@@ -235,6 +234,9 @@ impl Core {
             .wal_bytes
             .fetch_sub(snap.wal_bytes, Ordering::Relaxed);
         self.db.flush()?;
+        // Only now, with the seal durable: the WAL is another database.
+        let sealed: Vec<Vec<u8>> = snap.seqs.iter().map(|s| s.to_be_bytes().to_vec()).collect();
+        self.db.remove_many(T::Wal, &sealed)?;
         tracing::debug!(
             events = report.sealed_events,
             segments_ms = t_segments.as_millis() as u64,

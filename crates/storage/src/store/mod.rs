@@ -185,6 +185,13 @@ impl Store {
             },
         )?;
         migrate(&db, dir)?;
+        let moved = db.drain_legacy_wal()?;
+        if moved > 0 {
+            tracing::info!(
+                batches = moved,
+                "moved the WAL into its own database (format 4)"
+            );
+        }
 
         let dims = match db.get(T::Meta, meta_keys::ROLLUP_DIMS)? {
             Some(v) => {
@@ -268,7 +275,7 @@ impl Store {
             counters: Counters::default(),
             config,
         });
-        let next_seq = core.replay()?.max(wal_floor);
+        let next_seq = core.replay(wal_floor)?.max(wal_floor);
 
         let (tx, rx) = crossbeam_channel::unbounded();
         // Automatic seals run on their own thread so appends keep flowing
@@ -679,12 +686,14 @@ fn migrate(db: &Db, dir: &Path) -> Result<()> {
 }
 
 impl Core {
-    /// Rebuilds the head from the WAL; returns the next sequence number.
+    /// Rebuilds the head from the WAL entries at or above `floor`
+    /// (`meta/wal_floor`: everything below it is sealed); returns the next
+    /// sequence number.
     ///
     /// Decoding (and grouping) runs on worker threads, WAL entry `j` on
     /// worker `j mod n`; this thread takes results from the workers in the
     /// same rotation, so batches are applied in sequence order.
-    fn replay(&self) -> Result<u64> {
+    fn replay(&self, floor: u64) -> Result<u64> {
         type Decoded = (
             u64,
             u64,
@@ -697,6 +706,7 @@ impl Core {
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 4);
+        let stale: Mutex<Vec<(Bytes, Bytes)>> = Mutex::new(Vec::new());
         let replayed = std::thread::scope(|s| -> Result<()> {
             let mut ins = Vec::with_capacity(n);
             let mut outs = Vec::with_capacity(n);
@@ -718,6 +728,7 @@ impl Core {
             // Entries in key order, dealt round-robin; a read error ends
             // the deal and is reported after the entries before it.
             let (err_tx, err_rx) = crossbeam_channel::bounded::<StorageError>(1);
+            let stale = &stale;
             s.spawn(move || {
                 let mut j = 0;
                 for kv in self.db.range(T::Wal, ..) {
@@ -729,6 +740,10 @@ impl Core {
                         }
                     };
                     let Some(seq) = u64_from(&k) else { continue };
+                    if seq < floor {
+                        stale.lock().push((k, v));
+                        continue;
+                    }
                     if ins[j % n].send((seq, v)).is_err() {
                         return;
                     }
@@ -756,6 +771,16 @@ impl Core {
         });
         st.head.end_replay();
         replayed?;
+        // Entries below the floor were sealed by a seal whose WAL deletes
+        // a crash cut short: delete them. One that does not decode was
+        // never replayed nor sealed: it stays for verify() to report.
+        let sealed: Vec<Vec<u8>> = stale
+            .into_inner()
+            .into_iter()
+            .filter(|(_, v)| decode_wal(v).is_ok())
+            .map(|(k, _)| k.to_vec())
+            .collect();
+        self.db.remove_many(T::Wal, &sealed)?;
         Ok(next)
     }
 
@@ -855,6 +880,7 @@ impl Core {
             }
             let first_seq = next_seq;
             let mut result = Ok(());
+            let mut spans_written = false;
             if !appends.is_empty() {
                 let kvs: Vec<(Vec<u8>, &[u8])> = appends
                     .iter()
@@ -869,6 +895,7 @@ impl Core {
                         .iter()
                         .flat_map(|(_, p, _)| p.batch.spans.iter().cloned())
                         .collect();
+                    spans_written = !spans.is_empty();
                     result = self.write_spans(&spans);
                 }
                 dirty = true;
@@ -878,7 +905,13 @@ impl Core {
                 Some(iv) => !syncs.is_empty() || (dirty && last_flush.elapsed() >= iv),
             };
             if result.is_ok() && flush_now {
-                result = self.db.flush();
+                // Batches without spans wrote to the WAL database only.
+                let everything = spans_written || !syncs.is_empty() || interval.is_some();
+                result = if everything {
+                    self.db.flush()
+                } else {
+                    self.db.flush_wal()
+                };
                 last_flush = Instant::now();
                 dirty = false;
             }
@@ -939,5 +972,90 @@ fn clone_err(e: &StorageError) -> StorageError {
             op: "append",
             message: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+    use crate::StoreConfig;
+
+    fn config() -> StoreConfig {
+        StoreConfig {
+            background_maintenance: false,
+            seal_max_events: usize::MAX,
+            ..StoreConfig::default()
+        }
+    }
+
+    fn calls(n: usize, ts: i64, tag: &str) -> Batch {
+        Batch::from_calls(
+            (0..n)
+                .map(|i| sextant_model::LlmCall {
+                    request_id: format!("{tag}-{i}"),
+                    timestamp_ms: ts + i as i64,
+                    model: "m".into(),
+                    provider: "p".into(),
+                    endpoint: "chat".into(),
+                    latency_ms: 10.0,
+                    ..sextant_model::LlmCall::default()
+                })
+                .collect(),
+        )
+    }
+
+    fn raw_ids(store: &Store) -> Vec<String> {
+        let mut ids = Vec::new();
+        store
+            .scan_calls(
+                TimeRange::new(i64::MIN, i64::MAX),
+                &RowFilter::default(),
+                &mut |c| ids.push(c.request_id.clone()),
+            )
+            .unwrap();
+        ids.sort();
+        ids
+    }
+
+    /// A crash after a seal is durable but before its WAL entries are gone
+    /// (the WAL is another database) must not replay them.
+    #[test]
+    fn sealed_wal_entries_left_by_a_crash_are_not_replayed_and_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = sextant_model::now_ms();
+        let store = Store::open(dir.path(), config()).unwrap();
+        store.append(calls(3, now - 60_000, "a")).unwrap();
+        let key = 1u64.to_be_bytes().to_vec();
+        let sealed_value = store.h.core.db.get(T::Wal, &key).unwrap().unwrap();
+        store.seal(now).unwrap();
+        assert_eq!(store.h.core.db.get(T::Wal, &key).unwrap(), None);
+        store.append(calls(2, now - 30_000, "b")).unwrap();
+        // What the crash leaves: the sealed batch back in the WAL, and an
+        // unreadable entry below the floor (never replayed, never sealed).
+        let db = &store.h.core.db;
+        db.insert(T::Wal, &key, &sealed_value).unwrap();
+        db.insert(T::Wal, &0u64.to_be_bytes(), b"not a batch")
+            .unwrap();
+        db.flush().unwrap();
+        store.close().unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path(), config()).unwrap();
+        assert_eq!(store.stats().head_events, 2);
+        let mut want: Vec<String> = (0..3).map(|i| format!("a-{i}")).collect();
+        want.extend((0..2).map(|i| format!("b-{i}")));
+        assert_eq!(raw_ids(&store), want);
+        let db = &store.h.core.db;
+        assert_eq!(db.get(T::Wal, &key).unwrap(), None, "sealed entry removed");
+        let report = store.verify().unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].0.starts_with("wal/"));
+        // The unsealed batch is still replayed, and sealed exactly once.
+        store.seal(now).unwrap();
+        store.close().unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), config()).unwrap();
+        assert_eq!(store.stats().head_events, 0);
+        assert_eq!(raw_ids(&store), want);
     }
 }
