@@ -1,4 +1,4 @@
-//! 0005 WAL database: the WAL moves from tree `wal` of the main sled
+//! 0004 WAL database: the WAL moves from tree `wal` of the main sled
 //! database into a sled database of its own, `<store>/wal/` (tree `wal`,
 //! same keys and values).
 //!
@@ -8,15 +8,12 @@
 //! removed after; an interrupted move is finished by the next open). The
 //! version bump makes an older build refuse the store: it would look for
 //! unsealed batches in the main database and silently miss them.
-//!
-//! Numbered 0005 for the merge with the rollup-format step 0004; on this
-//! branch it produces version 4 (the steps must be consecutive).
 
 use crate::{KvStore, Step};
 
 pub(crate) const WAL_DB: Step = Step {
     version: 4,
-    name: "0005_wal_db",
+    name: "0004_wal_db",
     apply,
 };
 
