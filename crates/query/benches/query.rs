@@ -328,30 +328,41 @@ fn bench_summary(c: &mut Criterion) {
     g.finish();
 }
 
-fn bench_series(c: &mut Criterion) {
+/// The last 24 hours' minute rollups (a 1-minute-step series reads minute
+/// rollups only), and that range.
+fn series_day() -> (TimeRange, StoreRows) {
     let mut rng = fastrand::Rng::with_seed(2);
     let to = Tier::Minute.floor(NOW);
     let range = TimeRange::new(to - DAY_MS, to);
-    // A 1-minute-step series reads minute rollups only.
     let mut rows = StoreRows::default();
     let mut b = range.from_ms;
     while b < range.to_ms {
         populate(&mut rows, TimeRange::new(b, b + MINUTE_MS), &mut rng);
         b += MINUTE_MS;
     }
+    (range, rows)
+}
+
+/// The 1-minute series of `metric` by model over `range`.
+fn series_request(metric: &str, range: TimeRange) -> SeriesRequest {
+    SeriesRequest {
+        metric: metric.into(),
+        range,
+        step_ms: MINUTE_MS,
+        filter: RowFilter::default(),
+        group_by: vec![Dim::Model],
+    }
+}
+
+fn bench_series(c: &mut Criterion) {
+    let (range, rows) = series_day();
     let store = memory_store(&rows);
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = (!skip_store()).then(|| QueryEngine::new(rows.into_store(dir.path())));
     let mut g = c.benchmark_group("series_24h_1m_by_model");
     g.sample_size(20);
     for metric in ["count", "latency_p95_ms"] {
-        let req = SeriesRequest {
-            metric: metric.into(),
-            range,
-            step_ms: MINUTE_MS,
-            filter: RowFilter::default(),
-            group_by: vec![Dim::Model],
-        };
+        let req = series_request(metric, range);
         let got = store.series(&req).expect("series");
         assert_eq!(got.series.len(), MODELS.len());
         assert_eq!(got.series[0].points.len(), 1440);
@@ -409,25 +420,11 @@ fn probe(spec: &str) {
         .map_or(30, |n| n.parse().expect("SEXTANT_PROBE=<metric>,<n>"));
     // Optionally only one store: "store" or "memory".
     let only = parts.next();
-    let mut rng = fastrand::Rng::with_seed(2);
-    let to = Tier::Minute.floor(NOW);
-    let range = TimeRange::new(to - DAY_MS, to);
-    let mut rows = StoreRows::default();
-    let mut b = range.from_ms;
-    while b < range.to_ms {
-        populate(&mut rows, TimeRange::new(b, b + MINUTE_MS), &mut rng);
-        b += MINUTE_MS;
-    }
+    let (range, rows) = series_day();
     let store = memory_store(&rows);
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = QueryEngine::new(rows.into_store(dir.path()));
-    let req = SeriesRequest {
-        metric: metric.into(),
-        range,
-        step_ms: MINUTE_MS,
-        filter: RowFilter::default(),
-        group_by: vec![Dim::Model],
-    };
+    let req = series_request(metric, range);
     let time = |f: &dyn Fn()| {
         let mut t: Vec<f64> = (0..n)
             .map(|_| {
