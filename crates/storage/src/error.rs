@@ -82,6 +82,15 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// A [`StorageError::Decode`] naming `tree` and `key` (as hex).
+    pub(crate) fn decode(tree: &'static str, key: &[u8], source: CodecError) -> StorageError {
+        StorageError::Decode {
+            tree,
+            key: hex(key),
+            source,
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             StorageError::Invalid(_) => ErrorKind::InvalidInput,
@@ -95,3 +104,8 @@ impl StorageError {
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Lowercase hex of `b` (keys in errors and reports).
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

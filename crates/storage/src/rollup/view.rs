@@ -156,7 +156,7 @@ impl<'a> RollupView<'a> {
         key: &'a [u8],
         value: &'a [u8],
     ) -> Result<RollupView<'a>, StorageError> {
-        let wrap = |e: CodecError| decode_error(tree, key, e);
+        let wrap = |e: CodecError| StorageError::decode(tree, key, e);
         let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, value).map_err(wrap)?;
         let mut r = Reader::new("rollup", payload);
         let (mask, totals) = decode_totals(&mut r).map_err(wrap)?;
@@ -195,7 +195,7 @@ impl<'a> RollupView<'a> {
     }
 
     fn err(&self, e: CodecError) -> StorageError {
-        decode_error(self.tree, self.key, e)
+        StorageError::decode(self.tree, self.key, e)
     }
 
     /// Calls `f(name, count)` for each finish reason, names ascending.
@@ -367,7 +367,7 @@ impl DigestRef<'_> {
                 key,
                 ..
             } => d.decode_quantized(qs, ws).map(Some).map_err(|reason| {
-                decode_error(
+                StorageError::decode(
                     tree,
                     key,
                     CodecError::new("rollup", format!("field {field}: {reason}")),
@@ -391,7 +391,7 @@ impl DigestRef<'_> {
                 key,
                 ..
             } => d.try_for_each(f).map_err(|reason| {
-                decode_error(
+                StorageError::decode(
                     tree,
                     key,
                     CodecError::new("rollup", format!("field {field}: {reason}")),
@@ -408,13 +408,5 @@ impl DigestRef<'_> {
 impl<'a> From<&'a Digest> for DigestRef<'a> {
     fn from(d: &'a Digest) -> DigestRef<'a> {
         DigestRef(DRef::Memory(d))
-    }
-}
-
-fn decode_error(tree: &'static str, key: &[u8], source: CodecError) -> StorageError {
-    StorageError::Decode {
-        tree,
-        key: key.iter().map(|x| format!("{x:02x}")).collect(),
-        source,
     }
 }

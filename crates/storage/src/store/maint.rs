@@ -29,7 +29,7 @@ use sextant_model::Tier;
 
 use crate::api::{GroupKey, MaintenanceReport};
 use crate::db::{ts_key, Ops, T};
-use crate::error::{Result, StorageError};
+use crate::error::{hex, Result, StorageError};
 use crate::rollup::Rollup;
 use crate::store::head::Head;
 use crate::store::meta_keys as mk;
@@ -68,11 +68,7 @@ impl Core {
             None => Ok(None),
             Some(v) => Rollup::decode(&v)
                 .map(Some)
-                .map_err(|e| StorageError::Decode {
-                    tree: t.name(),
-                    key: hex(key),
-                    source: e,
-                }),
+                .map_err(|e| StorageError::decode(t.name(), key, e)),
         }
     }
 
@@ -384,13 +380,7 @@ impl Core {
             };
             let r = match Rollup::decode(&v) {
                 Ok(r) => r,
-                Err(e) => {
-                    return Err(StorageError::Decode {
-                        tree: src.name(),
-                        key: hex(&k),
-                        source: e,
-                    })
-                }
+                Err(e) => return Err(StorageError::decode(src.name(), &k, e)),
             };
             let b = to.floor(bucket);
             if current.is_some_and(|c| c != b) {
@@ -458,11 +448,7 @@ impl Core {
             let Some((bucket, group)) = parse_rollup_key(&k) else {
                 continue;
             };
-            let r = Rollup::decode(&v).map_err(|e| StorageError::Decode {
-                tree: src.name(),
-                key: hex(&k),
-                source: e,
-            })?;
+            let r = Rollup::decode(&v).map_err(|e| StorageError::decode(src.name(), &k, e))?;
             acc.entry((to.floor(bucket), group))
                 .or_insert_with(|| Rollup::new(self.digest_size(to)))
                 .merge(&r);
@@ -590,8 +576,4 @@ impl Core {
         self.merge_request_runs()?;
         Ok(report)
     }
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -585,11 +585,8 @@ impl Store {
         let mut sums: BTreeMap<String, u64> = BTreeMap::new();
         for kv in db.range(T::Segments, ..) {
             let (k, v) = kv?;
-            let cols = SegmentCodec::column_sizes(&v).map_err(|e| StorageError::Decode {
-                tree: "segments",
-                key: maint::hex(&k),
-                source: e,
-            })?;
+            let cols = SegmentCodec::column_sizes(&v)
+                .map_err(|e| StorageError::decode("segments", &k, e))?;
             for (name, n) in cols {
                 *sums.entry(name).or_default() += n as u64;
             }

@@ -17,10 +17,10 @@ use sextant_model::{Dim, Feedback, LlmCall, Quality, Span, Tier, TimeRange};
 
 use crate::api::{GroupKey, RequestRef, RowFilter, TraceSummary, VerifyReport};
 use crate::db::{ts_from_key, ts_key, u64_from, Bytes, T};
+use crate::error::hex;
 use crate::error::{Result, StorageError};
 use crate::rollup::{Rollup, RollupView};
 use crate::store::head::Head;
-use crate::store::maint::hex;
 use crate::store::records::{
     decode_request, decode_row, decode_span, decode_wal, parse_rollup_key, parse_span_time_key,
     trace_prefix, SegMeta,
@@ -187,11 +187,11 @@ impl Groups {
             Some(i) => i,
             None => {
                 let Some((_, g)) = parse_rollup_key(k) else {
-                    return Err(StorageError::Decode {
+                    return Err(StorageError::decode(
                         tree,
-                        key: hex(k),
-                        source: crate::error::CodecError::new("rollup key", "unparsable"),
-                    });
+                        k,
+                        crate::error::CodecError::new("rollup key", "unparsable"),
+                    ));
                 };
                 let mut prefixed = vec![0u8; 8];
                 prefixed.extend_from_slice(suffix);
@@ -272,11 +272,11 @@ impl Core {
         for kv in self.db.range(t, ts_key(lo).to_vec()..ts_key(hi).to_vec()) {
             let (k, v) = kv?;
             if !key_is_valid(&k) {
-                return Err(StorageError::Decode {
-                    tree: t.name(),
-                    key: hex(&k),
-                    source: crate::error::CodecError::new("rollup key", "unparsable"),
-                });
+                return Err(StorageError::decode(
+                    t.name(),
+                    &k,
+                    crate::error::CodecError::new("rollup key", "unparsable"),
+                ));
             }
             let passes = wanted.iter().all(|(i, values)| {
                 group_strs(&k[8..])
@@ -373,11 +373,8 @@ impl Core {
             .range(t, ts_key(r.from_ms).to_vec()..ts_key(r.to_ms).to_vec())
         {
             let (k, v) = kv?;
-            let row: R = decode_row(t.name(), &v).map_err(|e| StorageError::Decode {
-                tree: t.name(),
-                key: hex(&k),
-                source: e,
-            })?;
+            let row: R =
+                decode_row(t.name(), &v).map_err(|e| StorageError::decode(t.name(), &k, e))?;
             let rr = self.lookup_request(&st, id(&row))?;
             f(&row, rr.as_ref());
         }
@@ -396,11 +393,7 @@ impl Core {
         let mut out = Vec::new();
         for kv in self.db.scan_prefix(T::Traces, &trace_prefix(trace_id)) {
             let (k, v) = kv?;
-            out.push(decode_span(&v).map_err(|e| StorageError::Decode {
-                tree: "traces",
-                key: hex(&k),
-                source: e,
-            })?);
+            out.push(decode_span(&v).map_err(|e| StorageError::decode("traces", &k, e))?);
         }
         Ok(out)
     }
@@ -425,11 +418,7 @@ impl Core {
                 .next();
             if let Some(kv) = first {
                 let (k, v) = kv?;
-                let s = decode_span(&v).map_err(|e| StorageError::Decode {
-                    tree: "traces",
-                    key: hex(&k),
-                    source: e,
-                })?;
+                let s = decode_span(&v).map_err(|e| StorageError::decode("traces", &k, e))?;
                 out.push(TraceSummary {
                     trace_id,
                     start_unix_nano: s.start_unix_nano,

@@ -412,11 +412,7 @@ pub(crate) fn run_of_calls<'a>(
 }
 
 fn decode_err(key: &[u8], e: CodecError) -> StorageError {
-    StorageError::Decode {
-        tree: T::RequestRuns.name(),
-        key: crate::store::maint::hex(key),
-        source: e,
-    }
+    StorageError::decode(T::RequestRuns.name(), key, e)
 }
 
 /// The in-memory directory of runs, newest (highest `seq`) first.

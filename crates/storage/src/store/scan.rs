@@ -39,7 +39,6 @@ use crate::db::{ts_from_key, ts_key, T};
 use crate::error::{Result, StorageError};
 use crate::rollup::Rollup;
 use crate::store::head::Head;
-use crate::store::maint::hex;
 use crate::store::read::group_matches;
 use crate::store::records::{decode_row, parse_rollup_key};
 use crate::store::{Core, State};
@@ -135,10 +134,12 @@ impl Core {
                 .range(t, ts_key(bucket).to_vec()..ts_key(end).to_vec());
             for kv in [it.next(), it.next_back()].into_iter().flatten() {
                 let (k, _) = kv?;
-                let ts = ts_from_key(&k).ok_or_else(|| StorageError::Decode {
-                    tree: t.name(),
-                    key: hex(&k),
-                    source: crate::error::CodecError::new("row key", "truncated"),
+                let ts = ts_from_key(&k).ok_or_else(|| {
+                    StorageError::decode(
+                        t.name(),
+                        &k,
+                        crate::error::CodecError::new("row key", "truncated"),
+                    )
                 })?;
                 widen(&mut b, ts, ts);
             }
@@ -188,20 +189,17 @@ impl Core {
             for kv in self.db.range(t, ts_key(b).to_vec()..ts_key(end).to_vec()) {
                 let (k, v) = kv?;
                 let Some((bk, group)) = parse_rollup_key(&k) else {
-                    return Err(StorageError::Decode {
-                        tree: t.name(),
-                        key: hex(&k),
-                        source: crate::error::CodecError::new("rollup key", "unparsable"),
-                    });
+                    return Err(StorageError::decode(
+                        t.name(),
+                        &k,
+                        crate::error::CodecError::new("rollup key", "unparsable"),
+                    ));
                 };
                 if bk != b || !group_matches(&self.dims, filter, &group) {
                     continue;
                 }
-                let rollup = Rollup::decode(&v).map_err(|e| StorageError::Decode {
-                    tree: t.name(),
-                    key: hex(&k),
-                    source: e,
-                })?;
+                let rollup =
+                    Rollup::decode(&v).map_err(|e| StorageError::decode(t.name(), &k, e))?;
                 sink.rollup(b, &group, &rollup);
             }
         }
@@ -223,11 +221,7 @@ impl Core {
                 let keys = ts_key(part.from_ms).to_vec()..ts_key(part.to_ms).to_vec();
                 for kv in self.db.range(t, keys) {
                     let (k, v) = kv?;
-                    let err = |e| StorageError::Decode {
-                        tree: t.name(),
-                        key: hex(&k),
-                        source: e,
-                    };
+                    let err = |e| StorageError::decode(t.name(), &k, e);
                     if t == T::Quality {
                         let q: Quality = decode_row(t.name(), &v).map_err(err)?;
                         let rr = self.lookup_request(&st, &q.request_id)?;
@@ -378,6 +372,16 @@ mod tests {
         }
     }
 
+    /// A store that seals and maintains only when a test says so.
+    fn manual_store(dir: &std::path::Path) -> Store {
+        let config = StoreConfig {
+            background_maintenance: false,
+            seal_max_events: usize::MAX,
+            ..StoreConfig::default()
+        };
+        Store::open(dir, config).unwrap()
+    }
+
     fn call(id: String, ts: i64, model: &str, latency_ms: f64) -> LlmCall {
         LlmCall {
             request_id: id,
@@ -394,12 +398,7 @@ mod tests {
     #[test]
     fn raw_calls_are_read_without_the_state_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            background_maintenance: false,
-            seal_max_events: usize::MAX,
-            ..StoreConfig::default()
-        };
-        let store = Store::open(dir.path(), config).unwrap();
+        let store = manual_store(dir.path());
         let b = Tier::Minute.floor(sextant_model::now_ms()) - 5 * MINUTE_MS;
         let calls = |ids: std::ops::Range<i64>| {
             let v = ids
@@ -462,12 +461,7 @@ mod tests {
     #[test]
     fn parts_get_exactly_their_events_through_rollups_or_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            background_maintenance: false,
-            seal_max_events: usize::MAX,
-            ..StoreConfig::default()
-        };
-        let store = Store::open(dir.path(), config).unwrap();
+        let store = manual_store(dir.path());
         let b0 = Tier::Minute.floor(sextant_model::now_ms()) - 20 * MINUTE_MS;
         let (b1, b2) = (b0 + MINUTE_MS, b0 + 2 * MINUTE_MS);
         let s = 1_000;
