@@ -89,6 +89,19 @@ pub(crate) struct Acc {
     finished: Option<(&'static str, Option<f64>)>,
 }
 
+/// A percentile metric's distribution (`true`: time to first token, else
+/// latency) and quantile; `None` for the other metrics.
+fn percentile(name: &str) -> Option<(bool, f64)> {
+    Some(match name {
+        "latency_p50_ms" => (false, 0.50),
+        "latency_p95_ms" => (false, 0.95),
+        "latency_p99_ms" => (false, 0.99),
+        "ttft_p50_ms" => (true, 0.50),
+        "ttft_p95_ms" => (true, 0.95),
+        _ => return None,
+    })
+}
+
 /// `round(x × scale)` as the rollups store it (values are validated finite and ≥ 0).
 fn fixed_u(x: f64, scale: f64) -> u128 {
     let v = (x * scale).round();
@@ -167,13 +180,13 @@ impl Acc {
         if self.finished.is_some() {
             return;
         }
-        match metric {
-            "latency_p50_ms" => self.latency.prepare_quantile(0.50),
-            "latency_p95_ms" => self.latency.prepare_quantile(0.95),
-            "latency_p99_ms" => self.latency.prepare_quantile(0.99),
-            "ttft_p50_ms" => self.ttft.prepare_quantile(0.50),
-            "ttft_p95_ms" => self.ttft.prepare_quantile(0.95),
-            _ => {}
+        if let Some((ttft, q)) = percentile(metric) {
+            let d = if ttft {
+                &mut self.ttft
+            } else {
+                &mut self.latency
+            };
+            d.prepare_quantile(q);
         }
         let v = self.metric(metric);
         for d in [&mut self.latency, &mut self.ttft] {
@@ -347,14 +360,10 @@ impl Acc {
             debug_assert_eq!(m, name, "a finished accumulator answers one metric");
             return v;
         }
-        let q = |d: &Dist, q: f64| d.quantile(q);
-        match name {
-            "latency_p50_ms" => q(&self.latency, 0.50),
-            "latency_p95_ms" => q(&self.latency, 0.95),
-            "latency_p99_ms" => q(&self.latency, 0.99),
-            "ttft_p50_ms" => q(&self.ttft, 0.50),
-            "ttft_p95_ms" => q(&self.ttft, 0.95),
-            other => self.simple(other),
+        match percentile(name) {
+            Some((true, q)) => self.ttft.quantile(q),
+            Some((false, q)) => self.latency.quantile(q),
+            None => self.simple(name),
         }
     }
 

@@ -315,10 +315,7 @@ impl Dist {
         if self.pend.is_empty() {
             return;
         }
-        let walked = !self.binned
-            && self.raw.is_empty()
-            && self.run_ends.len() + self.pend.len() <= MAX_WALK_RUNS;
-        if !walked {
+        if !self.walkable() {
             self.decode_pending(None);
             return;
         }
@@ -508,12 +505,13 @@ impl Dist {
         h
     }
 
-    /// A few unbinned runs and no raw samples: quantiles walk the runs.
+    /// A few unbinned runs (pending ones counted) and no raw samples:
+    /// quantiles walk the runs.
     fn walkable(&self) -> bool {
         self.n_cents > 0
             && !self.binned
             && self.raw.is_empty()
-            && self.run_ends.len() <= MAX_WALK_RUNS
+            && self.run_ends.len() + self.pend.len() <= MAX_WALK_RUNS
     }
 
     /// The `q` quantile estimate: `quantiles(&[q])[0]`, without allocating

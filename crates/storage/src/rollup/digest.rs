@@ -810,6 +810,23 @@ fn quantize(x: f64) -> u64 {
     order_key(x).saturating_add(1 << (MEAN_SHIFT - 1)) >> MEAN_SHIFT
 }
 
+/// One past the largest quantized mean of a finite number: the quantum of
+/// +inf (above it lie +inf and the positive NaNs). Below it a quantized
+/// mean fits in 24 bits.
+const MEAN_Q_END: u64 = (f64::INFINITY.to_bits() | 1 << 63) >> MEAN_SHIFT;
+
+/// The quantized mean `delta` above `q`. Stored means ascend from the
+/// finite `min`'s quantum, so each is a finite number iff it is below
+/// [`MEAN_Q_END`].
+#[inline]
+fn next_mean(q: u64, delta: u64) -> Result<u64, &'static str> {
+    let q = q.checked_add(delta).ok_or("mean delta overflows")?;
+    if q >= MEAN_Q_END {
+        return Err("mean is not a finite number");
+    }
+    Ok(q)
+}
+
 /// A quantized mean of [`StoredDigest::decode_quantized`] as the mean it
 /// stands for, clamped to the digest's exact bounds as decoding does.
 #[inline]
@@ -1262,23 +1279,20 @@ impl<'a> StoredDigest<'a> {
         let (mut wp, mut mp) = (self.weights_at, self.means_at);
         let unit = self.count == self.n as u64;
         let mut q = quantize_floor(self.min);
-        // Means ascend from the finite `min`'s quantum: each is finite iff
-        // below +inf's (so it also fits in 24 bits).
-        let limit = order_key(f64::INFINITY) >> MEAN_SHIFT;
         let (q_before, w_before) = (qs.len(), ws.len());
         qs.reserve(self.n);
         for _ in 0..self.n {
-            let Some(d) = varint(b, &mut mp) else {
-                qs.truncate(q_before);
-                return Err("mean varint cut off or over 64 bits".into());
-            };
-            match q.checked_add(d).filter(|&x| x < limit) {
-                Some(x) => q = x,
-                None => {
+            let next = varint(b, &mut mp)
+                .ok_or("mean varint cut off or over 64 bits")
+                .and_then(|d| next_mean(q, d));
+            match next {
+                Ok(x) => q = x,
+                Err(e) => {
                     qs.truncate(q_before);
-                    return Err("mean delta overflows or mean is not a finite number".into());
+                    return Err(e.into());
                 }
             }
+            // Below MEAN_Q_END: 24 bits.
             qs.push(q as u32);
         }
         if !unit {
@@ -1304,19 +1318,13 @@ impl<'a> StoredDigest<'a> {
         // of small buckets, e.g. minutes).
         let unit = self.count == self.n as u64;
         let mut q = quantize_floor(self.min);
-        // `dequantize`, inlined (the hot loop of a query). Quantized means
-        // ascend from the finite `min`'s, so each is finite iff it is below
-        // the quantum of +inf (above it lie +inf and the positive NaNs).
-        let limit = order_key(f64::INFINITY) >> MEAN_SHIFT;
         for _ in 0..self.n {
             let w = if unit { Some(1) } else { varint(b, &mut wp) };
             let (Some(w), Some(d)) = (w, varint(b, &mut mp)) else {
                 return Err("mean varint cut off or over 64 bits".into());
             };
-            q = q.checked_add(d).ok_or("mean delta overflows")?;
-            if q >= limit {
-                return Err("mean is not a finite number".into());
-            }
+            q = next_mean(q, d)?;
+            // `dequantize`, inlined (the hot loop of a query).
             let mean = from_order_key(q << MEAN_SHIFT);
             f(mean.clamp(self.min, self.max), w);
         }
@@ -1328,6 +1336,13 @@ impl<'a> StoredDigest<'a> {
 mod stored_digest_tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn mean_q_end_is_the_quantum_of_infinity() {
+        assert_eq!(MEAN_Q_END, order_key(f64::INFINITY) >> MEAN_SHIFT);
+        assert!(from_order_key((MEAN_Q_END - 1) << MEAN_SHIFT).is_finite());
+        assert!(!from_order_key(MEAN_Q_END << MEAN_SHIFT).is_finite());
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
