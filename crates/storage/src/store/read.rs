@@ -269,12 +269,11 @@ impl Core {
         if hi <= lo {
             return Ok(snap);
         }
-        for kv in self.db.range(t, ts_key(lo).to_vec()..ts_key(hi).to_vec()) {
-            let (k, v) = kv?;
-            if !key_is_valid(&k) {
+        let mut take = |k: &[u8], v: Bytes| -> Result<()> {
+            if !key_is_valid(k) {
                 return Err(StorageError::decode(
                     t.name(),
-                    &k,
+                    k,
                     crate::error::CodecError::new("rollup key", "unparsable"),
                 ));
             }
@@ -284,9 +283,34 @@ impl Core {
                     .is_some_and(|v| values.iter().any(|x| x.as_bytes() == v))
             });
             if passes {
-                let g = snap.groups.id(t.name(), &k)?;
-                let bucket = ts_from_key(&k).unwrap_or_default();
+                let g = snap.groups.id(t.name(), k)?;
+                let bucket = ts_from_key(k).unwrap_or_default();
                 snap.stored.push((bucket, g, v));
+            }
+            Ok(())
+        };
+        // Minute buckets from `hot.from()` on come from the in-memory
+        // mirror, which holds exactly what the tree holds there
+        // (`store/hot.rs`); older ones (and other tiers) from the tree.
+        let hot_from = if tier == Tier::Minute {
+            st.hot.from()
+        } else {
+            i64::MAX
+        };
+        let sled_hi = hi.min(hot_from);
+        if lo < sled_hi {
+            for kv in self
+                .db
+                .range(t, ts_key(lo).to_vec()..ts_key(sled_hi).to_vec())
+            {
+                let (k, v) = kv?;
+                take(&k, v)?;
+            }
+        }
+        let hot_lo = lo.max(hot_from);
+        if hot_lo < hi {
+            for (k, v) in st.hot.range(hot_lo, hi) {
+                take(k, v.clone())?;
             }
         }
         for h in heads(&st) {
@@ -701,7 +725,7 @@ mod tests {
     #[test]
     fn a_damaged_rollup_is_a_decode_error_naming_its_key_and_verify_finds_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
+        let mut store = open(dir.path());
         let b = 1_700_006_400_000;
         let group = GroupKey(vec!["m".into(), "chat".into()]);
         let mut r = Rollup::new(20);
@@ -732,8 +756,16 @@ mod tests {
         // checksum: the exact fields still read, the digest is an error.
         let payload = &good[crate::frame::FRAME_HEADER..good.len() - 1];
         let cut = crate::frame::frame(crate::rollup::ROLLUP_FORMAT_VERSION, payload);
+        // Whether the value the store wrote (or loaded at open) reads.
+        let mut loaded_reads = true;
         for (bad, totals_read) in [(flipped, false), (cut, true)] {
             store.core().db.insert(T::RollupMinute, &key, &bad).unwrap();
+            // The minute is in the hot mirror, which holds what was written
+            // or loaded: reads see damage done on disk after a reopen.
+            assert_eq!(read_all(&store).is_ok(), loaded_reads);
+            loaded_reads = false;
+            drop(store);
+            store = open(dir.path());
             let err = read_all(&store).unwrap_err();
             assert!(
                 matches!(&err, StorageError::Decode { tree, key: k, .. } if *tree == "rollup_minute" && *k == hex(&key)),
