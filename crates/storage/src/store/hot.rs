@@ -121,6 +121,23 @@ impl HotMinutes {
         slice.into_iter().flatten().map(|(k, v)| (&**k, v))
     }
 
+    /// About how many entries [`HotMinutes::range`] yields for `[lo, hi)`
+    /// (the mirror's entries spread evenly over its buckets), never more
+    /// than it holds: a capacity to reserve.
+    pub(crate) fn estimate(&self, lo: i64, hi: i64) -> usize {
+        let (Some((first, _)), Some((last, _))) =
+            (self.map.first_key_value(), self.map.last_key_value())
+        else {
+            return 0;
+        };
+        let (first, last) = (bucket_of(first), bucket_of(last));
+        let span = i128::from(last) - i128::from(first) + i128::from(MINUTE_MS);
+        let overlap =
+            (i128::from(hi.min(last.saturating_add(MINUTE_MS))) - i128::from(lo.max(first))).max(0);
+        let n = self.map.len() as i128;
+        (n * overlap / span.max(1)).min(n) as usize
+    }
+
     /// Records values just committed to sled (call under the state write
     /// lock, after the commit succeeded). Keys below `from` are skipped
     /// (sled alone holds them); then the window and the byte cap are applied.
@@ -242,6 +259,9 @@ mod tests {
         // Newest B+4M, window 3 minutes: B+2M..=B+4M.
         assert_eq!(h.from(), B + 2 * M);
         assert_eq!(buckets(&h), [B + 2 * M, B + 3 * M, B + 4 * M]);
+        assert_eq!(h.estimate(i64::MIN, i64::MAX), 3);
+        assert_eq!(h.estimate(B + 3 * M, B + 4 * M), 1);
+        assert_eq!(h.estimate(B, B + 2 * M), 0);
         // Below `from`: sled's alone, not taken; `from` stays.
         h.insert(vec![kv(B + M, "a", 10), kv(B + M, "b", 10)]);
         assert_eq!(h.from(), B + 2 * M);

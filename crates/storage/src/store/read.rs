@@ -176,32 +176,36 @@ struct Groups {
 }
 
 impl Groups {
-    /// The index of the group of the (validated) rollup key `k`.
-    fn id(&mut self, tree: &'static str, k: &[u8]) -> Result<u32> {
-        let suffix = &k[8..];
-        let hit = match self.list.get(self.next) {
-            Some((s, _)) if s[8..] == *suffix => Some(self.next as u32),
-            _ => self.index.get(suffix).copied(),
-        };
-        let i = match hit {
-            Some(i) => i,
-            None => {
-                let Some((_, g)) = parse_rollup_key(k) else {
-                    return Err(StorageError::decode(
-                        tree,
-                        k,
-                        crate::error::CodecError::new("rollup key", "unparsable"),
-                    ));
-                };
-                let mut prefixed = vec![0u8; 8];
-                prefixed.extend_from_slice(suffix);
-                self.list.push((prefixed.into(), g));
-                self.index.insert(suffix.into(), self.list.len() as u32 - 1);
-                self.list.len() as u32 - 1
-            }
+    /// The index of a group already seen, by its key suffix (the key
+    /// after its 8 timestamp bytes).
+    fn known(&mut self, suffix: &[u8]) -> Option<u32> {
+        let i = match self.list.get(self.next) {
+            Some((s, _)) if s[8..] == *suffix => self.next as u32,
+            _ => *self.index.get(suffix)?,
         };
         self.next = i as usize + 1;
-        Ok(i)
+        Some(i)
+    }
+
+    /// The index of the group of the (validated) rollup key `k`, added if new.
+    fn id(&mut self, tree: &'static str, k: &[u8]) -> Result<u32> {
+        let suffix = &k[8..];
+        if let Some(i) = self.known(suffix) {
+            return Ok(i);
+        }
+        let Some((_, g)) = parse_rollup_key(k) else {
+            return Err(StorageError::decode(
+                tree,
+                k,
+                crate::error::CodecError::new("rollup key", "unparsable"),
+            ));
+        };
+        let mut prefixed = vec![0u8; 8];
+        prefixed.extend_from_slice(suffix);
+        self.list.push((prefixed.into(), g));
+        self.index.insert(suffix.into(), self.list.len() as u32 - 1);
+        self.next = self.list.len();
+        Ok(self.list.len() as u32 - 1)
     }
 
     /// Each group's rank in `GroupKey` order, by index.
@@ -269,26 +273,6 @@ impl Core {
         if hi <= lo {
             return Ok(snap);
         }
-        let mut take = |k: &[u8], v: Bytes| -> Result<()> {
-            if !key_is_valid(k) {
-                return Err(StorageError::decode(
-                    t.name(),
-                    k,
-                    crate::error::CodecError::new("rollup key", "unparsable"),
-                ));
-            }
-            let passes = wanted.iter().all(|(i, values)| {
-                group_strs(&k[8..])
-                    .nth(*i)
-                    .is_some_and(|v| values.iter().any(|x| x.as_bytes() == v))
-            });
-            if passes {
-                let g = snap.groups.id(t.name(), k)?;
-                let bucket = ts_from_key(k).unwrap_or_default();
-                snap.stored.push((bucket, g, v));
-            }
-            Ok(())
-        };
         // Minute buckets from `hot.from()` on come from the in-memory
         // mirror, which holds exactly what the tree holds there
         // (`store/hot.rs`); older ones (and other tiers) from the tree.
@@ -297,7 +281,42 @@ impl Core {
         } else {
             i64::MAX
         };
-        let sled_hi = hi.min(hot_from);
+        let (sled_hi, hot_lo) = (hi.min(hot_from), lo.max(hot_from));
+        if hot_lo < hi {
+            snap.stored.reserve(st.hot.estimate(hot_lo, hi));
+        }
+        // Whether each group (by index in `snap.groups`) passes the filter.
+        let mut passes: Vec<bool> = Vec::new();
+        let mut take = |k: &[u8], v: Bytes| -> Result<()> {
+            // A key whose group suffix was seen before is valid, and its
+            // filter verdict known: keys are validated once per group.
+            let g = match k.get(8..).and_then(|s| snap.groups.known(s)) {
+                Some(g) => g,
+                None => {
+                    if !key_is_valid(k) {
+                        return Err(StorageError::decode(
+                            t.name(),
+                            k,
+                            crate::error::CodecError::new("rollup key", "unparsable"),
+                        ));
+                    }
+                    let g = snap.groups.id(t.name(), k)?;
+                    if g as usize == passes.len() {
+                        passes.push(wanted.iter().all(|(i, values)| {
+                            group_strs(&k[8..])
+                                .nth(*i)
+                                .is_some_and(|v| values.iter().any(|x| x.as_bytes() == v))
+                        }));
+                    }
+                    g
+                }
+            };
+            if passes[g as usize] {
+                let bucket = ts_from_key(k).unwrap_or_default();
+                snap.stored.push((bucket, g, v));
+            }
+            Ok(())
+        };
         if lo < sled_hi {
             for kv in self
                 .db
@@ -307,7 +326,6 @@ impl Core {
                 take(&k, v)?;
             }
         }
-        let hot_lo = lo.max(hot_from);
         if hot_lo < hi {
             for (k, v) in st.hot.range(hot_lo, hi) {
                 take(k, v.clone())?;
