@@ -103,10 +103,15 @@ impl RollupSnapshot {
     /// group) order, stored rollups decoded lazily; a key both stored and in
     /// a head is handed out once, the head's contribution merged into the
     /// stored rollup. Stops at the first error (`f`'s or a decode error).
-    pub(crate) fn stream(mut self, f: &mut RollupViewFn<'_>) -> Result<()> {
-        // Key order is (bucket, length-prefixed strings): put each bucket's
-        // groups in `GroupKey` order (already so when all have one length).
+    pub(crate) fn stream(self, f: &mut RollupViewFn<'_>) -> Result<()> {
+        // Key order is (bucket, length-prefixed strings): hand out each
+        // bucket's groups in `GroupKey` order (already so when all have one
+        // length). `order` holds positions in `stored` in that order.
+        // Buckets repeat the same groups in the same key order, so a run's
+        // permutation is worked out once and reused while they repeat.
         let rank = self.groups.ranks();
+        let mut order: Vec<u32> = Vec::with_capacity(self.stored.len());
+        let (mut run_groups, mut perm) = (Vec::new(), Vec::new());
         let mut i = 0;
         while i < self.stored.len() {
             let ts = self.stored[i].0;
@@ -114,9 +119,18 @@ impl RollupSnapshot {
             while j < self.stored.len() && self.stored[j].0 == ts {
                 j += 1;
             }
-            let run = &mut self.stored[i..j];
-            if !run.is_sorted_by_key(|x| rank[x.1 as usize]) {
-                run.sort_unstable_by_key(|x| rank[x.1 as usize]);
+            let run = &self.stored[i..j];
+            if run.is_sorted_by_key(|x| rank[x.1 as usize]) {
+                order.extend(i as u32..j as u32);
+            } else {
+                if !run.iter().map(|x| x.1).eq(run_groups.iter().copied()) {
+                    run_groups.clear();
+                    run_groups.extend(run.iter().map(|x| x.1));
+                    perm.clear();
+                    perm.extend(0..run.len() as u32);
+                    perm.sort_unstable_by_key(|k| rank[run_groups[*k as usize] as usize]);
+                }
+                order.extend(perm.iter().map(|k| i as u32 + k));
             }
             i = j;
         }
@@ -124,7 +138,8 @@ impl RollupSnapshot {
         let groups = &self.groups.list;
         let mut head = self.head.into_iter().peekable();
         let mut key = Vec::new();
-        for (bucket, g, v) in &self.stored {
+        for p in order {
+            let (bucket, g, v) = &self.stored[p as usize];
             let (bucket, group) = (*bucket, &groups[*g as usize].1);
             // Head-only keys ordered before this one.
             while let Some(((hb, hg), _)) = head.peek() {
@@ -676,6 +691,44 @@ mod tests {
         // Once sealed, the same answer from storage alone.
         store.seal(sextant_model::now_ms()).unwrap();
         assert_eq!(scanned(&store), want);
+    }
+
+    #[test]
+    fn every_bucket_is_handed_out_in_group_order_whatever_groups_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let b = 1_700_006_400_000;
+        // Key order puts "c" (shorter) before "bb"; group order does not.
+        let buckets: [&[&str]; 5] = [
+            &["bb", "c"],
+            &["bb", "c"],
+            &["a-long", "bb", "c"],
+            &["c", "dd"],
+            &["bb", "c"],
+        ];
+        let mut rows = Vec::new();
+        let mut want = Vec::new();
+        for (i, models) in buckets.iter().enumerate() {
+            let bucket = b + i as i64 * MINUTE_MS;
+            for m in *models {
+                let mut r = Rollup::new(20);
+                r.add_call(&call("", bucket, m, 1.0 + i as f64));
+                let g = GroupKey(vec![m.to_string(), "chat".into()]);
+                rows.push((bucket, g.clone(), r));
+                want.push((bucket, g, 1.0 + i as f64));
+            }
+        }
+        store.import_rollups(Tier::Minute, rows).unwrap();
+        let mut got = Vec::new();
+        let all = TimeRange::new(b, b + 10 * MINUTE_MS);
+        store
+            .scan_rollups(Tier::Minute, all, &RowFilter::default(), &mut |b, g, v| {
+                got.push((b, g.clone(), v.totals().latency_min_ms));
+                Ok(())
+            })
+            .unwrap();
+        want.sort_by(|x, y| (x.0, &x.1).cmp(&(y.0, &y.1)));
+        assert_eq!(got, want);
     }
 
     #[test]
