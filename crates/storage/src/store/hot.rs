@@ -163,14 +163,14 @@ impl HotMinutes {
         self.enforce_limits();
     }
 
-    /// Forgets keys below `minute_from` (call after retention deleted them
-    /// from sled, under the state write lock).
+    /// Forgets keys below `minute_from` and moves `from` up to it (call
+    /// after retention deleted those keys from sled, under the state write
+    /// lock): the mirror claims nothing below the minute tier's start.
     pub(crate) fn remove_below(&mut self, minute_from: i64) {
         if self.disabled() {
             return;
         }
-        let keep = self.map.split_off(&ts_key(minute_from)[..]);
-        self.drop_map(keep);
+        self.advance(minute_from);
     }
 
     /// Advances `from` to `to` (never backwards), forgetting older entries.
@@ -279,9 +279,12 @@ mod tests {
         h.insert(vec![kv(B, "a", 10)]);
         assert_eq!(h.from(), B + 4 * M);
         assert_eq!(buckets(&h), [B + 4 * M, B + 6 * M]);
-        // Retention forgets keys below its cut; `from` is unchanged.
+        // Retention forgets keys below its cut, and `from` moves up to it
+        // (never down).
         h.remove_below(B + 5 * M);
-        assert_eq!(h.from(), B + 4 * M);
+        assert_eq!(h.from(), B + 5 * M);
+        h.remove_below(B);
+        assert_eq!(h.from(), B + 5 * M);
         assert_eq!(buckets(&h), [B + 6 * M]);
         assert_eq!(h.bytes(), counted(&h));
         // Ranges are in key order, bounded by bucket.
@@ -503,7 +506,7 @@ mod tests {
         let cut = from3 + 4 * M;
         store.apply_retention(cut + 60 * M).unwrap();
         assert_eq!(store.coverage().minute_from_ms, cut);
-        assert_eq!(check(&store), from3);
+        assert_eq!(check(&store), cut);
         assert!(store
             .core()
             .state
