@@ -1,11 +1,14 @@
 //! Rollups as reads hand them out: [`RollupView`], a rollup whose exact
-//! fields are decoded and whose finish reasons and digests are read from the
-//! stored bytes only when asked for.
+//! fields, finish reasons and digests are read from the stored bytes only
+//! when asked for.
 //!
 //! **Invariants:**
 //! - A view of stored bytes exists only after the frame's version and CRC
-//!   were checked and the exact fields decoded with [`Rollup::decode`]'s
-//!   validation; every part read later is validated as it is read, and a bad
+//!   were checked and the exact fields' extent found (the presence mask and
+//!   digest size validated); the exact fields are decoded with
+//!   [`Rollup::decode`]'s validation on the first [`RollupView::totals`]
+//!   (a series of percentiles never reads them); every part read later is
+//!   validated as it is read, and a bad
 //!   part is a [`StorageError::Decode`] naming the view's tree and key —
 //!   never a panic, never a silently wrong value.
 //! - What a view yields equals what [`Rollup::decode`] of the same bytes
@@ -14,11 +17,13 @@
 //! - A view does not check the parts nobody reads (e.g. trailing bytes after
 //!   the last digest); [`RollupView::to_rollup`] and `Store::verify` do.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 
 use super::digest::StoredDigest;
 use super::wire::Reader;
-use super::{decode_totals, field, read_finish_reasons, Digest, Rollup, ROLLUP_FORMAT_VERSION};
+use super::{
+    decode_totals, field, read_finish_reasons, skip_totals, Digest, Rollup, ROLLUP_FORMAT_VERSION,
+};
 use crate::error::{CodecError, StorageError};
 use crate::frame;
 
@@ -126,7 +131,9 @@ impl DigestField {
 /// A rollup handed out by a read (see the module docs).
 #[derive(Debug)]
 pub struct RollupView<'a> {
-    totals: RollupTotals,
+    /// Decoded on first use (set at once for a rollup in memory).
+    totals: OnceCell<RollupTotals>,
+    digest_size: usize,
     src: Src<'a>,
     /// Where the bytes came from, for errors.
     tree: &'static str,
@@ -159,9 +166,10 @@ impl<'a> RollupView<'a> {
         let wrap = |e: CodecError| StorageError::decode(tree, key, e);
         let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, value).map_err(wrap)?;
         let mut r = Reader::new("rollup", payload);
-        let (mask, totals) = decode_totals(&mut r).map_err(wrap)?;
+        let (mask, digest_size) = skip_totals(&mut r).map_err(wrap)?;
         Ok(RollupView {
-            totals,
+            totals: OnceCell::new(),
+            digest_size,
             src: Src::Stored {
                 payload,
                 mask,
@@ -182,16 +190,26 @@ impl<'a> RollupView<'a> {
     /// A view of a rollup in memory.
     pub fn of(r: &'a Rollup) -> RollupView<'a> {
         RollupView {
-            totals: r.totals(),
+            totals: OnceCell::from(r.totals()),
+            digest_size: r.digest_size,
             src: Src::Memory(r),
             tree: "rollup",
             key: &[],
         }
     }
 
-    /// The exact fields.
-    pub fn totals(&self) -> &RollupTotals {
-        &self.totals
+    /// The exact fields, decoded and validated on the first call.
+    pub fn totals(&self) -> Result<&RollupTotals, StorageError> {
+        if let Some(t) = self.totals.get() {
+            return Ok(t);
+        }
+        let payload = match &self.src {
+            Src::Stored { payload, .. } => *payload,
+            // Set when the view was made.
+            Src::Memory(r) => return Ok(self.totals.get_or_init(|| r.totals())),
+        };
+        let (_, t) = decode_totals(&mut Reader::new("rollup", payload)).map_err(|e| self.err(e))?;
+        Ok(self.totals.get_or_init(|| t))
     }
 
     fn err(&self, e: CodecError) -> StorageError {
@@ -264,7 +282,7 @@ impl<'a> RollupView<'a> {
         let d = StoredDigest::open(&mut r, which.name()).map_err(|e| self.err(e))?;
         Ok(Some(DigestRef(DRef::Stored {
             d,
-            max_centroids: self.totals.digest_size,
+            max_centroids: self.digest_size,
             field: which.name(),
             tree: self.tree,
             key: self.key,

@@ -635,7 +635,7 @@ mod tests {
                 let mut n = 0;
                 d.try_for_each_centroid(|_, w| n += w)?;
                 assert_eq!(n, d.count());
-                let t = v.totals();
+                let t = v.totals()?;
                 out.push((b, g.clone(), t.count, n, t.latency_min_ms, t.latency_max_ms));
                 Ok(())
             })
@@ -723,7 +723,7 @@ mod tests {
         let all = TimeRange::new(b, b + 10 * MINUTE_MS);
         store
             .scan_rollups(Tier::Minute, all, &RowFilter::default(), &mut |b, g, v| {
-                got.push((b, g.clone(), v.totals().latency_min_ms));
+                got.push((b, g.clone(), v.totals()?.latency_min_ms));
                 Ok(())
             })
             .unwrap();
@@ -763,7 +763,7 @@ mod tests {
             .scan_rollups(Tier::Minute, all, &filter, &mut |_, g, v| {
                 let (_, _, r) = rows.iter().find(|x| &x.1 == g).unwrap();
                 let r = Rollup::decode(&r.encode()).unwrap();
-                assert_eq!(*v.totals(), r.totals());
+                assert_eq!(*v.totals()?, r.totals());
                 let mut reasons = BTreeMap::new();
                 v.for_each_finish_reason(|k, n| {
                     reasons.insert(k.to_string(), n);
@@ -845,7 +845,7 @@ mod tests {
             let mut counts = Vec::new();
             let res =
                 store.scan_rollups(Tier::Minute, all, &RowFilter::default(), &mut |_, _, v| {
-                    counts.push(v.totals().count);
+                    counts.push(v.totals()?.count);
                     Ok(())
                 });
             assert_eq!(res.is_ok(), totals_read);
