@@ -727,6 +727,25 @@ fn read_finish_reasons<'a>(
     Ok(())
 }
 
+/// Steps over the finish-reason entries (field 23, present) as
+/// [`read_finish_reasons`] reads them, checking only their extent (names
+/// are validated when someone reads them): a digest read needs their end.
+fn skip_finish_reasons(r: &mut Reader<'_>) -> Result<(), CodecError> {
+    let n = r.u64("finish_reasons")?;
+    if n == 0 || n > (r.remaining() / 2) as u64 {
+        return Err(r.err("finish_reasons", format!("{n} entries do not fit")));
+    }
+    for _ in 0..n {
+        let len = r.u64("finish_reasons")?;
+        if len > MAX_REASON_BYTES as u64 {
+            return Err(r.err("finish_reasons", format!("name of {len} bytes")));
+        }
+        r.bytes("finish_reasons", len as usize)?;
+        r.skip_varints("finish_reasons", 1)?;
+    }
+    Ok(())
+}
+
 fn finite(r: &mut Reader<'_>, field: &str) -> Result<f64, CodecError> {
     let v = r.f64(field)?;
     if v.is_finite() {

@@ -477,9 +477,10 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
-    /// A view steps over the exact fields (`skip_totals`) to reach the
-    /// finish reasons and digests: it must stop exactly where decoding them
-    /// stops, for every rollup, and for any payload whose fields decode.
+    /// A view steps over the exact fields (`skip_totals`) and the finish
+    /// reasons (`skip_finish_reasons`) to reach the digests: each must stop
+    /// exactly where decoding stops, for every rollup, and for any payload
+    /// whose fields decode.
     #[test]
     fn skipping_the_exact_fields_stops_where_decoding_them_stops(
         events in proptest::collection::vec(ev_strategy(), 0..60),
@@ -495,6 +496,13 @@ proptest! {
             if let Ok((mask, t)) = decoded {
                 prop_assert_eq!(skipped.unwrap(), (mask, t.digest_size));
                 prop_assert_eq!(a.pos(), b.pos());
+                // Likewise the finish reasons, which a digest read steps over.
+                if mask & (1 << field::FINISH_REASONS) != 0
+                    && super::read_finish_reasons(&mut a, |_, _| {}).is_ok()
+                {
+                    prop_assert!(super::skip_finish_reasons(&mut b).is_ok());
+                    prop_assert_eq!(a.pos(), b.pos());
+                }
             }
         }
     }

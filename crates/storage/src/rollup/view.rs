@@ -7,7 +7,9 @@
 //!   were checked and the exact fields' extent found (the presence mask and
 //!   digest size validated); the exact fields are decoded with
 //!   [`Rollup::decode`]'s validation on the first [`RollupView::totals`]
-//!   (a series of percentiles never reads them); every part read later is
+//!   (a series of percentiles never reads them), and a digest read steps
+//!   over the finish reasons checking only their extent (their names are
+//!   validated by [`RollupView::for_each_finish_reason`]); every part read later is
 //!   validated as it is read, and a bad
 //!   part is a [`StorageError::Decode`] naming the view's tree and key —
 //!   never a panic, never a silently wrong value.
@@ -22,7 +24,8 @@ use std::cell::{Cell, OnceCell};
 use super::digest::StoredDigest;
 use super::wire::Reader;
 use super::{
-    decode_totals, field, read_finish_reasons, skip_totals, Digest, Rollup, ROLLUP_FORMAT_VERSION,
+    decode_totals, field, read_finish_reasons, skip_finish_reasons, skip_totals, Digest, Rollup,
+    ROLLUP_FORMAT_VERSION,
 };
 use crate::error::{CodecError, StorageError};
 use crate::frame;
@@ -246,7 +249,7 @@ impl<'a> RollupView<'a> {
     /// The digest `which` (`None` when empty), read in place; its header
     /// and weights are validated here, its means as they are visited.
     pub fn digest(&self, which: DigestField) -> Result<Option<DigestRef<'a>>, StorageError> {
-        let (payload, mask, digests_at) = match &self.src {
+        let (payload, mask, reasons_at, digests_at) = match &self.src {
             Src::Memory(r) => {
                 return Ok(which
                     .of(r)
@@ -256,9 +259,9 @@ impl<'a> RollupView<'a> {
             Src::Stored {
                 payload,
                 mask,
+                reasons_at,
                 digests_at,
-                ..
-            } => (*payload, *mask, digests_at),
+            } => (*payload, *mask, *reasons_at, digests_at),
         };
         if mask & (1 << which.bit()) == 0 {
             return Ok(None);
@@ -266,8 +269,14 @@ impl<'a> RollupView<'a> {
         let start = match digests_at.get() {
             Some(at) => at,
             None => {
-                self.for_each_finish_reason(|_, _| {})?;
-                digests_at.get().unwrap_or(payload.len())
+                let mut r = Reader::new("rollup", payload);
+                r.bytes("finish_reasons", reasons_at)
+                    .map_err(|e| self.err(e))?;
+                if mask & (1 << field::FINISH_REASONS) != 0 {
+                    skip_finish_reasons(&mut r).map_err(|e| self.err(e))?;
+                }
+                digests_at.set(Some(r.pos()));
+                r.pos()
             }
         };
         let mut r = Reader::new("rollup", payload);
