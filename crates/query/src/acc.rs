@@ -27,6 +27,10 @@ pub(crate) struct Needs {
     pub(crate) ttft: bool,
     /// Count finish reasons (a summary reports them; a series never does).
     pub(crate) finish_reasons: bool,
+    /// Read only the digests, not a rollup's exact fields: for a series of
+    /// one percentile, which reads nothing else (then only the needed
+    /// distributions' metrics are answered).
+    pub(crate) digests_only: bool,
 }
 
 impl Needs {
@@ -35,6 +39,7 @@ impl Needs {
         latency: true,
         ttft: true,
         finish_reasons: true,
+        digests_only: false,
     };
 
     pub(crate) fn for_metric(name: &str) -> Needs {
@@ -42,6 +47,7 @@ impl Needs {
             latency: matches!(name, "latency_p50_ms" | "latency_p95_ms" | "latency_p99_ms"),
             ttft: matches!(name, "ttft_p50_ms" | "ttft_p95_ms"),
             finish_reasons: false,
+            digests_only: false,
         }
     }
 
@@ -52,6 +58,7 @@ impl Needs {
                 latency: n.latency || x.latency,
                 ttft: n.ttft || x.ttft,
                 finish_reasons: n.finish_reasons || x.finish_reasons,
+                digests_only: false,
             }
         })
     }
@@ -202,7 +209,21 @@ impl Acc {
     /// and digests this accumulator needs (nothing else is decoded).
     pub(crate) fn add_rollup(&mut self, v: &RollupView<'_>) -> Result<(), StorageError> {
         debug_assert!(self.finished.is_none(), "added to a finished accumulator");
-        let r = v.totals();
+        if self.needs.digests_only {
+            // A stored digest is present only when it holds values.
+            if self.needs.latency {
+                if let Some(d) = v.digest(DigestField::Latency)? {
+                    self.latency.add_digest(d)?;
+                }
+            }
+            if self.needs.ttft {
+                if let Some(d) = v.digest(DigestField::Ttft)? {
+                    self.ttft.add_digest(d)?;
+                }
+            }
+            return Ok(());
+        }
+        let r = v.totals()?;
         self.count += r.count;
         self.errors += r.errors;
         self.prompt_tokens += r.prompt_tokens;

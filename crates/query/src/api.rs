@@ -648,7 +648,9 @@ pub(crate) fn series_on(
             ),
         ));
     }
-    let needs = Needs::for_metric(metric);
+    let mut needs = Needs::for_metric(metric);
+    // A percentile reads its distribution alone.
+    needs.digests_only = needs.latency || needs.ttft;
     let collected = collect(
         src,
         &Query {

@@ -52,6 +52,17 @@ impl Grid {
         }
     }
 
+    /// Slots `first..end` as a grid of their own.
+    fn sub(&self, first: usize, end: usize) -> Grid {
+        let from = self.slot_range(first).from_ms;
+        let to = self.slot_range(end - 1).to_ms;
+        Grid {
+            range: TimeRange::new(from, to),
+            step_ms: self.step_ms,
+            n: end - first,
+        }
+    }
+
     fn slot_range(&self, i: usize) -> TimeRange {
         let from = self.range.from_ms + i as i64 * self.step_ms;
         TimeRange::new(from, (from + self.step_ms).min(self.range.to_ms))
@@ -198,7 +209,7 @@ pub(crate) struct Query<'a> {
 }
 
 /// Plans every slot and coalesces contiguous same-source parts.
-fn plan_grid(
+pub(crate) fn plan_grid(
     q: &Query<'_>,
     cov: &Coverage,
     dims: &[Dim],
@@ -237,9 +248,199 @@ fn plan_grid(
 }
 
 pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, QueryError> {
+    collect_in(src, q, query_threads())
+}
+
+/// How many threads one query may read with: the machine's parallelism,
+/// at most [`MAX_QUERY_THREADS`] (read once).
+fn query_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_QUERY_THREADS)
+    })
+}
+
+/// The most threads one query reads with.
+const MAX_QUERY_THREADS: usize = 4;
+
+/// The least work (rollup buckets plus raw minutes, see [`work_units`]) a
+/// query piece must have for a query to be split: a thread costs tens of
+/// microseconds, reading 240 buckets of 15 groups a few milliseconds.
+const MIN_UNITS_PER_PIECE: u64 = 240;
+
+/// A part's estimated cost: its rollup buckets, or its raw minutes.
+fn work_units(p: &Part) -> u64 {
+    let ms = p.range.duration_ms().max(0) as u64;
+    let unit = p
+        .source
+        .tier()
+        .map_or(sextant_model::MINUTE_MS, |t| t.width_ms()) as u64;
+    ms.div_ceil(unit)
+}
+
+/// Where to cut the grid into at most `threads` pieces of about equal work:
+/// the first slot of every piece after the first (ascending, in `1..n`).
+pub(crate) fn split_slots(grid: &Grid, parts: &[Part], threads: usize) -> Vec<usize> {
+    let total: u64 = parts.iter().map(work_units).sum();
+    let pieces = (total / MIN_UNITS_PER_PIECE)
+        .min(threads as u64)
+        .min(grid.n as u64);
+    let mut cuts = Vec::new();
+    if pieces < 2 {
+        return cuts;
+    }
+    let mut done = 0;
+    let mut next = total / pieces;
+    for p in parts {
+        let units = work_units(p);
+        while done + units >= next && cuts.len() + 1 < pieces as usize {
+            // The time where this part reaches `next` units, rounded to the
+            // nearest slot boundary.
+            let frac = (next - done) as f64 / units.max(1) as f64;
+            let t = p.range.from_ms + (frac * p.range.duration_ms() as f64) as i64;
+            let slot = ((t - grid.range.from_ms) as f64 / grid.step_ms as f64).round() as usize;
+            if slot > cuts.last().copied().unwrap_or(0) && slot < grid.n {
+                cuts.push(slot);
+            }
+            next += total / pieces;
+        }
+        done += units;
+    }
+    cuts
+}
+
+/// `parts` (coalesced over the whole grid) cut at each of `times`, as one
+/// list per piece.
+fn cut_parts(parts: &[Part], times: &[i64]) -> Vec<Vec<Part>> {
+    let mut out = vec![Vec::new(); times.len() + 1];
+    for p in parts {
+        let mut p = *p;
+        for (piece, &t) in times.iter().enumerate() {
+            if p.range.from_ms < t && t < p.range.to_ms {
+                out[piece].push(Part {
+                    source: p.source,
+                    range: TimeRange::new(p.range.from_ms, t),
+                });
+                p.range.from_ms = t;
+            }
+        }
+        let piece = times.iter().filter(|&&t| t <= p.range.from_ms).count();
+        out[piece].push(p);
+    }
+    out
+}
+
+/// [`collect`] with at most `threads` threads: a query with enough work is
+/// cut at slot boundaries into pieces read side by side, each by the
+/// sequential reader, and their groups and accumulators are joined in
+/// piece order. Each slot is read by one piece exactly as the sequential
+/// reader reads it (a plan never lets a part straddle a slot boundary), so
+/// the answer is the same, accumulators and group order included.
+pub(crate) fn collect_in(
+    src: &dyn DataSource,
+    q: &Query<'_>,
+    threads: usize,
+) -> Result<Collected, QueryError> {
     let coverage = src.coverage();
     let dims = src.rollup_dims();
     let (parts, missing, raw_reason) = plan_grid(q, &coverage, &dims);
+    let cuts = split_slots(&q.grid, &parts, threads);
+    let (groups, accs) = if cuts.is_empty() {
+        read_parts(src, q, &parts, &dims, raw_reason)?
+    } else {
+        let starts: Vec<usize> = std::iter::once(0).chain(cuts.iter().copied()).collect();
+        let times: Vec<i64> = cuts.iter().map(|&i| q.grid.slot_range(i).from_ms).collect();
+        let piece_parts = cut_parts(&parts, &times);
+        let read = |i: usize| {
+            let first = starts[i];
+            let end = starts.get(i + 1).copied().unwrap_or(q.grid.n);
+            let grid = q.grid.sub(first, end);
+            let piece = Query {
+                grid,
+                filter: q.filter,
+                group_by: q.group_by,
+                exact: q.exact,
+                needs: q.needs,
+                finish: q.finish,
+            };
+            read_parts(src, &piece, &piece_parts[i], &dims, raw_reason)
+        };
+        let read = &read;
+        let results = std::thread::scope(|s| {
+            let others: Vec<_> = (1..starts.len())
+                .map(|i| s.spawn(move || read(i)))
+                .collect();
+            let mut results = vec![read(0)];
+            for h in others {
+                results.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+            results
+        });
+        let mut joined = Joined::default();
+        for (r, first) in results.into_iter().zip(starts) {
+            let (groups, accs) = r?;
+            joined.add(first, q.grid.n, groups, accs);
+        }
+        (joined.list, joined.accs)
+    };
+    Ok(Collected {
+        groups,
+        accs,
+        missing,
+        raw_reason,
+        coverage,
+    })
+}
+
+/// Pieces' groups and accumulators joined (see [`collect_in`]).
+#[derive(Default)]
+struct Joined {
+    index: FnvMap<Vec<String>, usize>,
+    list: Vec<GroupSlots>,
+    accs: Vec<Vec<Acc>>,
+}
+
+impl Joined {
+    /// Adds a piece whose slot 0 is slot `first` of an `n`-slot grid.
+    fn add(&mut self, first: usize, n: usize, groups: Vec<GroupSlots>, accs: Vec<Vec<Acc>>) {
+        for ((labels, slots), accs) in groups.into_iter().zip(accs) {
+            let g = match self.index.get(&labels) {
+                Some(&g) => g,
+                None => {
+                    self.index.insert(labels.clone(), self.list.len());
+                    self.list.push((labels, Vec::new()));
+                    self.accs.push(Vec::new());
+                    self.list.len() - 1
+                }
+            };
+            if !slots.is_empty() {
+                let out = &mut self.list[g].1;
+                if out.is_empty() {
+                    out.resize(n, NO_ACC);
+                }
+                let base = self.accs[g].len() as u32;
+                for (i, a) in slots.into_iter().enumerate() {
+                    if a != NO_ACC {
+                        out[first + i] = base + a;
+                    }
+                }
+            }
+            self.accs[g].extend(accs);
+        }
+    }
+}
+
+/// Reads `parts` (planned for `q.grid`, in time order) into accumulators:
+/// the groups (first touch order) and each group's accumulators.
+fn read_parts(
+    src: &dyn DataSource,
+    q: &Query<'_>,
+    parts: &[Part],
+    dims: &[Dim],
+    raw_reason: RawReason,
+) -> Result<(Vec<GroupSlots>, Vec<Vec<Acc>>), QueryError> {
     let mut groups = Groups {
         index: FnvMap::default(),
         list: Vec::new(),
@@ -252,7 +453,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
     // Only accumulators holding distributions gain from finishing early.
     let finish = q.finish.filter(|_| q.needs.latency || q.needs.ttft);
     groups.defer = finish.is_some();
-    let via_rollup_dims = rollups_serve(&dims, q.filter, q.group_by);
+    let via_rollup_dims = rollups_serve(dims, q.filter, q.group_by);
     // Positions of the group_by dims inside a rollup GroupKey.
     let key_idx: Vec<usize> = if via_rollup_dims {
         q.group_by
@@ -265,7 +466,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
     let grid = q.grid;
     // GroupKey → group id, so a known group costs one lookup and no allocation.
     let mut group_of: FnvMap<GroupKey, usize> = FnvMap::default();
-    for part in &parts {
+    for part in parts {
         match part.source.tier() {
             Some(tier) => {
                 // Rollups arrive in bucket order, and no other part reads
@@ -313,7 +514,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
                             groups: &mut groups,
                             group_of: &mut group_of,
                             key_idx: &key_idx,
-                            dims: &dims,
+                            dims,
                             filter: q.filter,
                             group_by: q.group_by,
                             slot,
@@ -333,7 +534,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
                         src,
                         q,
                         part.range,
-                        &dims,
+                        dims,
                         via_rollup_dims,
                         &key_idx,
                         &mut groups,
@@ -348,13 +549,7 @@ pub(crate) fn collect(src: &dyn DataSource, q: &Query<'_>) -> Result<Collected, 
             groups.finish_slot(slot, metric);
         }
     }
-    Ok(Collected {
-        groups: groups.list,
-        accs: groups.accs,
-        missing,
-        raw_reason,
-        coverage,
-    })
+    Ok((groups.list, groups.accs))
 }
 
 /// Folds what [`DataSource::read_part`] reads into one slot's accumulators.

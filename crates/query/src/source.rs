@@ -13,7 +13,7 @@ pub(crate) type RollupFn<'a> =
     dyn FnMut(i64, &GroupKey, &RollupView<'_>) -> Result<(), StorageError> + 'a;
 
 /// What the executor reads. Mirrors `Store`'s read methods one for one.
-pub(crate) trait DataSource {
+pub(crate) trait DataSource: Sync {
     fn coverage(&self) -> Coverage;
     fn rollup_dims(&self) -> Vec<Dim>;
     fn rollups(

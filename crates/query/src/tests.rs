@@ -650,3 +650,177 @@ fn the_seed_window_includes_now_and_excludes_the_cutoff() {
     assert!(!r.contains(1_000_000 - MIN));
     assert!(r.contains(1_000_000 - MIN + 1));
 }
+
+/// One query's accumulators, comparable bit for bit: per group (labels),
+/// per slot, every metric the accumulator answers (`None`: untouched).
+fn collected_bits(
+    c: &crate::exec::Collected,
+    n: usize,
+    finish: Option<&str>,
+) -> Vec<CollectedGroup> {
+    (0..c.groups.len())
+        .map(|g| {
+            let slots = (0..n)
+                .map(|i| {
+                    c.acc(g, i).map(|a| match finish {
+                        Some(m) => vec![(m.to_string(), a.metric(m).map(f64::to_bits))],
+                        None => METRICS
+                            .iter()
+                            .map(|m| (m.to_string(), a.metric(m).map(f64::to_bits)))
+                            .collect(),
+                    })
+                })
+                .collect();
+            (c.groups[g].0.clone(), slots)
+        })
+        .collect()
+}
+
+type CollectedGroup = (Vec<String>, Vec<Option<Vec<(String, Option<u64>)>>>);
+
+/// A query cut into pieces read on several threads (`exec::collect_in`)
+/// gives the very accumulators, groups and group order of the sequential
+/// read: over minute, hour and unaligned steps, raw edges, filters,
+/// rollup and non-rollup group_bys (the raw path with its quality and
+/// feedback joins), exact, and steps finished early.
+#[test]
+fn queries_read_in_pieces_equal_sequential_reads() {
+    use crate::exec::{collect_in, split_slots, Grid, Query};
+    let w = workload(21, T0, 3, 60);
+    let src = source(&w);
+    let from = T0 + 3 * HOUR_MS + 7 * MIN + 250;
+    // (step, length, filter, group_by, exact, metric finished early)
+    type Case = (i64, i64, RowFilter, Vec<Dim>, bool, Option<&'static str>);
+    let cases: Vec<Case> = vec![
+        (
+            MIN,
+            DAY,
+            RowFilter::default(),
+            vec![Dim::Model],
+            false,
+            None,
+        ),
+        (
+            MIN,
+            DAY,
+            RowFilter::default(),
+            vec![Dim::Model],
+            false,
+            Some("latency_p95_ms"),
+        ),
+        (
+            MIN,
+            20 * HOUR_MS,
+            f_model(MODELS[1]),
+            vec![Dim::Endpoint],
+            false,
+            Some("count"),
+        ),
+        (
+            5 * MIN,
+            2 * DAY,
+            RowFilter::default(),
+            vec![],
+            false,
+            Some("ttft_p50_ms"),
+        ),
+        (
+            HOUR_MS,
+            2 * DAY + 5 * HOUR_MS,
+            RowFilter::default(),
+            vec![Dim::Model],
+            false,
+            None,
+        ),
+        (
+            7 * MIN,
+            DAY,
+            RowFilter::default(),
+            vec![Dim::UserId],
+            false,
+            None,
+        ),
+        (
+            MIN,
+            10 * HOUR_MS,
+            RowFilter::default(),
+            vec![Dim::Model],
+            true,
+            None,
+        ),
+    ];
+    let mut split = 0;
+    for (step_ms, len, filter, group_by, exact, finish) in cases {
+        let range = TimeRange::new(from, from + len);
+        let grid = Grid::steps(range, step_ms);
+        let needs = finish.map_or(Needs::ALL, Needs::for_metric);
+        let q = Query {
+            grid,
+            filter: &filter,
+            group_by: &group_by,
+            exact,
+            needs,
+            finish,
+        };
+        let what =
+            format!("step {step_ms} len {len} {filter:?} {group_by:?} exact {exact} {finish:?}");
+        let one = collect_in(&src, &q, 1).unwrap();
+        let want = collected_bits(&one, grid.n, finish);
+        assert!(
+            want.iter().flat_map(|g| &g.1).any(Option::is_some),
+            "{what}: nothing read"
+        );
+        for threads in [2, 3, 4] {
+            let got = collect_in(&src, &q, threads).unwrap();
+            assert_eq!(
+                collected_bits(&got, grid.n, finish),
+                want,
+                "{what}, {threads} threads"
+            );
+            assert_eq!(got.missing, one.missing, "{what}");
+        }
+        let coverage = crate::source::DataSource::coverage(&src);
+        let dims = crate::source::DataSource::rollup_dims(&src);
+        let (parts, _, _) = crate::exec::plan_grid(&q, &coverage, &dims);
+        split += usize::from(!split_slots(&grid, &parts, 4).is_empty());
+    }
+    assert!(split >= 5, "only {split} cases were read in pieces");
+}
+
+/// A query is cut into pieces of about equal work, at slot boundaries, and
+/// only when each piece has enough work to be worth a thread.
+#[test]
+fn queries_are_cut_where_the_work_halves() {
+    use crate::exec::{split_slots, Grid};
+    use crate::plan::{Part, PartSource};
+    let day = TimeRange::new(T0, T0 + DAY);
+    let minutes = [Part {
+        source: PartSource::Minute,
+        range: day,
+    }];
+    let grid = Grid::steps(day, MIN);
+    assert_eq!(split_slots(&grid, &minutes, 1), Vec::<usize>::new());
+    assert_eq!(split_slots(&grid, &minutes, 2), vec![720]);
+    assert_eq!(split_slots(&grid, &minutes, 4), vec![360, 720, 1080]);
+    // 16 hour buckets then 8 hours of minutes (496 units): cut where half
+    // the work is done (232 minutes into the minutes), not at the middle slot.
+    let mixed = [
+        Part {
+            source: PartSource::Hour,
+            range: TimeRange::new(T0, T0 + 16 * HOUR_MS),
+        },
+        Part {
+            source: PartSource::Minute,
+            range: TimeRange::new(T0 + 16 * HOUR_MS, T0 + DAY),
+        },
+    ];
+    let hours = Grid::steps(day, HOUR_MS);
+    assert_eq!(split_slots(&hours, &mixed, 2), vec![20]);
+    // Three hours of minutes: not worth a second thread.
+    let short = TimeRange::new(T0, T0 + 3 * HOUR_MS);
+    let three = [Part {
+        source: PartSource::Minute,
+        range: short,
+    }];
+    assert!(split_slots(&Grid::steps(short, MIN), &three, 4).is_empty());
+}

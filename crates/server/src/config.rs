@@ -72,6 +72,13 @@ pub struct StorageSection {
     pub seal_max_events: usize,
     /// Seal the head when its oldest event is this old, seconds. Default 60.
     pub seal_max_age_seconds: u64,
+    /// Minute rollups of this most recent window (ending at the newest
+    /// stored minute) are also held in memory and read from there, seconds.
+    /// 0 (off) or at least 60. Default 90,000 (25 hours).
+    pub hot_minutes_window_seconds: u64,
+    /// Most bytes of minute rollups held in memory; the oldest minutes
+    /// leave first. 0 = off. Default 134,217,728 (128 MiB).
+    pub hot_minutes_max_bytes: u64,
     pub retention: RetentionSection,
 }
 
@@ -84,6 +91,8 @@ impl Default for StorageSection {
             rollup_dims: vec!["model".into(), "endpoint".into()],
             seal_max_events: 200_000,
             seal_max_age_seconds: 60,
+            hot_minutes_window_seconds: 90_000,
+            hot_minutes_max_bytes: 128 << 20,
             retention: RetentionSection::default(),
         }
     }
@@ -450,6 +459,15 @@ impl Config {
         }
         config.seal_max_events = s.seal_max_events;
         config.seal_max_age_ms = (s.seal_max_age_seconds.min(86_400 * 365) as i64) * 1000;
+        let window = s.hot_minutes_window_seconds;
+        if window != 0 && !(60..=86_400 * 366).contains(&window) {
+            return Err(invalid(
+                "storage.hot_minutes_window_seconds",
+                "must be 0 (off) or between 60 and 31,622,400 (366 days)",
+            ));
+        }
+        config.hot_minutes_window_ms = window as i64 * 1000;
+        config.hot_minutes_max_bytes = s.hot_minutes_max_bytes;
         Ok(config)
     }
 
@@ -608,6 +626,14 @@ mod tests {
             ("[server]\nlisten = \"nope\"", "server.listen"),
             ("[storage]\ndurability = \"sometimes\"", "storage.durability"),
             ("[storage]\nrollup_dims = [\"colour\"]", "storage.rollup_dims"),
+            (
+                "[storage]\nhot_minutes_window_seconds = 59",
+                "storage.hot_minutes_window_seconds",
+            ),
+            (
+                "[storage]\nhot_minutes_window_seconds = 40000000",
+                "storage.hot_minutes_window_seconds",
+            ),
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[auth]\nadmin_keys = [\"short\"]", "auth.admin_keys"),
             (
@@ -636,6 +662,32 @@ mod tests {
         assert!(t.lookup("my-llm", 1_735_689_600_000).is_some());
         assert!(t.lookup("my-llm", 1_735_689_599_999).is_none());
         assert!(t.lookup("gpt-4o", 0).is_some());
+    }
+
+    #[test]
+    fn hot_minutes_settings_reach_the_store_config_and_zero_turns_the_mirror_off() {
+        let d = Config::default().store_config().unwrap();
+        let s = StoreConfig::default();
+        assert_eq!(
+            (d.hot_minutes_window_ms, d.hot_minutes_max_bytes),
+            (s.hot_minutes_window_ms, s.hot_minutes_max_bytes)
+        );
+        let c = Config::parse(
+            "[storage]\nhot_minutes_window_seconds = 3600\nhot_minutes_max_bytes = 1000",
+            "t",
+        )
+        .unwrap()
+        .store_config()
+        .unwrap();
+        assert_eq!(
+            (c.hot_minutes_window_ms, c.hot_minutes_max_bytes),
+            (3_600_000, 1000)
+        );
+        let off = Config::parse("[storage]\nhot_minutes_window_seconds = 0", "t")
+            .unwrap()
+            .store_config()
+            .unwrap();
+        assert_eq!(off.hot_minutes_window_ms, 0);
     }
 
     #[test]

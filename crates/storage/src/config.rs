@@ -1,6 +1,6 @@
 //! Store configuration. Every option has its default in its doc comment.
 
-use sextant_model::{Dim, DAY_MS};
+use sextant_model::{Dim, DAY_MS, HOUR_MS};
 
 /// When an append is acknowledged.
 #[non_exhaustive]
@@ -89,6 +89,15 @@ pub struct StoreConfig {
     /// Run seal / downsample / retention in a background thread. Default true;
     /// tests drive them by hand with an injected clock.
     pub background_maintenance: bool,
+    /// Minute rollups of this most recent window (ending at the newest
+    /// stored minute) are also held in memory, byte for byte, and read from
+    /// there, ms. Default 90,000,000 (25 hours: a last-24-hours query stays
+    /// covered). 0 disables the mirror.
+    pub hot_minutes_window_ms: i64,
+    /// At most this many bytes of minute rollups (keys + values + 64 per
+    /// entry) are held in memory; the oldest minutes leave first. Default
+    /// 134,217,728 (128 MiB). 0 disables the mirror.
+    pub hot_minutes_max_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -102,6 +111,8 @@ impl Default for StoreConfig {
             seal_max_age_ms: 60_000,
             downsample_grace_ms: 120_000,
             background_maintenance: true,
+            hot_minutes_window_ms: 25 * HOUR_MS,
+            hot_minutes_max_bytes: 128 << 20,
         }
     }
 }

@@ -1280,8 +1280,9 @@ impl<'a> StoredDigest<'a> {
         let unit = self.count == self.n as u64;
         let mut q = quantize_floor(self.min);
         let (q_before, w_before) = (qs.len(), ws.len());
-        qs.reserve(self.n);
-        for _ in 0..self.n {
+        // Filled in place (no capacity check per mean).
+        qs.resize(q_before + self.n, 0);
+        for slot in &mut qs[q_before..] {
             let next = varint(b, &mut mp)
                 .ok_or("mean varint cut off or over 64 bits")
                 .and_then(|d| next_mean(q, d));
@@ -1293,7 +1294,7 @@ impl<'a> StoredDigest<'a> {
                 }
             }
             // Below MEAN_Q_END: 24 bits.
-            qs.push(q as u32);
+            *slot = q as u32;
         }
         if !unit {
             ws.reserve(self.n);

@@ -666,6 +666,38 @@ fn decode_totals(r: &mut Reader<'_>) -> Result<(u64, RollupTotals), CodecError> 
     Ok((mask, x))
 }
 
+/// Reads the presence mask and digest size as [`decode_totals`] does, and
+/// steps over the exact fields without decoding them, leaving `r` where
+/// `decode_totals` leaves it: the present fields are varints, but for the
+/// two latency bounds (8 bytes each) between fields 9 and 12. Only the varints' ends are checked; their
+/// values are validated by `decode_totals` when someone reads them.
+fn skip_totals(r: &mut Reader<'_>) -> Result<(u64, usize), CodecError> {
+    use field::*;
+    let mask = r.u64("presence mask")?;
+    if mask & !ALL != 0 {
+        return Err(r.err(
+            "presence mask",
+            format!("unknown field bits {:#x}", mask & !ALL),
+        ));
+    }
+    let size = r.u64("digest_size")?;
+    if size == 0 || size > digest::MAX_DIGEST_SIZE as u64 {
+        return Err(r.err(
+            "digest_size",
+            format!("{size} out of range 1..={}", digest::MAX_DIGEST_SIZE),
+        ));
+    }
+    let varints = |from: u32, to: u32| (mask & ((1 << to) - (1 << from))).count_ones() as usize;
+    r.skip_varints("exact fields", varints(COUNT, LATENCY_MIN_MS))?;
+    for bound in [LATENCY_MIN_MS, LATENCY_MAX_MS] {
+        if mask & (1 << bound) != 0 {
+            r.bytes("latency bounds", 8)?;
+        }
+    }
+    r.skip_varints("exact fields", varints(TTFT_COUNT, FINISH_REASONS))?;
+    Ok((mask, size as usize))
+}
+
 /// Reads the finish-reason entries (field 23, present), calling `f(name,
 /// count)` for each, validated as [`Rollup::decode`] validates them.
 fn read_finish_reasons<'a>(
@@ -691,6 +723,25 @@ fn read_finish_reasons<'a>(
         }
         last = Some(name);
         f(name, c);
+    }
+    Ok(())
+}
+
+/// Steps over the finish-reason entries (field 23, present) as
+/// [`read_finish_reasons`] reads them, checking only their extent (names
+/// are validated when someone reads them): a digest read needs their end.
+fn skip_finish_reasons(r: &mut Reader<'_>) -> Result<(), CodecError> {
+    let n = r.u64("finish_reasons")?;
+    if n == 0 || n > (r.remaining() / 2) as u64 {
+        return Err(r.err("finish_reasons", format!("{n} entries do not fit")));
+    }
+    for _ in 0..n {
+        let len = r.u64("finish_reasons")?;
+        if len > MAX_REASON_BYTES as u64 {
+            return Err(r.err("finish_reasons", format!("name of {len} bytes")));
+        }
+        r.bytes("finish_reasons", len as usize)?;
+        r.skip_varints("finish_reasons", 1)?;
     }
     Ok(())
 }

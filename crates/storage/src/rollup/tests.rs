@@ -429,7 +429,7 @@ fn read_view(v: &RollupView<'_>) -> Result<Parts, crate::StorageError> {
         }
         digests.push(cs);
     }
-    Ok((*v.totals(), reasons, digests))
+    Ok((*v.totals()?, reasons, digests))
 }
 
 fn read_rollup(r: &Rollup) -> Parts {
@@ -472,5 +472,38 @@ proptest! {
         let mut framed = bytes.clone();
         framed[frame::FRAME_HEADER + i] ^= xor;
         prop_assert!(RollupView::decode(&framed).is_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// A view steps over the exact fields (`skip_totals`) and the finish
+    /// reasons (`skip_finish_reasons`) to reach the digests: each must stop
+    /// exactly where decoding stops, for every rollup, and for any payload
+    /// whose fields decode.
+    #[test]
+    fn skipping_the_exact_fields_stops_where_decoding_them_stops(
+        events in proptest::collection::vec(ev_strategy(), 0..60),
+        size in 1usize..80,
+        payload in proptest::collection::vec(any::<u8>(), 0..120),
+    ) {
+        let bytes = rollup_of(&events, size).encode();
+        let framed = &bytes[frame::FRAME_HEADER..];
+        for p in [framed, &payload[..]] {
+            let (mut a, mut b) = (Reader::new("t", p), Reader::new("t", p));
+            let decoded = super::decode_totals(&mut a);
+            let skipped = super::skip_totals(&mut b);
+            if let Ok((mask, t)) = decoded {
+                prop_assert_eq!(skipped.unwrap(), (mask, t.digest_size));
+                prop_assert_eq!(a.pos(), b.pos());
+                // Likewise the finish reasons, which a digest read steps over.
+                if mask & (1 << field::FINISH_REASONS) != 0
+                    && super::read_finish_reasons(&mut a, |_, _| {}).is_ok()
+                {
+                    prop_assert!(super::skip_finish_reasons(&mut b).is_ok());
+                    prop_assert_eq!(a.pos(), b.pos());
+                }
+            }
+        }
     }
 }

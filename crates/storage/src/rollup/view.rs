@@ -1,11 +1,16 @@
 //! Rollups as reads hand them out: [`RollupView`], a rollup whose exact
-//! fields are decoded and whose finish reasons and digests are read from the
-//! stored bytes only when asked for.
+//! fields, finish reasons and digests are read from the stored bytes only
+//! when asked for.
 //!
 //! **Invariants:**
 //! - A view of stored bytes exists only after the frame's version and CRC
-//!   were checked and the exact fields decoded with [`Rollup::decode`]'s
-//!   validation; every part read later is validated as it is read, and a bad
+//!   were checked and the exact fields' extent found (the presence mask and
+//!   digest size validated); the exact fields are decoded with
+//!   [`Rollup::decode`]'s validation on the first [`RollupView::totals`]
+//!   (a series of percentiles never reads them), and a digest read steps
+//!   over the finish reasons checking only their extent (their names are
+//!   validated by [`RollupView::for_each_finish_reason`]); every part read later is
+//!   validated as it is read, and a bad
 //!   part is a [`StorageError::Decode`] naming the view's tree and key —
 //!   never a panic, never a silently wrong value.
 //! - What a view yields equals what [`Rollup::decode`] of the same bytes
@@ -14,11 +19,14 @@
 //! - A view does not check the parts nobody reads (e.g. trailing bytes after
 //!   the last digest); [`RollupView::to_rollup`] and `Store::verify` do.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 
 use super::digest::StoredDigest;
 use super::wire::Reader;
-use super::{decode_totals, field, read_finish_reasons, Digest, Rollup, ROLLUP_FORMAT_VERSION};
+use super::{
+    decode_totals, field, read_finish_reasons, skip_finish_reasons, skip_totals, Digest, Rollup,
+    ROLLUP_FORMAT_VERSION,
+};
 use crate::error::{CodecError, StorageError};
 use crate::frame;
 
@@ -126,7 +134,9 @@ impl DigestField {
 /// A rollup handed out by a read (see the module docs).
 #[derive(Debug)]
 pub struct RollupView<'a> {
-    totals: RollupTotals,
+    /// Decoded on first use (set at once for a rollup in memory).
+    totals: OnceCell<RollupTotals>,
+    digest_size: usize,
     src: Src<'a>,
     /// Where the bytes came from, for errors.
     tree: &'static str,
@@ -159,9 +169,10 @@ impl<'a> RollupView<'a> {
         let wrap = |e: CodecError| StorageError::decode(tree, key, e);
         let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, value).map_err(wrap)?;
         let mut r = Reader::new("rollup", payload);
-        let (mask, totals) = decode_totals(&mut r).map_err(wrap)?;
+        let (mask, digest_size) = skip_totals(&mut r).map_err(wrap)?;
         Ok(RollupView {
-            totals,
+            totals: OnceCell::new(),
+            digest_size,
             src: Src::Stored {
                 payload,
                 mask,
@@ -182,16 +193,26 @@ impl<'a> RollupView<'a> {
     /// A view of a rollup in memory.
     pub fn of(r: &'a Rollup) -> RollupView<'a> {
         RollupView {
-            totals: r.totals(),
+            totals: OnceCell::from(r.totals()),
+            digest_size: r.digest_size,
             src: Src::Memory(r),
             tree: "rollup",
             key: &[],
         }
     }
 
-    /// The exact fields.
-    pub fn totals(&self) -> &RollupTotals {
-        &self.totals
+    /// The exact fields, decoded and validated on the first call.
+    pub fn totals(&self) -> Result<&RollupTotals, StorageError> {
+        if let Some(t) = self.totals.get() {
+            return Ok(t);
+        }
+        let payload = match &self.src {
+            Src::Stored { payload, .. } => *payload,
+            // Set when the view was made.
+            Src::Memory(r) => return Ok(self.totals.get_or_init(|| r.totals())),
+        };
+        let (_, t) = decode_totals(&mut Reader::new("rollup", payload)).map_err(|e| self.err(e))?;
+        Ok(self.totals.get_or_init(|| t))
     }
 
     fn err(&self, e: CodecError) -> StorageError {
@@ -228,7 +249,7 @@ impl<'a> RollupView<'a> {
     /// The digest `which` (`None` when empty), read in place; its header
     /// and weights are validated here, its means as they are visited.
     pub fn digest(&self, which: DigestField) -> Result<Option<DigestRef<'a>>, StorageError> {
-        let (payload, mask, digests_at) = match &self.src {
+        let (payload, mask, reasons_at, digests_at) = match &self.src {
             Src::Memory(r) => {
                 return Ok(which
                     .of(r)
@@ -238,9 +259,9 @@ impl<'a> RollupView<'a> {
             Src::Stored {
                 payload,
                 mask,
+                reasons_at,
                 digests_at,
-                ..
-            } => (*payload, *mask, digests_at),
+            } => (*payload, *mask, *reasons_at, digests_at),
         };
         if mask & (1 << which.bit()) == 0 {
             return Ok(None);
@@ -248,8 +269,14 @@ impl<'a> RollupView<'a> {
         let start = match digests_at.get() {
             Some(at) => at,
             None => {
-                self.for_each_finish_reason(|_, _| {})?;
-                digests_at.get().unwrap_or(payload.len())
+                let mut r = Reader::new("rollup", payload);
+                r.bytes("finish_reasons", reasons_at)
+                    .map_err(|e| self.err(e))?;
+                if mask & (1 << field::FINISH_REASONS) != 0 {
+                    skip_finish_reasons(&mut r).map_err(|e| self.err(e))?;
+                }
+                digests_at.set(Some(r.pos()));
+                r.pos()
             }
         };
         let mut r = Reader::new("rollup", payload);
@@ -264,7 +291,7 @@ impl<'a> RollupView<'a> {
         let d = StoredDigest::open(&mut r, which.name()).map_err(|e| self.err(e))?;
         Ok(Some(DigestRef(DRef::Stored {
             d,
-            max_centroids: self.totals.digest_size,
+            max_centroids: self.digest_size,
             field: which.name(),
             tree: self.tree,
             key: self.key,

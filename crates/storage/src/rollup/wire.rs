@@ -126,6 +126,34 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
+    /// Steps over `n` consecutive varints without decoding them (only
+    /// their ends are found: a byte below 0x80 ends one): eight bytes at a
+    /// time while those hold fewer ends than are left, then byte by byte.
+    pub(crate) fn skip_varints(&mut self, field: &str, n: usize) -> Result<(), CodecError> {
+        let rest = &self.buf[self.pos..];
+        let (mut left, mut i) = (n, 0);
+        while let Some(chunk) = rest.get(i..i + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0x80; 8]));
+            // One per byte below 0x80, summed by the multiply into the top byte.
+            let ends = (((!word & 0x8080_8080_8080_8080) >> 7).wrapping_mul(0x0101_0101_0101_0101)
+                >> 56) as usize;
+            if ends >= left {
+                break;
+            }
+            left -= ends;
+            i += 8;
+        }
+        while left > 0 {
+            let Some(&b) = rest.get(i) else {
+                return Err(self.err(field, "varint cut off"));
+            };
+            left -= usize::from(b < 0x80);
+            i += 1;
+        }
+        self.pos += i;
+        Ok(())
+    }
+
     pub(crate) fn u64(&mut self, field: &str) -> Result<u64, CodecError> {
         match varint(self.buf, &mut self.pos) {
             Some(v) => Ok(v),

@@ -9,7 +9,7 @@ use sextant_model::Tier;
 
 use super::{maint::rollup_tree, meta_keys as mk, records::rollup_key, Store};
 use crate::api::GroupKey;
-use crate::db::{ts_key, Ops, T};
+use crate::db::{ts_key, Bytes, Ops, T};
 use crate::error::Result;
 use crate::rollup::Rollup;
 
@@ -25,12 +25,23 @@ impl Store {
     ) -> Result<()> {
         let t = rollup_tree(tier);
         let mut ops = Ops::default();
+        let mut hot = Vec::new();
         for (bucket, group, r) in rows {
             debug_assert_eq!(tier.floor(bucket), bucket, "unaligned bucket");
-            ops.put(t, rollup_key(bucket, &group), r.encode());
+            let (key, value) = (rollup_key(bucket, &group), r.encode());
+            if tier == Tier::Minute {
+                hot.push((key.clone(), Bytes::from(value.as_slice())));
+            }
+            ops.put(t, key, value);
         }
-        self.core().db.commit(&ops)?;
-        self.core().db.flush()
+        let core = self.core();
+        {
+            // The hot mirror changes with the tree (`store/hot.rs`).
+            let mut st = core.state.write();
+            core.db.commit(&ops)?;
+            st.hot.insert(hot);
+        }
+        core.db.flush()
     }
 
     /// Marks hours before `hour_until_ms` and days before `day_until_ms` as

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use sextant_model::Tier;
 
 use crate::api::{GroupKey, MaintenanceReport};
-use crate::db::{ts_key, Ops, T};
+use crate::db::{ts_key, Bytes, Ops, T};
 use crate::error::{hex, Result, StorageError};
 use crate::rollup::Rollup;
 use crate::store::head::Head;
@@ -140,13 +140,21 @@ impl Core {
             (Tier::Week, wm.week_until),
         ];
         let mut late: [HashMap<(i64, GroupKey), Rollup>; 3] = Default::default();
+        // Minute rollups the hot mirror holds (it is authoritative from
+        // `hot_from`, which only grows), recorded in it after the commit.
+        let hot_from = self.state.read_recursive().hot.from();
+        let mut hot = Vec::new();
         for ((bucket, group), r) in snap.rollups() {
             let key = rollup_key(*bucket, group);
             let mut merged = self
                 .stored_rollup(Tier::Minute, &key)?
                 .unwrap_or_else(|| Rollup::new(self.digest_size(Tier::Minute)));
             merged.merge(r);
-            ops.put(T::RollupMinute, key, merged.encode());
+            let value = merged.encode();
+            if *bucket >= hot_from {
+                hot.push((key.clone(), Bytes::from(value.as_slice())));
+            }
+            ops.put(T::RollupMinute, key, value);
             for ((tier, until), acc) in coarse.iter().zip(late.iter_mut()) {
                 let b = tier.floor(*bucket);
                 if b < *until {
@@ -216,6 +224,7 @@ impl Core {
             if !new_run.chunks.is_empty() {
                 st.requests.install(new_run.run);
             }
+            st.hot.insert(hot);
             st.sealing = None;
             lock_held = t_lock.elapsed();
         }
@@ -542,6 +551,7 @@ impl Core {
         }
         st.wm.raw_from = raw_from;
         st.wm.minute_from = minute_from;
+        st.hot.remove_below(minute_from);
         st.wm.hour_from = hour_from;
         st.wm.day_from = day_from;
         st.wm.week_from = week_from;

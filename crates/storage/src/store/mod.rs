@@ -17,6 +17,7 @@
 //! Locks are always taken in the order `maint` → `state`.
 
 mod head;
+mod hot;
 mod import;
 mod maint;
 mod read;
@@ -92,6 +93,8 @@ pub(crate) struct State {
     pub(crate) wm: Watermarks,
     /// The sealed request index's directory.
     pub(crate) requests: requests::RequestIndex,
+    /// The in-memory mirror of the newest minute rollups (`store/hot.rs`).
+    pub(crate) hot: hot::HotMinutes,
 }
 
 #[derive(Debug, Default)]
@@ -259,6 +262,11 @@ impl Store {
             source: e,
         })?;
         let requests = requests::RequestIndex::open(&db)?;
+        let hot = hot::HotMinutes::load(
+            &db,
+            config.hot_minutes_window_ms,
+            usize::try_from(config.hot_minutes_max_bytes).unwrap_or(usize::MAX),
+        )?;
 
         let core = Arc::new(Core {
             db,
@@ -269,6 +277,7 @@ impl Store {
                 segments,
                 wm,
                 requests,
+                hot,
             }),
             maint: Mutex::new(MaintState { next_segment_id }),
             codec: RwLock::new(codec),

@@ -103,10 +103,15 @@ impl RollupSnapshot {
     /// group) order, stored rollups decoded lazily; a key both stored and in
     /// a head is handed out once, the head's contribution merged into the
     /// stored rollup. Stops at the first error (`f`'s or a decode error).
-    pub(crate) fn stream(mut self, f: &mut RollupViewFn<'_>) -> Result<()> {
-        // Key order is (bucket, length-prefixed strings): put each bucket's
-        // groups in `GroupKey` order (already so when all have one length).
+    pub(crate) fn stream(self, f: &mut RollupViewFn<'_>) -> Result<()> {
+        // Key order is (bucket, length-prefixed strings): hand out each
+        // bucket's groups in `GroupKey` order (already so when all have one
+        // length). `order` holds positions in `stored` in that order.
+        // Buckets repeat the same groups in the same key order, so a run's
+        // permutation is worked out once and reused while they repeat.
         let rank = self.groups.ranks();
+        let mut order: Vec<u32> = Vec::with_capacity(self.stored.len());
+        let (mut run_groups, mut perm) = (Vec::new(), Vec::new());
         let mut i = 0;
         while i < self.stored.len() {
             let ts = self.stored[i].0;
@@ -114,9 +119,18 @@ impl RollupSnapshot {
             while j < self.stored.len() && self.stored[j].0 == ts {
                 j += 1;
             }
-            let run = &mut self.stored[i..j];
-            if !run.is_sorted_by_key(|x| rank[x.1 as usize]) {
-                run.sort_unstable_by_key(|x| rank[x.1 as usize]);
+            let run = &self.stored[i..j];
+            if run.is_sorted_by_key(|x| rank[x.1 as usize]) {
+                order.extend(i as u32..j as u32);
+            } else {
+                if !run.iter().map(|x| x.1).eq(run_groups.iter().copied()) {
+                    run_groups.clear();
+                    run_groups.extend(run.iter().map(|x| x.1));
+                    perm.clear();
+                    perm.extend(0..run.len() as u32);
+                    perm.sort_unstable_by_key(|k| rank[run_groups[*k as usize] as usize]);
+                }
+                order.extend(perm.iter().map(|k| i as u32 + k));
             }
             i = j;
         }
@@ -124,7 +138,8 @@ impl RollupSnapshot {
         let groups = &self.groups.list;
         let mut head = self.head.into_iter().peekable();
         let mut key = Vec::new();
-        for (bucket, g, v) in &self.stored {
+        for p in order {
+            let (bucket, g, v) = &self.stored[p as usize];
             let (bucket, group) = (*bucket, &groups[*g as usize].1);
             // Head-only keys ordered before this one.
             while let Some(((hb, hg), _)) = head.peek() {
@@ -176,32 +191,36 @@ struct Groups {
 }
 
 impl Groups {
-    /// The index of the group of the (validated) rollup key `k`.
-    fn id(&mut self, tree: &'static str, k: &[u8]) -> Result<u32> {
-        let suffix = &k[8..];
-        let hit = match self.list.get(self.next) {
-            Some((s, _)) if s[8..] == *suffix => Some(self.next as u32),
-            _ => self.index.get(suffix).copied(),
-        };
-        let i = match hit {
-            Some(i) => i,
-            None => {
-                let Some((_, g)) = parse_rollup_key(k) else {
-                    return Err(StorageError::decode(
-                        tree,
-                        k,
-                        crate::error::CodecError::new("rollup key", "unparsable"),
-                    ));
-                };
-                let mut prefixed = vec![0u8; 8];
-                prefixed.extend_from_slice(suffix);
-                self.list.push((prefixed.into(), g));
-                self.index.insert(suffix.into(), self.list.len() as u32 - 1);
-                self.list.len() as u32 - 1
-            }
+    /// The index of a group already seen, by its key suffix (the key
+    /// after its 8 timestamp bytes).
+    fn known(&mut self, suffix: &[u8]) -> Option<u32> {
+        let i = match self.list.get(self.next) {
+            Some((s, _)) if s[8..] == *suffix => self.next as u32,
+            _ => *self.index.get(suffix)?,
         };
         self.next = i as usize + 1;
-        Ok(i)
+        Some(i)
+    }
+
+    /// The index of the group of the (validated) rollup key `k`, added if new.
+    fn id(&mut self, tree: &'static str, k: &[u8]) -> Result<u32> {
+        let suffix = &k[8..];
+        if let Some(i) = self.known(suffix) {
+            return Ok(i);
+        }
+        let Some((_, g)) = parse_rollup_key(k) else {
+            return Err(StorageError::decode(
+                tree,
+                k,
+                crate::error::CodecError::new("rollup key", "unparsable"),
+            ));
+        };
+        let mut prefixed = vec![0u8; 8];
+        prefixed.extend_from_slice(suffix);
+        self.list.push((prefixed.into(), g));
+        self.index.insert(suffix.into(), self.list.len() as u32 - 1);
+        self.next = self.list.len();
+        Ok(self.list.len() as u32 - 1)
     }
 
     /// Each group's rank in `GroupKey` order, by index.
@@ -269,24 +288,62 @@ impl Core {
         if hi <= lo {
             return Ok(snap);
         }
-        for kv in self.db.range(t, ts_key(lo).to_vec()..ts_key(hi).to_vec()) {
-            let (k, v) = kv?;
-            if !key_is_valid(&k) {
-                return Err(StorageError::decode(
-                    t.name(),
-                    &k,
-                    crate::error::CodecError::new("rollup key", "unparsable"),
-                ));
-            }
-            let passes = wanted.iter().all(|(i, values)| {
-                group_strs(&k[8..])
-                    .nth(*i)
-                    .is_some_and(|v| values.iter().any(|x| x.as_bytes() == v))
-            });
-            if passes {
-                let g = snap.groups.id(t.name(), &k)?;
-                let bucket = ts_from_key(&k).unwrap_or_default();
+        // Minute buckets from `hot.from()` on come from the in-memory
+        // mirror, which holds exactly what the tree holds there
+        // (`store/hot.rs`); older ones (and other tiers) from the tree.
+        let hot_from = if tier == Tier::Minute {
+            st.hot.from()
+        } else {
+            i64::MAX
+        };
+        let (sled_hi, hot_lo) = (hi.min(hot_from), lo.max(hot_from));
+        if hot_lo < hi {
+            snap.stored.reserve(st.hot.estimate(hot_lo, hi));
+        }
+        // Whether each group (by index in `snap.groups`) passes the filter.
+        let mut passes: Vec<bool> = Vec::new();
+        let mut take = |k: &[u8], v: Bytes| -> Result<()> {
+            // A key whose group suffix was seen before is valid, and its
+            // filter verdict known: keys are validated once per group.
+            let g = match k.get(8..).and_then(|s| snap.groups.known(s)) {
+                Some(g) => g,
+                None => {
+                    if !key_is_valid(k) {
+                        return Err(StorageError::decode(
+                            t.name(),
+                            k,
+                            crate::error::CodecError::new("rollup key", "unparsable"),
+                        ));
+                    }
+                    let g = snap.groups.id(t.name(), k)?;
+                    if g as usize == passes.len() {
+                        passes.push(wanted.iter().all(|(i, values)| {
+                            group_strs(&k[8..])
+                                .nth(*i)
+                                .is_some_and(|v| values.iter().any(|x| x.as_bytes() == v))
+                        }));
+                    }
+                    g
+                }
+            };
+            if passes[g as usize] {
+                let bucket = ts_from_key(k).unwrap_or_default();
                 snap.stored.push((bucket, g, v));
+            }
+            Ok(())
+        };
+        if lo < sled_hi {
+            for kv in self
+                .db
+                .range(t, ts_key(lo).to_vec()..ts_key(sled_hi).to_vec())
+            {
+                let (k, v) = kv?;
+                take(&k, v)?;
+            }
+        }
+        if hot_lo < hi {
+            for (k, v) in st.hot.range(hot_lo, hi) {
+                take(k, v.clone())?;
             }
         }
         for h in heads(&st) {
@@ -578,7 +635,7 @@ mod tests {
                 let mut n = 0;
                 d.try_for_each_centroid(|_, w| n += w)?;
                 assert_eq!(n, d.count());
-                let t = v.totals();
+                let t = v.totals()?;
                 out.push((b, g.clone(), t.count, n, t.latency_min_ms, t.latency_max_ms));
                 Ok(())
             })
@@ -637,6 +694,44 @@ mod tests {
     }
 
     #[test]
+    fn every_bucket_is_handed_out_in_group_order_whatever_groups_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let b = 1_700_006_400_000;
+        // Key order puts "c" (shorter) before "bb"; group order does not.
+        let buckets: [&[&str]; 5] = [
+            &["bb", "c"],
+            &["bb", "c"],
+            &["a-long", "bb", "c"],
+            &["c", "dd"],
+            &["bb", "c"],
+        ];
+        let mut rows = Vec::new();
+        let mut want = Vec::new();
+        for (i, models) in buckets.iter().enumerate() {
+            let bucket = b + i as i64 * MINUTE_MS;
+            for m in *models {
+                let mut r = Rollup::new(20);
+                r.add_call(&call("", bucket, m, 1.0 + i as f64));
+                let g = GroupKey(vec![m.to_string(), "chat".into()]);
+                rows.push((bucket, g.clone(), r));
+                want.push((bucket, g, 1.0 + i as f64));
+            }
+        }
+        store.import_rollups(Tier::Minute, rows).unwrap();
+        let mut got = Vec::new();
+        let all = TimeRange::new(b, b + 10 * MINUTE_MS);
+        store
+            .scan_rollups(Tier::Minute, all, &RowFilter::default(), &mut |b, g, v| {
+                got.push((b, g.clone(), v.totals()?.latency_min_ms));
+                Ok(())
+            })
+            .unwrap();
+        want.sort_by(|x, y| (x.0, &x.1).cmp(&(y.0, &y.1)));
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn views_yield_what_decoded_rollups_hold_and_filters_apply_to_keys() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
@@ -668,7 +763,7 @@ mod tests {
             .scan_rollups(Tier::Minute, all, &filter, &mut |_, g, v| {
                 let (_, _, r) = rows.iter().find(|x| &x.1 == g).unwrap();
                 let r = Rollup::decode(&r.encode()).unwrap();
-                assert_eq!(*v.totals(), r.totals());
+                assert_eq!(*v.totals()?, r.totals());
                 let mut reasons = BTreeMap::new();
                 v.for_each_finish_reason(|k, n| {
                     reasons.insert(k.to_string(), n);
@@ -701,7 +796,7 @@ mod tests {
     #[test]
     fn a_damaged_rollup_is_a_decode_error_naming_its_key_and_verify_finds_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
+        let mut store = open(dir.path());
         let b = 1_700_006_400_000;
         let group = GroupKey(vec!["m".into(), "chat".into()]);
         let mut r = Rollup::new(20);
@@ -732,8 +827,16 @@ mod tests {
         // checksum: the exact fields still read, the digest is an error.
         let payload = &good[crate::frame::FRAME_HEADER..good.len() - 1];
         let cut = crate::frame::frame(crate::rollup::ROLLUP_FORMAT_VERSION, payload);
+        // Whether the value the store wrote (or loaded at open) reads.
+        let mut loaded_reads = true;
         for (bad, totals_read) in [(flipped, false), (cut, true)] {
             store.core().db.insert(T::RollupMinute, &key, &bad).unwrap();
+            // The minute is in the hot mirror, which holds what was written
+            // or loaded: reads see damage done on disk after a reopen.
+            assert_eq!(read_all(&store).is_ok(), loaded_reads);
+            loaded_reads = false;
+            drop(store);
+            store = open(dir.path());
             let err = read_all(&store).unwrap_err();
             assert!(
                 matches!(&err, StorageError::Decode { tree, key: k, .. } if *tree == "rollup_minute" && *k == hex(&key)),
@@ -742,7 +845,7 @@ mod tests {
             let mut counts = Vec::new();
             let res =
                 store.scan_rollups(Tier::Minute, all, &RowFilter::default(), &mut |_, _, v| {
-                    counts.push(v.totals().count);
+                    counts.push(v.totals()?.count);
                     Ok(())
                 });
             assert_eq!(res.is_ok(), totals_read);
