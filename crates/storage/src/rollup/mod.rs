@@ -666,12 +666,9 @@ fn decode_totals(r: &mut Reader<'_>) -> Result<(u64, RollupTotals), CodecError> 
     Ok((mask, x))
 }
 
-/// Reads the presence mask and digest size as [`decode_totals`] does, and
-/// steps over the exact fields without decoding them, leaving `r` where
-/// `decode_totals` leaves it: the present fields are varints, but for the
-/// two latency bounds (8 bytes each) between fields 9 and 12. Only the varints' ends are checked; their
-/// values are validated by `decode_totals` when someone reads them.
-fn skip_totals(r: &mut Reader<'_>) -> Result<(u64, usize), CodecError> {
+/// The presence mask and digest size that open a payload, validated as
+/// [`decode_totals`] validates them.
+fn read_totals_head(r: &mut Reader<'_>) -> Result<(u64, usize), CodecError> {
     use field::*;
     let mask = r.u64("presence mask")?;
     if mask & !ALL != 0 {
@@ -687,6 +684,16 @@ fn skip_totals(r: &mut Reader<'_>) -> Result<(u64, usize), CodecError> {
             format!("{size} out of range 1..={}", digest::MAX_DIGEST_SIZE),
         ));
     }
+    Ok((mask, size as usize))
+}
+
+/// Steps over the exact fields present in `mask` without decoding them,
+/// from where [`read_totals_head`] stops to where [`decode_totals`] stops:
+/// the fields are varints, but for the two latency bounds (8 bytes each)
+/// between fields 9 and 12. Only the varints' ends are checked; their values
+/// are validated by `decode_totals` when someone reads them.
+fn skip_totals_fields(r: &mut Reader<'_>, mask: u64) -> Result<(), CodecError> {
+    use field::*;
     let varints = |from: u32, to: u32| (mask & ((1 << to) - (1 << from))).count_ones() as usize;
     r.skip_varints("exact fields", varints(COUNT, LATENCY_MIN_MS))?;
     for bound in [LATENCY_MIN_MS, LATENCY_MAX_MS] {
@@ -694,8 +701,7 @@ fn skip_totals(r: &mut Reader<'_>) -> Result<(u64, usize), CodecError> {
             r.bytes("latency bounds", 8)?;
         }
     }
-    r.skip_varints("exact fields", varints(TTFT_COUNT, FINISH_REASONS))?;
-    Ok((mask, size as usize))
+    r.skip_varints("exact fields", varints(TTFT_COUNT, FINISH_REASONS))
 }
 
 /// Reads the finish-reason entries (field 23, present), calling `f(name,

@@ -24,8 +24,8 @@ use std::cell::{Cell, OnceCell};
 use super::digest::StoredDigest;
 use super::wire::Reader;
 use super::{
-    decode_totals, field, read_finish_reasons, skip_finish_reasons, skip_totals, Digest, Rollup,
-    ROLLUP_FORMAT_VERSION,
+    decode_totals, field, read_finish_reasons, read_totals_head, skip_finish_reasons,
+    skip_totals_fields, Digest, Rollup, ROLLUP_FORMAT_VERSION,
 };
 use crate::error::{CodecError, StorageError};
 use crate::frame;
@@ -145,12 +145,16 @@ pub struct RollupView<'a> {
 
 #[derive(Debug)]
 enum Src<'a> {
-    /// A CRC-checked payload; `reasons_at` is the offset just past the exact
-    /// fields; `digests_at` is filled in once the finish reasons were skipped.
+    /// A CRC-checked payload; `totals_at` is the offset of the first exact
+    /// field (after mask and digest size); `reasons_at`, just past the exact
+    /// fields, is filled in by whichever first walks them (decoding them for
+    /// [`RollupView::totals`], or stepping over them to reach what follows);
+    /// `digests_at` once the finish reasons were walked.
     Stored {
         payload: &'a [u8],
         mask: u64,
-        reasons_at: usize,
+        totals_at: usize,
+        reasons_at: Cell<Option<usize>>,
         digests_at: Cell<Option<usize>>,
     },
     /// A rollup in memory.
@@ -169,14 +173,15 @@ impl<'a> RollupView<'a> {
         let wrap = |e: CodecError| StorageError::decode(tree, key, e);
         let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, value).map_err(wrap)?;
         let mut r = Reader::new("rollup", payload);
-        let (mask, digest_size) = skip_totals(&mut r).map_err(wrap)?;
+        let (mask, digest_size) = read_totals_head(&mut r).map_err(wrap)?;
         Ok(RollupView {
             totals: OnceCell::new(),
             digest_size,
             src: Src::Stored {
                 payload,
                 mask,
-                reasons_at: r.pos(),
+                totals_at: r.pos(),
+                reasons_at: Cell::new(None),
                 digests_at: Cell::new(None),
             },
             tree,
@@ -206,13 +211,43 @@ impl<'a> RollupView<'a> {
         if let Some(t) = self.totals.get() {
             return Ok(t);
         }
-        let payload = match &self.src {
-            Src::Stored { payload, .. } => *payload,
+        let (payload, reasons_at) = match &self.src {
+            Src::Stored {
+                payload,
+                reasons_at,
+                ..
+            } => (*payload, reasons_at),
             // Set when the view was made.
             Src::Memory(r) => return Ok(self.totals.get_or_init(|| r.totals())),
         };
-        let (_, t) = decode_totals(&mut Reader::new("rollup", payload)).map_err(|e| self.err(e))?;
+        let mut r = Reader::new("rollup", payload);
+        let (_, t) = decode_totals(&mut r).map_err(|e| self.err(e))?;
+        reasons_at.set(Some(r.pos()));
         Ok(self.totals.get_or_init(|| t))
+    }
+
+    /// A reader of a stored view's payload positioned just past the exact
+    /// fields (stepping over them the first time, unless `totals` decoded them).
+    fn at_reasons(
+        &self,
+        payload: &'a [u8],
+        mask: u64,
+        totals_at: usize,
+        reasons_at: &Cell<Option<usize>>,
+    ) -> Result<Reader<'a>, StorageError> {
+        let mut r = Reader::new("rollup", payload);
+        match reasons_at.get() {
+            Some(at) => {
+                r.bytes("finish_reasons", at).map_err(|e| self.err(e))?;
+            }
+            None => {
+                r.bytes("exact fields", totals_at)
+                    .map_err(|e| self.err(e))?;
+                skip_totals_fields(&mut r, mask).map_err(|e| self.err(e))?;
+                reasons_at.set(Some(r.pos()));
+            }
+        }
+        Ok(r)
     }
 
     fn err(&self, e: CodecError) -> StorageError {
@@ -231,12 +266,11 @@ impl<'a> RollupView<'a> {
             Src::Stored {
                 payload,
                 mask,
+                totals_at,
                 reasons_at,
                 digests_at,
             } => {
-                let mut r = Reader::new("rollup", payload);
-                r.bytes("finish_reasons", *reasons_at)
-                    .map_err(|e| self.err(e))?;
+                let mut r = self.at_reasons(payload, *mask, *totals_at, reasons_at)?;
                 if mask & (1 << field::FINISH_REASONS) != 0 {
                     read_finish_reasons(&mut r, f).map_err(|e| self.err(e))?;
                 }
@@ -249,7 +283,7 @@ impl<'a> RollupView<'a> {
     /// The digest `which` (`None` when empty), read in place; its header
     /// and weights are validated here, its means as they are visited.
     pub fn digest(&self, which: DigestField) -> Result<Option<DigestRef<'a>>, StorageError> {
-        let (payload, mask, reasons_at, digests_at) = match &self.src {
+        let (payload, mask, totals_at, reasons_at, digests_at) = match &self.src {
             Src::Memory(r) => {
                 return Ok(which
                     .of(r)
@@ -259,9 +293,10 @@ impl<'a> RollupView<'a> {
             Src::Stored {
                 payload,
                 mask,
+                totals_at,
                 reasons_at,
                 digests_at,
-            } => (*payload, *mask, *reasons_at, digests_at),
+            } => (*payload, *mask, *totals_at, reasons_at, digests_at),
         };
         if mask & (1 << which.bit()) == 0 {
             return Ok(None);
@@ -269,9 +304,7 @@ impl<'a> RollupView<'a> {
         let start = match digests_at.get() {
             Some(at) => at,
             None => {
-                let mut r = Reader::new("rollup", payload);
-                r.bytes("finish_reasons", reasons_at)
-                    .map_err(|e| self.err(e))?;
+                let mut r = self.at_reasons(payload, mask, totals_at, reasons_at)?;
                 if mask & (1 << field::FINISH_REASONS) != 0 {
                     skip_finish_reasons(&mut r).map_err(|e| self.err(e))?;
                 }
