@@ -602,21 +602,8 @@ impl Rollup {
 /// the reader at the finish reasons (or the first digest).
 fn decode_totals(r: &mut Reader<'_>) -> Result<(u64, RollupTotals), CodecError> {
     use field::*;
-    let mask = r.u64("presence mask")?;
-    if mask & !ALL != 0 {
-        return Err(r.err(
-            "presence mask",
-            format!("unknown field bits {:#x}", mask & !ALL),
-        ));
-    }
-    let size = r.u64("digest_size")?;
-    if size == 0 || size > digest::MAX_DIGEST_SIZE as u64 {
-        return Err(r.err(
-            "digest_size",
-            format!("{size} out of range 1..={}", digest::MAX_DIGEST_SIZE),
-        ));
-    }
-    let mut x = RollupTotals::empty(size as usize);
+    let (mask, size) = read_totals_head(r)?;
+    let mut x = RollupTotals::empty(size);
     let has = |bit: u32| mask & (1 << bit) != 0;
     macro_rules! u64f {
         ($bit:expr, $f:ident) => {
