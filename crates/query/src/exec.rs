@@ -312,22 +312,28 @@ pub(crate) fn split_slots(grid: &Grid, parts: &[Part], threads: usize) -> Vec<us
 }
 
 /// `parts` (coalesced over the whole grid) cut at each of `times`, as one
-/// list per piece.
-fn cut_parts(parts: &[Part], times: &[i64]) -> Vec<Vec<Part>> {
+/// list per piece; each part with whether it is whole (`false`: cut from a
+/// part that spans a cut, see [`read_parts`]).
+fn cut_parts(parts: &[Part], times: &[i64]) -> Vec<Vec<(Part, bool)>> {
     let mut out = vec![Vec::new(); times.len() + 1];
     for p in parts {
         let mut p = *p;
+        let mut whole = true;
         for (piece, &t) in times.iter().enumerate() {
             if p.range.from_ms < t && t < p.range.to_ms {
-                out[piece].push(Part {
-                    source: p.source,
-                    range: TimeRange::new(p.range.from_ms, t),
-                });
+                out[piece].push((
+                    Part {
+                        source: p.source,
+                        range: TimeRange::new(p.range.from_ms, t),
+                    },
+                    false,
+                ));
                 p.range.from_ms = t;
+                whole = false;
             }
         }
         let piece = times.iter().filter(|&&t| t <= p.range.from_ms).count();
-        out[piece].push(p);
+        out[piece].push((p, whole));
     }
     out
 }
@@ -348,6 +354,7 @@ pub(crate) fn collect_in(
     let (parts, missing, raw_reason) = plan_grid(q, &coverage, &dims);
     let cuts = split_slots(&q.grid, &parts, threads);
     let (groups, accs) = if cuts.is_empty() {
+        let parts: Vec<(Part, bool)> = parts.iter().map(|p| (*p, true)).collect();
         read_parts(src, q, &parts, &dims, raw_reason)?
     } else {
         let starts: Vec<usize> = std::iter::once(0).chain(cuts.iter().copied()).collect();
@@ -433,11 +440,15 @@ impl Joined {
 }
 
 /// Reads `parts` (planned for `q.grid`, in time order) into accumulators:
-/// the groups (first touch order) and each group's accumulators.
+/// the groups (first touch order) and each group's accumulators. A raw part
+/// lying in one slot may be answered through [`DataSource::read_part`] (whole
+/// minutes from rollups), but only if it is whole: a part cut from one that
+/// spans two slots is read as raw rows, as the sequential reader reads the
+/// spanning part, so percentiles do not depend on where a query was cut.
 fn read_parts(
     src: &dyn DataSource,
     q: &Query<'_>,
-    parts: &[Part],
+    parts: &[(Part, bool)],
     dims: &[Dim],
     raw_reason: RawReason,
 ) -> Result<(Vec<GroupSlots>, Vec<Vec<Acc>>), QueryError> {
@@ -466,7 +477,7 @@ fn read_parts(
     let grid = q.grid;
     // GroupKey → group id, so a known group costs one lookup and no allocation.
     let mut group_of: FnvMap<GroupKey, usize> = FnvMap::default();
-    for part in parts {
+    for (part, whole) in parts {
         match part.source.tier() {
             Some(tier) => {
                 // Rollups arrive in bucket order, and no other part reads
@@ -505,7 +516,8 @@ fn read_parts(
                 // A piece of one slot of a rollup-served query: let storage
                 // answer whole minutes from rollups where that is exact.
                 let slot = grid.slot(part.range.from_ms);
-                let one_slot = slot.is_some()
+                let one_slot = *whole
+                    && slot.is_some()
                     && slot == grid.slot(part.range.to_ms.saturating_sub(1))
                     && raw_reason == RawReason::None;
                 let done = match slot {
