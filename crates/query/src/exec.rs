@@ -159,6 +159,18 @@ struct Groups {
 }
 
 impl Groups {
+    fn new(slots: usize, needs: Needs) -> Groups {
+        Groups {
+            index: FnvMap::default(),
+            list: Vec::new(),
+            accs: Vec::new(),
+            slots,
+            needs,
+            pool: Vec::new(),
+            defer: false,
+        }
+    }
+
     fn id(&mut self, labels: Vec<String>) -> usize {
         if let Some(&i) = self.index.get(&labels) {
             return i;
@@ -185,6 +197,27 @@ impl Groups {
             accs.push(Acc::with_pool(self.needs, &mut self.pool, self.defer));
         }
         &mut accs[*a as usize]
+    }
+
+    /// Adds the groups and accumulators a query piece read, whose slot 0 is
+    /// slot `first` here (see [`collect_in`]).
+    fn join(&mut self, first: usize, groups: Vec<GroupSlots>, accs: Vec<Vec<Acc>>) {
+        for ((labels, slots), accs) in groups.into_iter().zip(accs) {
+            let g = self.id(labels);
+            if !slots.is_empty() {
+                let out = &mut self.list[g].1;
+                if out.is_empty() {
+                    out.resize(self.slots, NO_ACC);
+                }
+                let base = self.accs[g].len() as u32;
+                for (i, a) in slots.into_iter().enumerate() {
+                    if a != NO_ACC {
+                        out[first + i] = base + a;
+                    }
+                }
+            }
+            self.accs[g].extend(accs);
+        }
     }
 
     /// Finishes every group's accumulator of `slot` (see [`Acc::finish`]).
@@ -341,9 +374,12 @@ fn cut_parts(parts: &[Part], times: &[i64]) -> Vec<Vec<(Part, bool)>> {
 /// [`collect`] with at most `threads` threads: a query with enough work is
 /// cut at slot boundaries into pieces read side by side, each by the
 /// sequential reader, and their groups and accumulators are joined in
-/// piece order. Each slot is read by one piece exactly as the sequential
-/// reader reads it (a plan never lets a part straddle a slot boundary), so
-/// the answer is the same, accumulators and group order included.
+/// piece order. Each slot is read by one piece as the sequential reader
+/// reads it (one slot's plan never straddles its boundary, and a coalesced
+/// raw part cut between pieces is still read as raw rows, see
+/// [`read_parts`]), so every accumulator is the same. A group first touched
+/// by a quality or feedback row may be listed in another order than a
+/// sequential read lists it; every caller sorts the groups.
 pub(crate) fn collect_in(
     src: &dyn DataSource,
     q: &Query<'_>,
@@ -385,10 +421,10 @@ pub(crate) fn collect_in(
             }
             results
         });
-        let mut joined = Joined::default();
+        let mut joined = Groups::new(q.grid.n, q.needs);
         for (r, first) in results.into_iter().zip(starts) {
             let (groups, accs) = r?;
-            joined.add(first, q.grid.n, groups, accs);
+            joined.join(first, groups, accs);
         }
         (joined.list, joined.accs)
     };
@@ -399,44 +435,6 @@ pub(crate) fn collect_in(
         raw_reason,
         coverage,
     })
-}
-
-/// Pieces' groups and accumulators joined (see [`collect_in`]).
-#[derive(Default)]
-struct Joined {
-    index: FnvMap<Vec<String>, usize>,
-    list: Vec<GroupSlots>,
-    accs: Vec<Vec<Acc>>,
-}
-
-impl Joined {
-    /// Adds a piece whose slot 0 is slot `first` of an `n`-slot grid.
-    fn add(&mut self, first: usize, n: usize, groups: Vec<GroupSlots>, accs: Vec<Vec<Acc>>) {
-        for ((labels, slots), accs) in groups.into_iter().zip(accs) {
-            let g = match self.index.get(&labels) {
-                Some(&g) => g,
-                None => {
-                    self.index.insert(labels.clone(), self.list.len());
-                    self.list.push((labels, Vec::new()));
-                    self.accs.push(Vec::new());
-                    self.list.len() - 1
-                }
-            };
-            if !slots.is_empty() {
-                let out = &mut self.list[g].1;
-                if out.is_empty() {
-                    out.resize(n, NO_ACC);
-                }
-                let base = self.accs[g].len() as u32;
-                for (i, a) in slots.into_iter().enumerate() {
-                    if a != NO_ACC {
-                        out[first + i] = base + a;
-                    }
-                }
-            }
-            self.accs[g].extend(accs);
-        }
-    }
 }
 
 /// Reads `parts` (planned for `q.grid`, in time order) into accumulators:
@@ -452,15 +450,7 @@ fn read_parts(
     dims: &[Dim],
     raw_reason: RawReason,
 ) -> Result<(Vec<GroupSlots>, Vec<Vec<Acc>>), QueryError> {
-    let mut groups = Groups {
-        index: FnvMap::default(),
-        list: Vec::new(),
-        accs: Vec::new(),
-        slots: q.grid.n,
-        needs: q.needs,
-        pool: Vec::new(),
-        defer: false,
-    };
+    let mut groups = Groups::new(q.grid.n, q.needs);
     // Only accumulators holding distributions gain from finishing early.
     let finish = q.finish.filter(|_| q.needs.latency || q.needs.ttft);
     groups.defer = finish.is_some();
