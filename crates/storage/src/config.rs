@@ -90,12 +90,13 @@ pub struct StoreConfig {
     /// tests drive them by hand with an injected clock.
     pub background_maintenance: bool,
     /// Minute rollups of this most recent window (ending at the newest
-    /// stored minute) are also held in memory, byte for byte, and read from
-    /// there, ms. Default 90,000,000 (25 hours: a last-24-hours query stays
+    /// stored minute) are also held in memory, byte for byte with their
+    /// latency and ttft digests decoded, and read from there, ms. Default 90,000,000 (25 hours: a last-24-hours query stays
     /// covered). 0 disables the mirror.
     pub hot_minutes_window_ms: i64,
-    /// At most this many bytes of minute rollups (keys + values + 64 per
-    /// entry) are held in memory; the oldest minutes leave first. Default
+    /// At most this many bytes of minute rollups (keys + values + decoded
+    /// digests, 4 bytes per centroid mean and weight, + ~220 per entry) are
+    /// held in memory; the oldest minutes leave first. Default
     /// 134,217,728 (128 MiB). 0 disables the mirror.
     pub hot_minutes_max_bytes: u64,
 }

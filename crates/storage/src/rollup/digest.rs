@@ -406,7 +406,7 @@ impl Digest {
         max_centroids: usize,
     ) -> Result<Digest, CodecError> {
         let start = r.pos();
-        let (n, min, max) = read_header(r, field)?;
+        let (n, min, max) = read_header(r, field, max_centroids)?;
         let weights_at = r.pos();
         let scanned = r.with_cursor(|b, pos| scan_centroids(b, pos, n, min));
         let (count, means_at) = scanned.map_err(|reason| r.err(field, reason))?;
@@ -1192,15 +1192,26 @@ pub(crate) struct StoredDigest<'a> {
     max: f64,
 }
 
-/// A stored digest's header: its centroid count (non-zero, and no more
-/// than the bytes left could hold), min and max (finite, ordered).
-fn read_header(r: &mut Reader<'_>, field: &str) -> Result<(usize, f64, f64), CodecError> {
+/// A stored digest's header: its centroid count (non-zero, no more than
+/// the digest size `max_centroids` — every encoder compresses to it — and
+/// no more than the bytes left could hold), min and max (finite, ordered).
+fn read_header(
+    r: &mut Reader<'_>,
+    field: &str,
+    max_centroids: usize,
+) -> Result<(usize, f64, f64), CodecError> {
     let n = r.u64(field)?;
     // Every centroid takes at least two bytes (weight + mean delta).
     if n == 0 || n > (r.remaining() / 2) as u64 {
         return Err(r.err(
             field,
             format!("centroid count {n} is zero or exceeds the bytes left"),
+        ));
+    }
+    if n > max_centroids as u64 {
+        return Err(r.err(
+            field,
+            format!("centroid count {n} exceeds the digest size {max_centroids}"),
         ));
     }
     let min = r.f64(field)?;
@@ -1217,9 +1228,14 @@ fn read_header(r: &mut Reader<'_>, field: &str) -> Result<(usize, f64, f64), Cod
 impl<'a> StoredDigest<'a> {
     /// Opens the digest at the reader's position (what [`Digest::encode_into`]
     /// wrote), validating its header and weights as [`Digest::decode_from`]
-    /// does; leaves the reader at the first mean varint.
-    pub(crate) fn open(r: &mut Reader<'a>, field: &str) -> Result<StoredDigest<'a>, CodecError> {
-        let (n, min, max) = read_header(r, field)?;
+    /// does (`max_centroids`: its rollup's digest size); leaves the reader
+    /// at the first mean varint.
+    pub(crate) fn open(
+        r: &mut Reader<'a>,
+        field: &str,
+        max_centroids: usize,
+    ) -> Result<StoredDigest<'a>, CodecError> {
+        let (n, min, max) = read_header(r, field, max_centroids)?;
         let weights_at = r.pos();
         let scanned = r.with_cursor(|b, pos| scan_weights(b, pos, n).map(|count| (count, b)));
         let (count, bytes) = scanned.map_err(|reason| r.err(field, reason))?;
@@ -1333,6 +1349,91 @@ impl<'a> StoredDigest<'a> {
     }
 }
 
+/// A stored digest decoded once into the form
+/// [`StoredDigest::decode_quantized`] hands out (quantized means, weights),
+/// for bytes held in memory and read many times (the hot minute mirror):
+/// it yields exactly what the stored digest yields, without decoding the
+/// means' varints at every read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct QuantDigest {
+    means: Box<[u32]>,
+    /// `None` when every weight is 1.
+    weights: Option<Box<[u32]>>,
+    count: u64,
+    min: f64,
+    max: f64,
+}
+
+impl StoredDigest<'_> {
+    /// The digest decoded (`None` when its means are malformed, or a weight
+    /// does not fit 32 bits: then it is read from its bytes, as before).
+    pub(crate) fn quantized(&self) -> Option<QuantDigest> {
+        let (mut qs, mut ws) = (Vec::with_capacity(self.n), Vec::new());
+        let unit = self.decode_quantized(&mut qs, &mut ws).ok()?;
+        let weights = if unit {
+            None
+        } else {
+            let ws: Option<Vec<u32>> = ws.into_iter().map(|w| u32::try_from(w).ok()).collect();
+            Some(ws?.into_boxed_slice())
+        };
+        Some(QuantDigest {
+            means: qs.into_boxed_slice(),
+            weights,
+            count: self.count,
+            min: self.min,
+            max: self.max,
+        })
+    }
+}
+
+impl QuantDigest {
+    /// Bytes it holds on the heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        4 * (self.means.len() + self.weights.as_ref().map_or(0, |w| w.len()))
+    }
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+    pub(crate) fn min(&self) -> f64 {
+        self.min
+    }
+    pub(crate) fn max(&self) -> f64 {
+        self.max
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.means.len()
+    }
+
+    /// As [`StoredDigest::decode_quantized`] (which cannot fail here).
+    pub(crate) fn decode_quantized(&self, qs: &mut Vec<u32>, ws: &mut Vec<u64>) -> bool {
+        qs.extend_from_slice(&self.means);
+        match &self.weights {
+            None => true,
+            Some(w) => {
+                ws.extend(w.iter().map(|&w| u64::from(w)));
+                false
+            }
+        }
+    }
+
+    /// As [`StoredDigest::try_for_each`] (which cannot fail here).
+    #[inline]
+    pub(crate) fn for_each(&self, mut f: impl FnMut(f64, u64)) {
+        match &self.weights {
+            None => {
+                for &q in self.means.iter() {
+                    f(dequantize_mean(q, self.min, self.max), 1);
+                }
+            }
+            Some(w) => {
+                for (&q, &w) in self.means.iter().zip(w.iter()) {
+                    f(dequantize_mean(q, self.min, self.max), u64::from(w));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod stored_digest_tests {
     use super::*;
@@ -1363,7 +1464,7 @@ mod stored_digest_tests {
             let decoded = Digest::decode_from(&mut r, &shared, "d", size).unwrap();
             let mut r = Reader::new("t", &out);
             r.u64("pad").unwrap();
-            let s = StoredDigest::open(&mut r, "d").unwrap();
+            let s = StoredDigest::open(&mut r, "d", size).unwrap();
             s.skip_means(&mut r, "d").unwrap();
             prop_assert_eq!(r.u64("tail").unwrap(), 7);
             prop_assert!(r.is_at_end());
@@ -1386,14 +1487,14 @@ mod stored_digest_tests {
             let i = at.index(out.len());
             out[i] ^= xor;
             let mut r = Reader::new("t", &out);
-            if let Ok(s) = StoredDigest::open(&mut r, "d") {
+            if let Ok(s) = StoredDigest::open(&mut r, "d", 40) {
                 let mut w = 0u64;
                 if s.try_for_each(|m, x| { assert!(m.is_finite()); w += x; }).is_ok() {
                     prop_assert_eq!(w, s.count());
                 }
             }
             let mut r = Reader::new("t", &out[..i]);
-            if let Ok(s) = StoredDigest::open(&mut r, "d") {
+            if let Ok(s) = StoredDigest::open(&mut r, "d", 40) {
                 let _ = s.skip_means(&mut r, "d");
                 let _ = s.try_for_each(|_, _| {});
             }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use sextant_model::{Feedback, LlmCall, Quality};
 
 pub use digest::{dequantize_mean, Digest};
+pub(crate) use view::Prepared;
 pub use view::{DigestField, DigestRef, RollupTotals, RollupView};
 
 use crate::error::CodecError;

@@ -508,3 +508,82 @@ proptest! {
         }
     }
 }
+
+/// What a view yields reading the latency digest first, then everything
+/// (the order of a percentile series, then of a summary).
+fn read_view_digest_first(v: &RollupView<'_>) -> Result<(Vec<(f64, u64)>, Parts), String> {
+    let mut first = Vec::new();
+    if let Some(d) = v.digest(DigestField::Latency).map_err(|e| e.to_string())? {
+        d.try_for_each_centroid(|m, w| first.push((m, w)))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok((first, read_view(v).map_err(|e| e.to_string())?))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// A view made with the value's `Prepared` form (checked and decoded
+    /// once, as the hot mirror does) reads what a view of the bytes alone
+    /// reads, in either order, errors included — digests whole and
+    /// quantized; bytes that fail the checks are not prepared.
+    #[test]
+    fn a_prepared_view_reads_what_a_stored_view_reads(
+        events in proptest::collection::vec(ev_strategy(), 0..60),
+        size in 1usize..80,
+        at in any::<prop::sample::Index>(),
+        xor in 1u8..=255,
+        recrc in any::<bool>(),
+    ) {
+        let good = rollup_of(&events, size).encode();
+        let mut bad = good.clone();
+        let i = frame::FRAME_HEADER + at.index(bad.len() - frame::FRAME_HEADER);
+        bad[i] ^= xor;
+        if recrc {
+            bad = frame::frame(ROLLUP_FORMAT_VERSION, &bad[frame::FRAME_HEADER..]);
+        }
+        let p = Prepared::of(&good);
+        prop_assert!(p.is_some());
+        // Digests present in the bytes are decoded ahead of time.
+        let r = Rollup::decode(&good).unwrap();
+        let p = p.unwrap();
+        prop_assert_eq!(p.digest(DigestField::Latency).is_some(), r.latency.as_ref().is_some_and(|d| !d.is_empty()));
+        prop_assert_eq!(p.digest(DigestField::Ttft).is_some(), r.ttft.as_ref().is_some_and(|d| !d.is_empty()));
+        for bytes in [&good, &bad] {
+            let prepared = Prepared::of(bytes);
+            let key = b"k".as_slice();
+            let plain = || RollupView::stored("t", key, bytes).map_err(|e| e.to_string());
+            let laid = || {
+                RollupView::with_prepared("t", key, bytes, prepared.as_ref()).map_err(|e| e.to_string())
+            };
+            let read = |v: Result<RollupView<'_>, String>| {
+                v.and_then(|v| read_view(&v).map_err(|e| e.to_string()))
+            };
+            prop_assert_eq!(read(laid()), read(plain()));
+            let first = |v: Result<RollupView<'_>, String>| v.and_then(|v| read_view_digest_first(&v));
+            prop_assert_eq!(first(laid()), first(plain()));
+            let quantized = |v: Result<RollupView<'_>, String>| v.and_then(|v| read_quantized(&v));
+            prop_assert_eq!(quantized(laid()), quantized(plain()));
+        }
+    }
+}
+
+/// Each of the latency and ttft digests as `decode_quantized` hands it out,
+/// with its count, bounds and length.
+#[allow(clippy::type_complexity)]
+fn read_quantized(
+    v: &RollupView<'_>,
+) -> Result<Vec<Option<(u64, f64, f64, usize, Option<bool>, Vec<u32>, Vec<u64>)>>, String> {
+    let mut out = Vec::new();
+    for f in [DigestField::Latency, DigestField::Ttft] {
+        let Some(d) = v.digest(f).map_err(|e| e.to_string())? else {
+            out.push(None);
+            continue;
+        };
+        let (mut qs, mut ws) = (vec![7], vec![9]);
+        let unit = d
+            .decode_quantized(&mut qs, &mut ws)
+            .map_err(|e| e.to_string())?;
+        out.push(Some((d.count(), d.min(), d.max(), d.len(), unit, qs, ws)));
+    }
+    Ok(out)
+}

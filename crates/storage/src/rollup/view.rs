@@ -18,10 +18,15 @@
 //!   centroid sequence for every digest.
 //! - A view does not check the parts nobody reads (e.g. trailing bytes after
 //!   the last digest); [`RollupView::to_rollup`] and `Store::verify` do.
+//! - A [`Prepared`] is those first checks, and the decoding of the latency
+//!   and ttft digests, done ahead of time for bytes held in memory and read
+//!   many times (the hot minute mirror): a view made with it
+//!   ([`RollupView::with_prepared`]) yields what [`RollupView::stored`]
+//!   yields for the same bytes, errors included.
 
 use std::cell::{Cell, OnceCell};
 
-use super::digest::StoredDigest;
+use super::digest::{QuantDigest, StoredDigest};
 use super::wire::Reader;
 use super::{
     decode_totals, field, read_finish_reasons, read_totals_head, skip_finish_reasons,
@@ -131,6 +136,95 @@ impl DigestField {
     }
 }
 
+/// Where the parts of one framed rollup value start, found once by
+/// checking it as a view's first reads do ([`Layout::of`]): its frame
+/// (version and CRC), presence mask and digest size, the extent of its exact
+/// fields and of its finish reasons. Valid only for the bytes it was made
+/// from; whoever keeps one keeps it with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    mask: u64,
+    digest_size: u32,
+    /// Offsets in the payload (the bytes after the frame header).
+    totals_at: u32,
+    reasons_at: u32,
+    digests_at: u32,
+}
+
+impl Layout {
+    /// Checks `value` (a framed rollup) up to its first digest. An error
+    /// here is the error a [`RollupView::stored`] of the same bytes gives
+    /// when made, or on the first read that walks that far.
+    pub(crate) fn of(value: &[u8]) -> Result<Layout, CodecError> {
+        let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, value)?;
+        let mut r = Reader::new("rollup", payload);
+        let (mask, digest_size) = read_totals_head(&mut r)?;
+        let totals_at = r.pos();
+        skip_totals_fields(&mut r, mask)?;
+        let reasons_at = r.pos();
+        if mask & (1 << field::FINISH_REASONS) != 0 {
+            skip_finish_reasons(&mut r)?;
+        }
+        let digests_at = r.pos();
+        let small = |x: usize| {
+            u32::try_from(x).map_err(|_| CodecError::new("rollup", format!("{x} is over 4 GiB")))
+        };
+        Ok(Layout {
+            mask,
+            digest_size: small(digest_size)?,
+            totals_at: small(totals_at)?,
+            reasons_at: small(reasons_at)?,
+            digests_at: small(digests_at)?,
+        })
+    }
+}
+
+/// A framed rollup value checked and partly decoded once ([`Prepared::of`]):
+/// its [`Layout`], and its latency and ttft digests in quantized form
+/// (each `None` when absent or malformed: then read from the bytes).
+/// Valid only for the bytes it was made from; whoever keeps one keeps it
+/// with them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Prepared {
+    layout: Layout,
+    latency: Option<QuantDigest>,
+    ttft: Option<QuantDigest>,
+}
+
+impl Prepared {
+    /// `None` when `value` fails [`Layout::of`] (reads then check it whole,
+    /// and report what they find, as for any stored value).
+    pub(crate) fn of(value: &[u8]) -> Option<Prepared> {
+        let layout = Layout::of(value).ok()?;
+        let view = RollupView::with_layout(&[], value, layout, None)?;
+        let quantized = |which| match view.digest(which) {
+            Ok(Some(DigestRef(DRef::Stored { d, .. }))) => d.quantized(),
+            _ => None,
+        };
+        Some(Prepared {
+            layout,
+            latency: quantized(DigestField::Latency),
+            ttft: quantized(DigestField::Ttft),
+        })
+    }
+
+    /// Bytes it holds on the heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        [&self.latency, &self.ttft]
+            .iter()
+            .map(|d| d.as_ref().map_or(0, QuantDigest::heap_bytes))
+            .sum()
+    }
+
+    pub(super) fn digest(&self, which: DigestField) -> Option<&QuantDigest> {
+        match which {
+            DigestField::Latency => self.latency.as_ref(),
+            DigestField::Ttft => self.ttft.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 /// A rollup handed out by a read (see the module docs).
 #[derive(Debug)]
 pub struct RollupView<'a> {
@@ -141,6 +235,8 @@ pub struct RollupView<'a> {
     /// Where the bytes came from, for errors.
     tree: &'static str,
     key: &'a [u8],
+    /// Digests decoded ahead of time ([`Prepared`]).
+    prepared: Option<&'a Prepared>,
 }
 
 #[derive(Debug)]
@@ -186,6 +282,52 @@ impl<'a> RollupView<'a> {
             },
             tree,
             key,
+            prepared: None,
+        })
+    }
+
+    /// A view of a framed rollup value prepared before ([`Prepared::of`]
+    /// of these very bytes: nothing it covers is checked again); `None`:
+    /// not prepared, the value is checked here as [`RollupView::stored`] does.
+    pub(crate) fn with_prepared(
+        tree: &'static str,
+        key: &'a [u8],
+        value: &'a [u8],
+        prepared: Option<&'a Prepared>,
+    ) -> Result<RollupView<'a>, StorageError> {
+        let Some(p) = prepared else {
+            return RollupView::stored(tree, key, value);
+        };
+        match RollupView::with_layout(key, value, p.layout, Some(p)) {
+            Some(mut v) => {
+                v.tree = tree;
+                Ok(v)
+            }
+            None => RollupView::stored(tree, key, value),
+        }
+    }
+
+    /// A view of `value` with its `layout` (`None` if `value` cannot hold
+    /// a frame, which a layout rules out).
+    fn with_layout(
+        key: &'a [u8],
+        value: &'a [u8],
+        l: Layout,
+        prepared: Option<&'a Prepared>,
+    ) -> Option<RollupView<'a>> {
+        Some(RollupView {
+            totals: OnceCell::new(),
+            digest_size: l.digest_size as usize,
+            src: Src::Stored {
+                payload: value.get(frame::FRAME_HEADER..)?,
+                mask: l.mask,
+                totals_at: l.totals_at as usize,
+                reasons_at: Cell::new(Some(l.reasons_at as usize)),
+                digests_at: Cell::new(Some(l.digests_at as usize)),
+            },
+            tree: "rollup",
+            key,
+            prepared,
         })
     }
 
@@ -203,6 +345,7 @@ impl<'a> RollupView<'a> {
             src: Src::Memory(r),
             tree: "rollup",
             key: &[],
+            prepared: None,
         }
     }
 
@@ -301,6 +444,12 @@ impl<'a> RollupView<'a> {
         if mask & (1 << which.bit()) == 0 {
             return Ok(None);
         }
+        if let Some(q) = self.prepared.and_then(|p| p.digest(which)) {
+            return Ok(Some(DigestRef(DRef::Quantized {
+                q,
+                max_centroids: self.digest_size,
+            })));
+        }
         let start = match digests_at.get() {
             Some(at) => at,
             None => {
@@ -316,12 +465,14 @@ impl<'a> RollupView<'a> {
         r.bytes(which.name(), start).map_err(|e| self.err(e))?;
         for bit in field::LATENCY..which.bit() {
             if mask & (1 << bit) != 0 {
-                let d = StoredDigest::open(&mut r, which.name()).map_err(|e| self.err(e))?;
+                let d = StoredDigest::open(&mut r, which.name(), self.digest_size)
+                    .map_err(|e| self.err(e))?;
                 d.skip_means(&mut r, which.name())
                     .map_err(|e| self.err(e))?;
             }
         }
-        let d = StoredDigest::open(&mut r, which.name()).map_err(|e| self.err(e))?;
+        let d =
+            StoredDigest::open(&mut r, which.name(), self.digest_size).map_err(|e| self.err(e))?;
         Ok(Some(DigestRef(DRef::Stored {
             d,
             max_centroids: self.digest_size,
@@ -353,6 +504,11 @@ enum DRef<'a> {
         tree: &'static str,
         key: &'a [u8],
     },
+    /// A stored digest decoded ahead of time ([`Prepared`]).
+    Quantized {
+        q: &'a QuantDigest,
+        max_centroids: usize,
+    },
     Memory(&'a Digest),
 }
 
@@ -361,6 +517,7 @@ impl DigestRef<'_> {
     pub fn count(&self) -> u64 {
         match &self.0 {
             DRef::Stored { d, .. } => d.count(),
+            DRef::Quantized { q, .. } => q.count(),
             DRef::Memory(d) => d.count(),
         }
     }
@@ -369,6 +526,7 @@ impl DigestRef<'_> {
     pub fn min(&self) -> f64 {
         match &self.0 {
             DRef::Stored { d, .. } => d.min(),
+            DRef::Quantized { q, .. } => q.min(),
             DRef::Memory(d) => d.min().unwrap_or(f64::INFINITY),
         }
     }
@@ -377,6 +535,7 @@ impl DigestRef<'_> {
     pub fn max(&self) -> f64 {
         match &self.0 {
             DRef::Stored { d, .. } => d.max(),
+            DRef::Quantized { q, .. } => q.max(),
             DRef::Memory(d) => d.max().unwrap_or(f64::NEG_INFINITY),
         }
     }
@@ -385,6 +544,7 @@ impl DigestRef<'_> {
     pub fn max_centroids(&self) -> usize {
         match &self.0 {
             DRef::Stored { max_centroids, .. } => *max_centroids,
+            DRef::Quantized { max_centroids, .. } => *max_centroids,
             DRef::Memory(d) => d.max_centroids(),
         }
     }
@@ -394,6 +554,7 @@ impl DigestRef<'_> {
     pub fn len(&self) -> usize {
         match &self.0 {
             DRef::Stored { d, .. } => d.len(),
+            DRef::Quantized { q, .. } => q.len(),
             DRef::Memory(d) => d.centroid_count(),
         }
     }
@@ -433,6 +594,7 @@ impl DigestRef<'_> {
                     CodecError::new("rollup", format!("field {field}: {reason}")),
                 )
             }),
+            DRef::Quantized { q, .. } => Ok(Some(q.decode_quantized(qs, ws))),
             DRef::Memory(_) => Ok(None),
         }
     }
@@ -457,6 +619,10 @@ impl DigestRef<'_> {
                     CodecError::new("rollup", format!("field {field}: {reason}")),
                 )
             }),
+            DRef::Quantized { q, .. } => {
+                q.for_each(f);
+                Ok(())
+            }
             DRef::Memory(d) => {
                 d.for_each_centroid(f);
                 Ok(())

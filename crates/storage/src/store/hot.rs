@@ -10,20 +10,34 @@
 //! reader holding the state read lock sees one consistent view. `from`
 //! never moves backwards; writes to buckets below it go to sled only.
 //!
-//! The mirror holds the encoded bytes sled holds, so reads still check the
-//! version and CRC and decode as before; a value damaged on disk after it
-//! was written is seen by reads only after a reopen (`verify` reads sled).
+//! The mirror holds the encoded bytes sled holds, each with its
+//! [`Prepared`] form: the version, CRC and extents a view checks first are
+//! checked once, when the value enters the mirror, and its latency and ttft
+//! digests decoded once, not at every read (a value that fails the checks
+//! is kept unprepared and reads report it as before). A value damaged
+//! on disk after it was written is seen by reads only after a reopen
+//! (`verify` reads sled).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sextant_model::MINUTE_MS;
 
 use crate::db::{ts_from_key, ts_key, Bytes, Db, T};
 use crate::error::Result;
+use crate::rollup::Prepared;
 
-/// Bytes counted per entry on top of its key and value (map node share,
-/// key box, value handle).
-pub(crate) const ENTRY_OVERHEAD: usize = 64;
+/// Bytes counted per entry on top of its key, its value and its prepared
+/// digests (map node share, key box, value handle, prepared form).
+pub(crate) const ENTRY_OVERHEAD: usize = 80 + std::mem::size_of::<Prepared>();
+
+/// A mirrored value: the bytes sled holds and, unless they failed the
+/// checks, their [`Prepared`] form (shared with the reads that took it).
+#[derive(Debug)]
+pub(crate) struct HotValue {
+    pub(crate) bytes: Bytes,
+    pub(crate) prepared: Option<Arc<Prepared>>,
+}
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -32,15 +46,15 @@ pub(crate) struct HotMinutes {
     /// the mirror is disabled.
     from: i64,
     /// `rollup_minute` key (`ts_key(bucket)` ++ group strings) → its value.
-    map: BTreeMap<Box<[u8]>, Bytes>,
+    map: BTreeMap<Box<[u8]>, HotValue>,
     /// Counted size of `map` (keys + values + [`ENTRY_OVERHEAD`] each).
     bytes: usize,
     window_ms: i64,
     max_bytes: usize,
 }
 
-fn entry_bytes(k: &[u8], v: &[u8]) -> usize {
-    k.len() + v.len() + ENTRY_OVERHEAD
+fn entry_bytes(key_len: usize, v: &HotValue) -> usize {
+    key_len + v.bytes.len() + ENTRY_OVERHEAD + v.prepared.as_ref().map_or(0, |p| p.heap_bytes())
 }
 
 /// The bucket of a rollup key (`i64::MIN` for a key too short to hold one:
@@ -107,7 +121,7 @@ impl HotMinutes {
 
     /// Entries with keys in `[ts_key(lo), ts_key(hi))` (callers pass
     /// `lo >= from`), in key order: the order of the sled tree.
-    pub(crate) fn range(&self, lo: i64, hi: i64) -> impl Iterator<Item = (&[u8], &Bytes)> {
+    pub(crate) fn range(&self, lo: i64, hi: i64) -> impl Iterator<Item = (&[u8], &HotValue)> {
         let (lo, hi) = (ts_key(lo), ts_key(hi));
         let bounds = (
             std::ops::Bound::Included(&lo[..]),
@@ -154,10 +168,12 @@ impl HotMinutes {
                 continue;
             }
             let key_len = k.len();
-            self.bytes += entry_bytes(&k, &v);
-            if let Some(old) = self.map.insert(k.into_boxed_slice(), v) {
-                // Replaced: the old entry is no longer counted.
-                self.bytes -= key_len + old.len() + ENTRY_OVERHEAD;
+            let prepared = Prepared::of(&v).map(Arc::new);
+            let value = HotValue { bytes: v, prepared };
+            self.bytes += entry_bytes(key_len, &value);
+            if let Some(old) = self.map.insert(k.into_boxed_slice(), value) {
+                // Replaced: the old entry is no longer counted (same key).
+                self.bytes -= entry_bytes(key_len, &old);
             }
         }
         self.enforce_limits();
@@ -184,10 +200,10 @@ impl HotMinutes {
     }
 
     /// Replaces the map by `keep`, uncounting what is dropped.
-    fn drop_map(&mut self, keep: BTreeMap<Box<[u8]>, Bytes>) {
+    fn drop_map(&mut self, keep: BTreeMap<Box<[u8]>, HotValue>) {
         let gone = std::mem::replace(&mut self.map, keep);
         for (k, v) in &gone {
-            self.bytes -= entry_bytes(k, v);
+            self.bytes -= entry_bytes(k.len(), v);
         }
     }
 
@@ -219,7 +235,7 @@ impl HotMinutes {
     pub(crate) fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.map
             .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .map(|(k, v)| (k.to_vec(), v.bytes.to_vec()))
             .collect()
     }
 }
@@ -249,7 +265,7 @@ mod tests {
     }
 
     fn counted(h: &HotMinutes) -> usize {
-        h.entries().iter().map(|(k, v)| entry_bytes(k, v)).sum()
+        h.map.iter().map(|(k, v)| entry_bytes(k.len(), v)).sum()
     }
 
     #[test]
@@ -299,7 +315,15 @@ mod tests {
 
     #[test]
     fn over_the_byte_cap_whole_oldest_buckets_leave_and_from_passes_them() {
-        let e = entry_bytes(&kv(B, "a", 100).0, &kv(B, "a", 100).1);
+        // Bytes that are no rollup: kept unprepared.
+        let (k, bytes) = kv(B, "a", 100);
+        let e = entry_bytes(
+            k.len(),
+            &HotValue {
+                bytes,
+                prepared: None,
+            },
+        );
         // Room for five entries.
         let mut h = HotMinutes::new(i64::MAX / 4, 5 * e, i64::MIN);
         h.insert(vec![kv(B, "a", 100), kv(B, "b", 100)]);
@@ -420,6 +444,14 @@ mod tests {
         }
         assert_eq!(st.hot.entries(), sled, "mirror != sled from {from}");
         assert_eq!(st.hot.bytes(), counted(&st.hot));
+        // Each value keeps the prepared form of its own bytes.
+        for (k, v) in st.hot.range(from, i64::MAX) {
+            let p = v
+                .prepared
+                .as_deref()
+                .expect("a stored value failed its checks");
+            assert_eq!(Some(p), Prepared::of(&v.bytes).as_ref(), "prepared {k:?}");
+        }
         drop(st);
         let all = TimeRange::new(i64::MIN / 2, i64::MAX / 2);
         let across = TimeRange::new(from.saturating_sub(7 * M), from.saturating_add(5 * M));

@@ -12,6 +12,7 @@
 //! lock (`store/scan.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use sextant_model::{Dim, Feedback, LlmCall, Quality, Span, Tier, TimeRange};
 
@@ -19,7 +20,7 @@ use crate::api::{GroupKey, RequestRef, RowFilter, TraceSummary, VerifyReport};
 use crate::db::{ts_from_key, ts_key, u64_from, Bytes, T};
 use crate::error::hex;
 use crate::error::{Result, StorageError};
-use crate::rollup::{Rollup, RollupView};
+use crate::rollup::{Prepared, Rollup, RollupView};
 use crate::store::head::Head;
 use crate::store::records::{
     decode_request, decode_row, decode_span, decode_wal, parse_rollup_key, parse_span_time_key,
@@ -92,7 +93,8 @@ pub(crate) struct RollupSnapshot {
     /// `(bucket, group index, value)` of stored rollups passing the
     /// filter, in key order (keys are dropped as they are read: an error
     /// names a key rebuilt from bucket and group, which gives the same bytes).
-    stored: Vec<(i64, u32, Bytes)>,
+    /// Values from the hot mirror carry their [`Prepared`] form.
+    stored: Vec<(i64, u32, Bytes, Option<Arc<Prepared>>)>,
     groups: Groups,
     /// The heads' contributions by (bucket, group), merged per key.
     head: BTreeMap<(i64, GroupKey), Rollup>,
@@ -139,7 +141,7 @@ impl RollupSnapshot {
         let mut head = self.head.into_iter().peekable();
         let mut key = Vec::new();
         for p in order {
-            let (bucket, g, v) = &self.stored[p as usize];
+            let (bucket, g, v, prepared) = &self.stored[p as usize];
             let (bucket, group) = (*bucket, &groups[*g as usize].1);
             // Head-only keys ordered before this one.
             while let Some(((hb, hg), _)) = head.peek() {
@@ -154,7 +156,7 @@ impl RollupSnapshot {
             key.clear();
             key.extend_from_slice(&groups[*g as usize].0);
             key[..8].copy_from_slice(&ts_key(bucket));
-            let view = RollupView::stored(tree, &key, v)?;
+            let view = RollupView::with_prepared(tree, &key, v, prepared.as_deref())?;
             if head
                 .peek()
                 .is_some_and(|((hb, hg), _)| *hb == bucket && hg == group)
@@ -302,7 +304,7 @@ impl Core {
         }
         // Whether each group (by index in `snap.groups`) passes the filter.
         let mut passes: Vec<bool> = Vec::new();
-        let mut take = |k: &[u8], v: Bytes| -> Result<()> {
+        let mut take = |k: &[u8], v: Bytes, prepared: Option<Arc<Prepared>>| -> Result<()> {
             // A key whose group suffix was seen before is valid, and its
             // filter verdict known: keys are validated once per group.
             let g = match k.get(8..).and_then(|s| snap.groups.known(s)) {
@@ -328,7 +330,7 @@ impl Core {
             };
             if passes[g as usize] {
                 let bucket = ts_from_key(k).unwrap_or_default();
-                snap.stored.push((bucket, g, v));
+                snap.stored.push((bucket, g, v, prepared));
             }
             Ok(())
         };
@@ -338,12 +340,12 @@ impl Core {
                 .range(t, ts_key(lo).to_vec()..ts_key(sled_hi).to_vec())
             {
                 let (k, v) = kv?;
-                take(&k, v)?;
+                take(&k, v, None)?;
             }
         }
         if hot_lo < hi {
             for (k, v) in st.hot.range(hot_lo, hi) {
-                take(k, v.clone())?;
+                take(k, v.bytes.clone(), v.prepared.clone())?;
             }
         }
         for h in heads(&st) {
