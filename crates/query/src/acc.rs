@@ -17,7 +17,7 @@ use sextant_model::{Feedback, LlmCall, Quality};
 use sextant_storage::Rollup;
 use sextant_storage::{DigestField, RollupView, StorageError};
 
-use crate::dist::{Dist, DistBuffers};
+use crate::dist::{Dist, DistSlot};
 
 /// Which digests a query needs (merging digests dominates rollup cost, so a
 /// series of `count` merges none).
@@ -89,8 +89,8 @@ pub(crate) struct Acc {
     pub(crate) factual_sum_micro: u128,
     pub(crate) feedback_count: u64,
     pub(crate) rating_sum: i64,
-    pub(crate) latency: Dist,
-    pub(crate) ttft: Dist,
+    pub(crate) latency: DistSlot,
+    pub(crate) ttft: DistSlot,
     needs: Needs,
     /// Set by [`Acc::finish`]: the one metric still answerable, and its value.
     finished: Option<(&'static str, Option<f64>)>,
@@ -153,8 +153,8 @@ impl Acc {
             factual_sum_micro: 0,
             feedback_count: 0,
             rating_sum: 0,
-            latency: Dist::default(),
-            ttft: Dist::default(),
+            latency: DistSlot::default(),
+            ttft: DistSlot::default(),
             needs,
             finished: None,
         }
@@ -163,12 +163,17 @@ impl Acc {
     /// An empty accumulator whose distributions reuse `pool`'s buffers;
     /// with `defer`, they keep stored digests quantized until [`Acc::finish`]
     /// (which must then be called before reading).
-    pub(crate) fn with_pool(needs: Needs, pool: &mut Vec<DistBuffers>, defer: bool) -> Acc {
+    pub(crate) fn with_pool(needs: Needs, pool: &mut Vec<Box<Dist>>, defer: bool) -> Acc {
         let mut a = Acc::new(needs);
-        let dist = |pool: &mut Vec<DistBuffers>| match pool.pop() {
-            Some(b) => Dist::with_buffers(b, defer),
-            None if defer => Dist::deferred(),
-            None => Dist::default(),
+        let dist = |pool: &mut Vec<Box<Dist>>| {
+            DistSlot::new(match pool.pop() {
+                Some(mut d) => {
+                    d.reset(defer);
+                    d
+                }
+                None if defer => Box::new(Dist::deferred()),
+                None => Box::default(),
+            })
         };
         if needs.latency {
             a.latency = dist(pool);
@@ -183,7 +188,7 @@ impl Acc {
     /// returning their buffers to `pool`: afterwards only `metric(metric)`
     /// is answered, and nothing may be added. A series finishes each step
     /// once its data is all read, while its centroids are still in cache.
-    pub(crate) fn finish(&mut self, metric: &'static str, pool: &mut Vec<DistBuffers>) {
+    pub(crate) fn finish(&mut self, metric: &'static str, pool: &mut Vec<Box<Dist>>) {
         if self.finished.is_some() {
             return;
         }
@@ -197,9 +202,10 @@ impl Acc {
         }
         let v = self.metric(metric);
         for d in [&mut self.latency, &mut self.ttft] {
-            let b = d.take_buffers();
-            if b.has_capacity() {
-                pool.push(b);
+            if let Some(mut d) = d.take() {
+                if d.reset(false) {
+                    pool.push(d);
+                }
             }
         }
         self.finished = Some((metric, v));

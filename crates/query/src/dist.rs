@@ -95,30 +95,68 @@ struct Pending {
 
 impl Default for Dist {
     fn default() -> Dist {
-        Dist {
-            cents: Vec::new(),
-            run_ends: Vec::new(),
-            n_cents: 0,
-            cent_weight: 0,
-            binned: false,
-            bins: Vec::new(),
-            bin_base: 0,
-            raw: Vec::new(),
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            defer: false,
-            pend: Vec::new(),
-            pend_q: Vec::new(),
-            pend_w: Vec::new(),
-            pend_weight: 0,
-            truncated: false,
-        }
+        Dist::EMPTY
+    }
+}
+
+impl Dist {
+    const EMPTY: Dist = Dist {
+        cents: Vec::new(),
+        run_ends: Vec::new(),
+        n_cents: 0,
+        cent_weight: 0,
+        binned: false,
+        bins: Vec::new(),
+        bin_base: 0,
+        raw: Vec::new(),
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+        defer: false,
+        pend: Vec::new(),
+        pend_q: Vec::new(),
+        pend_w: Vec::new(),
+        pend_weight: 0,
+        truncated: false,
+    };
+}
+
+/// What an empty [`DistSlot`] reads as.
+static EMPTY_DIST: Dist = Dist::EMPTY;
+
+/// A [`Dist`] kept out of line, allocated on first write: an accumulator
+/// is mostly exact sums, and a series holds one per (step, group), so its
+/// distributions (~250 bytes each) stay out of the accumulators' vector.
+/// Reads of an unallocated slot see an empty distribution.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DistSlot(Option<Box<Dist>>);
+
+impl DistSlot {
+    pub(crate) fn new(d: Box<Dist>) -> DistSlot {
+        DistSlot(Some(d))
+    }
+
+    /// Takes the distribution out (the slot reads as empty afterwards).
+    pub(crate) fn take(&mut self) -> Option<Box<Dist>> {
+        self.0.take()
+    }
+}
+
+impl std::ops::Deref for DistSlot {
+    type Target = Dist;
+    fn deref(&self) -> &Dist {
+        self.0.as_deref().unwrap_or(&EMPTY_DIST)
+    }
+}
+
+impl std::ops::DerefMut for DistSlot {
+    fn deref_mut(&mut self) -> &mut Dist {
+        self.0.get_or_insert_with(Box::default)
     }
 }
 
 /// The reusable allocations of a [`Dist`] (empty, capacity kept).
 #[derive(Debug, Default)]
-pub(crate) struct DistBuffers {
+struct DistBuffers {
     cents: Vec<(f64, u64)>,
     run_ends: Vec<usize>,
     pend: Vec<Pending>,
@@ -126,7 +164,7 @@ pub(crate) struct DistBuffers {
 }
 
 impl DistBuffers {
-    pub(crate) fn has_capacity(&self) -> bool {
+    fn has_capacity(&self) -> bool {
         self.cents.capacity() > 0 || self.pend_q.capacity() > 0
     }
 }
@@ -407,9 +445,18 @@ impl Dist {
         })
     }
 
+    /// Empties `self` for reuse: its centroid buffers stay (cleared,
+    /// capacity kept); returns whether there were any.
+    pub(crate) fn reset(&mut self, defer: bool) -> bool {
+        let b = self.take_buffers();
+        let kept = b.has_capacity();
+        *self = Dist::with_buffers(b, defer);
+        kept
+    }
+
     /// Empties `self`, handing back its centroid buffers (cleared, capacity
     /// kept) for [`Dist::with_buffers`].
-    pub(crate) fn take_buffers(&mut self) -> DistBuffers {
+    fn take_buffers(&mut self) -> DistBuffers {
         let mut b = DistBuffers {
             cents: std::mem::take(&mut self.cents),
             run_ends: std::mem::take(&mut self.run_ends),
@@ -425,7 +472,7 @@ impl Dist {
     }
 
     /// An empty distribution that fills `b`'s buffers first.
-    pub(crate) fn with_buffers(b: DistBuffers, defer: bool) -> Dist {
+    fn with_buffers(b: DistBuffers, defer: bool) -> Dist {
         Dist {
             cents: b.cents,
             run_ends: b.run_ends,
