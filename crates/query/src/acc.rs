@@ -17,7 +17,7 @@ use sextant_model::{Feedback, LlmCall, Quality};
 use sextant_storage::Rollup;
 use sextant_storage::{DigestField, RollupView, StorageError};
 
-use crate::dist::{Dist, DistSlot};
+use crate::dist::{Dist, DistPool, DistSlot};
 
 /// Which digests a query needs (merging digests dominates rollup cost, so a
 /// series of `count` merges none).
@@ -163,9 +163,9 @@ impl Acc {
     /// An empty accumulator whose distributions reuse `pool`'s buffers;
     /// with `defer`, they keep stored digests quantized until [`Acc::finish`]
     /// (which must then be called before reading).
-    pub(crate) fn with_pool(needs: Needs, pool: &mut Vec<Box<Dist>>, defer: bool) -> Acc {
+    pub(crate) fn with_pool(needs: Needs, pool: &mut DistPool, defer: bool) -> Acc {
         let mut a = Acc::new(needs);
-        let dist = |pool: &mut Vec<Box<Dist>>| {
+        let dist = |pool: &mut DistPool| {
             DistSlot::new(match pool.pop() {
                 Some(mut d) => {
                     d.reset(defer);
@@ -188,7 +188,7 @@ impl Acc {
     /// returning their buffers to `pool`: afterwards only `metric(metric)`
     /// is answered, and nothing may be added. A series finishes each step
     /// once its data is all read, while its centroids are still in cache.
-    pub(crate) fn finish(&mut self, metric: &'static str, pool: &mut Vec<Box<Dist>>) {
+    pub(crate) fn finish(&mut self, metric: &'static str, pool: &mut DistPool) {
         if self.finished.is_some() {
             return;
         }

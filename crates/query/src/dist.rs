@@ -120,6 +120,11 @@ impl Dist {
     };
 }
 
+/// Emptied distributions kept for reuse, boxed as a [`DistSlot`] holds
+/// them: one moves between a slot and the pool without being copied.
+#[allow(clippy::vec_box)]
+pub(crate) type DistPool = Vec<Box<Dist>>;
+
 /// What an empty [`DistSlot`] reads as.
 static EMPTY_DIST: Dist = Dist::EMPTY;
 

@@ -20,7 +20,7 @@ use sextant_storage::{Coverage, GroupKey, PartSink, RequestRef, RowFilter, Stora
 
 use crate::acc::{Acc, Needs};
 use crate::api::QueryError;
-use crate::dist::Dist;
+use crate::dist::DistPool;
 use crate::plan::{plan, rollups_serve, Part, RawReason};
 use crate::source::DataSource;
 
@@ -152,7 +152,7 @@ struct Groups {
     slots: usize,
     needs: Needs,
     /// Buffers of finished accumulators, for new ones.
-    pool: Vec<Box<Dist>>,
+    pool: DistPool,
     /// New accumulators keep stored digests quantized (every one is
     /// finished before `collect` returns).
     defer: bool,
