@@ -190,6 +190,16 @@ fn v1_fixture_opens_with_exactly_its_contents() {
     copy_dir(&fixture_dir(), dir.path());
     let store = open(dir.path());
     check_contents(&store);
+    // Its segments were moved into segment files (format 5), and the
+    // moved store opens again with the same contents.
+    let f = store.segment_files();
+    assert_eq!((f.files, f.file_bytes), (1, f.live_bytes));
+    assert!(f.segments > 0);
+    store.close().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    check_contents(&store);
+    assert_eq!(store.segment_files(), f);
     // And still after sealing what the WAL held.
     store.seal(T0).unwrap();
     assert_eq!(store.stats().head_events, 0);

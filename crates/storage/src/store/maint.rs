@@ -31,10 +31,12 @@ use crate::api::{GroupKey, MaintenanceReport};
 use crate::db::{ts_key, Bytes, Ops, T};
 use crate::error::{hex, Result, StorageError};
 use crate::rollup::Rollup;
+use crate::seg_files::Location;
 use crate::store::head::Head;
 use crate::store::meta_keys as mk;
 use crate::store::records::{encode_row, parse_rollup_key, rollup_key, SegMeta};
 use crate::store::requests;
+use crate::store::sealed;
 use crate::store::segment::{SegmentCodec, SEGMENT_MAX_ROWS};
 use crate::store::Core;
 
@@ -110,6 +112,7 @@ impl Core {
         };
         let mut next_id = m.next_segment_id;
         let mut new_segments = Vec::new();
+        let mut seg_bytes = Vec::new();
         {
             let mut codec = self.codec.write();
             for chunk in calls.chunks(SEGMENT_MAX_ROWS) {
@@ -124,10 +127,27 @@ impl Core {
                 for (k, v) in dict {
                     ops.put(T::Dict, k, v);
                 }
-                ops.put(T::Segments, meta.key(), bytes);
                 ops.put(T::SegmentMeta, meta.key(), meta.encode());
+                seg_bytes.push(bytes);
                 new_segments.push(meta);
             }
+        }
+        // The segments' bytes go to the segment files, durably, before the
+        // transaction that references them (`seg_files.rs`, "seal").
+        let seg_refs: Vec<&[u8]> = seg_bytes.iter().map(|b| b.as_slice()).collect();
+        let locs = match self.segs.append(&seg_refs) {
+            Ok(l) => l,
+            Err(e) => {
+                // As for a failed commit below: forget the dictionary
+                // entries handed out.
+                self.reload_dict()?;
+                return Err(sealed::write_err(e));
+            }
+        };
+        drop(seg_refs);
+        drop(seg_bytes);
+        for (meta, loc) in new_segments.iter().zip(&locs) {
+            ops.put(T::Segments, meta.key(), loc.encode());
         }
         report.segments_written = new_segments.len() as u64;
         let t_segments = t0.elapsed();
@@ -218,8 +238,14 @@ impl Core {
                 requests::delete_chunks(&self.db, run_id)?;
                 return Err(e);
             }
-            for s in &new_segments {
-                st.segments.insert(s.key(), *s);
+            for (s, loc) in new_segments.iter().zip(&locs) {
+                st.segments.insert(
+                    s.key(),
+                    sealed::Sealed {
+                        meta: *s,
+                        loc: Some(*loc),
+                    },
+                );
             }
             if !new_run.chunks.is_empty() {
                 st.requests.install(new_run.run);
@@ -229,6 +255,7 @@ impl Core {
             lock_held = t_lock.elapsed();
         }
         m.next_segment_id = next_id;
+        self.segs.add_live(&locs);
         self.counters
             .sealed_events
             .fetch_add(report.sealed_events, Ordering::Relaxed);
@@ -490,11 +517,18 @@ impl Core {
 
         let mut ops = Ops::default();
         let mut dead_segments = Vec::new();
+        let mut dead_locs = Vec::new();
         let below = |ts: i64| ..ts_key(ts).to_vec();
         if raw_from > i64::MIN {
             // Segment keys start with the segment's max ts: a prefix range.
             for kv in self.db.range(T::SegmentMeta, below(raw_from)) {
                 let (k, _) = kv?;
+                // The file bytes are released once this deletion is durable.
+                if let Some(v) = self.db.get(T::Segments, &k)? {
+                    if let Ok(loc) = Location::decode(&v) {
+                        dead_locs.push(loc);
+                    }
+                }
                 ops.del(T::Segments, k.to_vec());
                 ops.del(T::SegmentMeta, k.to_vec());
                 dead_segments.push(k.to_vec());
@@ -558,6 +592,9 @@ impl Core {
         st.wm.traces_from = traces_from;
         drop(st);
         self.db.flush()?;
+        // Only now, with the deletion durable, may a file whose segments
+        // are all gone be deleted (`seg_files.rs`, "retention").
+        self.segs.release(&dead_locs).map_err(sealed::write_err)?;
         Ok(report)
     }
 

@@ -20,6 +20,7 @@ use crate::db::{ts_from_key, ts_key, u64_from, Bytes, T};
 use crate::error::hex;
 use crate::error::{Result, StorageError};
 use crate::rollup::{Rollup, RollupView};
+use crate::seg_files::Location;
 use crate::store::head::Head;
 use crate::store::records::{
     decode_request, decode_row, decode_span, decode_wal, parse_rollup_key, parse_span_time_key,
@@ -503,8 +504,11 @@ impl Core {
         for kv in self.db.range(T::Segments, ..) {
             let (k, v) = kv?;
             let id = k.get(8..).and_then(u64_from).unwrap_or(0);
-            let res = codec
-                .decode(&v, all, &none)
+            // The location record, then the bytes it points to in the
+            // segment files (`seg_files.rs`).
+            let res = Location::decode(&v)
+                .and_then(|loc| self.segs.read(loc, &None))
+                .and_then(|bytes| codec.decode(&bytes, all, &none))
                 .map(|_| ())
                 .map_err(|e| format!("segment {id}: {e}"));
             check(T::Segments, &k, res);
