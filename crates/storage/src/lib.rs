@@ -14,6 +14,7 @@ mod db;
 mod error;
 mod frame;
 mod rollup;
+mod run_files;
 mod seg_files;
 mod store;
 
@@ -29,4 +30,4 @@ pub use rollup::{
 pub use store::{PartSink, Store};
 
 /// The on-disk format version this build writes.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;

@@ -203,6 +203,11 @@ fn v1_fixture_opens_with_exactly_its_contents() {
     // And still after sealing what the WAL held.
     store.seal(T0).unwrap();
     assert_eq!(store.stats().head_events, 0);
+    // The run of what it sealed is in a file of its own (format 6).
+    let runs = std::fs::read_dir(dir.path().join("request_runs"))
+        .unwrap()
+        .count();
+    assert_eq!(runs, 1);
     // The migrated store rolls its first week up from the v1 data: every
     // call, every feedback row.
     let report = store.downsample(T0 + 8 * DAY_MS).unwrap();

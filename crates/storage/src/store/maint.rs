@@ -207,9 +207,10 @@ impl Core {
             (st.requests.take_id(), seq)
         };
         let (groups, entries) = snap.call_entries();
-        let new_run = requests::run_of_calls(run_id, run_seq, groups, entries);
+        let mut new_run = requests::run_of_calls(run_id, run_seq, groups, entries);
+        let run_files = self.state.read_recursive().requests.files.clone();
         if !new_run.chunks.is_empty() {
-            self.write_run_chunks(&new_run)?;
+            requests::write_file(&run_files, &mut new_run)?;
             requests::RequestIndex::publish(&mut ops, &new_run.run, run_id + 1);
         }
         let t_requests = t0.elapsed();
@@ -235,7 +236,7 @@ impl Core {
                 // retries it.
                 drop(st);
                 self.reload_dict()?;
-                requests::delete_chunks(&self.db, run_id)?;
+                requests::delete_chunks(&self.db, &run_files, run_id)?;
                 return Err(e);
             }
             for (s, loc) in new_segments.iter().zip(&locs) {
@@ -282,23 +283,12 @@ impl Core {
         Ok(report)
     }
 
-    /// Writes a run's chunks in plain batches (idempotent: same keys, same values).
-    fn write_run_chunks(&self, run: &requests::NewRun) -> Result<()> {
-        for chunk in run.chunks.chunks(256) {
-            let kvs: Vec<(Vec<u8>, &[u8])> = chunk
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_slice()))
-                .collect();
-            self.db.insert_many(T::RequestRuns, &kvs)?;
-        }
-        Ok(())
-    }
-
     /// Merges request-index runs while more than `requests::MAX_RUNS`
     /// exist, so a lookup reads at most that many chunks. Caller holds
-    /// `maint`. Each merge: write the merged run's chunks, then one
-    /// transaction publishes it and tombstones its two sources, then their
-    /// chunks and tombstones are deleted (finished at open after a crash).
+    /// `maint`. Each merge: write the merged run's file (durably), then one
+    /// transaction publishes it and tombstones its two sources, then (once
+    /// that is flushed) their files and tombstones are deleted (finished at
+    /// open after a crash).
     pub(crate) fn merge_request_runs(&self) -> Result<u64> {
         let mut merged = 0;
         loop {
@@ -309,8 +299,9 @@ impl Core {
                 };
                 (a, b, st.requests.take_id())
             };
-            let run = requests::merge_runs(&self.db, id, &newer, &older)?;
-            self.write_run_chunks(&run)?;
+            let files = self.state.read_recursive().requests.files.clone();
+            let mut run = requests::merge_runs(&self.db, &files, id, &newer, &older)?;
+            requests::write_file(&files, &mut run)?;
             let mut ops = Ops::default();
             requests::RequestIndex::publish(&mut ops, &run.run, id + 1);
             for old in [&newer, &older] {
@@ -326,7 +317,7 @@ impl Core {
             }
             self.db.flush()?;
             for old in [&newer, &older] {
-                requests::delete_chunks(&self.db, old.id)?;
+                requests::delete_chunks(&self.db, &files, old.id)?;
                 self.db
                     .remove_many(T::RequestRunDir, &[old.id.to_be_bytes().to_vec()])?;
             }

@@ -45,6 +45,7 @@ use crate::config::{Durability, StoreConfig};
 use crate::db::{ts_from_key, u64_from, Bytes, Db, DbOptions, MigrationTx, Ops, T};
 use crate::error::{Result, StorageError};
 use crate::rollup::{Rollup, RollupView};
+use crate::run_files::RunFiles;
 use crate::seg_files::SegFiles;
 use head::{Head, Prepared};
 use records::{decode_wal, encode_span, encode_wal, span_key, span_time_key};
@@ -256,7 +257,11 @@ impl Store {
             key: String::new(),
             source: e,
         })?;
-        let requests = requests::RequestIndex::open(&db)?;
+        let run_files = RunFiles::open(dir).map_err(|e| StorageError::Open {
+            path: dir.display().to_string(),
+            source: Box::new(e),
+        })?;
+        let requests = requests::RequestIndex::open(&db, run_files)?;
         let hot = hot::HotMinutes::load(
             &db,
             config.hot_minutes_window_ms,

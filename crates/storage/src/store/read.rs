@@ -568,6 +568,13 @@ impl Core {
         for kv in self.db.range(T::RequestRunDir, ..) {
             let (k, v) = kv?;
             check(T::RequestRunDir, &k, requests::verify_dir_entry(&k, &v));
+            // Format 6: the run's chunks, read from its file.
+            let files = self.state.read_recursive().requests.files.clone();
+            check(
+                T::RequestRuns,
+                &k,
+                requests::verify_run_file(&self.db, &files, &k, &v),
+            );
         }
         for kv in self.db.range(T::RequestRuns, ..) {
             let (k, v) = kv?;
