@@ -76,6 +76,16 @@ fn du_parts(dir: &Path) -> String {
     )
 }
 
+/// Bytes of the request-index run files (`request_runs/`, format 6).
+fn run_file_bytes(dir: &Path) -> u64 {
+    let runs = dir.join("request_runs");
+    if runs.exists() {
+        du(&runs)
+    } else {
+        0
+    }
+}
+
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -190,9 +200,14 @@ fn bytes_per_event() {
         f.file_bytes,
         f.file_bytes as f64 / n as f64
     );
+    let runs = run_file_bytes(dir.path());
     println!(
-        "live data (keys + values + segment bytes) {:.1} bytes/event",
-        (logical + f.live_bytes) as f64 / n as f64
+        "  request run files: {runs} bytes {:.2} bytes/event",
+        runs as f64 / n as f64
+    );
+    println!(
+        "live data (keys + values + segment bytes + request run files) {:.1} bytes/event",
+        (logical + f.live_bytes + runs) as f64 / n as f64
     );
     println!("segment columns:");
     for (col, bytes) in store.segment_column_sizes().unwrap() {
@@ -268,9 +283,14 @@ fn steady_state(rounds: usize) {
         f.file_bytes,
         f.file_bytes as f64 / n as f64
     );
+    let runs = run_file_bytes(dir.path());
     println!(
-        "live data (keys + values + segment bytes) {:.1} bytes/event",
-        (logical + f.live_bytes) as f64 / n as f64
+        "  request run files: {runs} bytes {:.2} bytes/event",
+        runs as f64 / n as f64
+    );
+    println!(
+        "live data (keys + values + segment bytes + request run files) {:.1} bytes/event",
+        (logical + f.live_bytes + runs) as f64 / n as f64
     );
     store.close().unwrap();
     drop(store);

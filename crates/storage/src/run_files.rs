@@ -150,6 +150,20 @@ impl RunFiles {
         Ok(buf)
     }
 
+    /// Bytes of the run files on disk.
+    pub(crate) fn bytes(&self) -> u64 {
+        let mut n = 0;
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let is_run = e.file_name().to_str().and_then(parse_file_name).is_some();
+                if let (true, Ok(m)) = (is_run, e.metadata()) {
+                    n += m.len();
+                }
+            }
+        }
+        n
+    }
+
     /// Deletes run `id`'s file (no error if there is none).
     pub(crate) fn remove(&self, id: u64) -> Result<(), CodecError> {
         self.handles.lock().remove(&id);
@@ -175,6 +189,7 @@ mod tests {
         assert_eq!(f.read(7, 3, 8).unwrap(), b"defgh");
         assert_eq!(f.read(7, 0, 3).unwrap(), b"abc");
         assert_eq!(f.list().unwrap(), vec![7]);
+        assert_eq!(f.bytes(), 8);
         let err = f.read(7, 5, 9).unwrap_err().to_string();
         assert!(err.contains("past the end"), "{err}");
         assert!(f.read(7, 5, 4).is_err());

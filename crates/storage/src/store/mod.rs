@@ -563,10 +563,11 @@ impl Store {
     }
 
     /// Bytes the store occupies on disk: sled's own accounting of its
-    /// databases plus the segment files.
+    /// databases plus the segment files and the request-index run files.
     pub fn size_on_disk(&self) -> Result<u64> {
         let c = self.core();
-        Ok(c.db.size_on_disk()? + c.segs.stats().file_bytes)
+        let runs = c.state.read_recursive().requests.files.clone();
+        Ok(c.db.size_on_disk()? + c.segs.stats().file_bytes + runs.bytes())
     }
 
     /// The segment files (`<store>/segments/`): how many, the segments

@@ -546,6 +546,15 @@ impl RequestIndex {
         for run in runs.iter_mut().filter(|r| r.ends.is_none()) {
             move_run(db, &files, run)?;
         }
+        // Every run is in a file now: chunks left in the tree (a move cut
+        // short after its entry was rewritten) belong to none.
+        let stale: Vec<Vec<u8>> = db
+            .range(T::RequestRuns, ..)
+            .map(|kv| kv.map(|(k, _)| k.to_vec()))
+            .collect::<Result<_>>()?;
+        for c in stale.chunks(4096) {
+            db.remove_many(T::RequestRuns, c)?;
+        }
         runs.sort_by_key(|r| std::cmp::Reverse(r.seq));
         let legacy = db.range(T::Requests, ..).next().is_some();
         Ok(RequestIndex {
@@ -1187,6 +1196,14 @@ mod tests {
             }
         }
         for round in 0..2 {
+            if round == 1 {
+                // A move cut short after its entry was rewritten: the
+                // run's old chunk is still in the tree.
+                let db = Db::open(dir.path(), opts).unwrap();
+                db.insert(T::RequestRuns, &chunk_key(1, 0), b"left over")
+                    .unwrap();
+                db.flush().unwrap();
+            }
             let store = Store::open(dir.path(), config()).unwrap();
             for id in &ids {
                 assert!(store.request(id).unwrap().is_some(), "round {round}: {id}");
