@@ -1221,4 +1221,53 @@ mod tests {
             assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 3);
         }
     }
+
+    #[test]
+    fn a_damaged_run_file_is_named_by_verify_and_lookups_fail_without_panicking() {
+        use crate::{ErrorKind, Store, StoreConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            StoreConfig {
+                background_maintenance: false,
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap();
+        let now = sextant_model::now_ms();
+        let mut rng = fastrand::Rng::with_seed(9);
+        let ids: Vec<String> = (0..700).map(|_| random_uuid(&mut rng)).collect();
+        let calls = ids.iter().map(|id| call(id, now - 1000, "m")).collect();
+        store
+            .append(sextant_model::Batch::from_calls(calls))
+            .unwrap();
+        store.seal(now).unwrap();
+        assert!(store.verify().unwrap().problems.is_empty());
+        let run = store.h.core.state.read().requests.runs[0].clone();
+        let path = dir
+            .path()
+            .join(crate::run_files::DIR_NAME)
+            .join(format!("{:016x}.run", run.id));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+        // The handle cache holds the same inode: the damage is visible.
+        let report = store.verify().unwrap();
+        assert_eq!(report.problems.len(), 1, "{report:?}");
+        let (where_, msg) = &report.problems[0];
+        assert_eq!(
+            where_,
+            &format!("request_runs/{}", crate::error::hex(&run.id.to_be_bytes()))
+        );
+        assert!(msg.contains("chunk 1"), "{msg}");
+        // Ids in the damaged (second) chunk fail; the first chunk still reads.
+        let mut sorted: Vec<Vec<u8>> = ids.iter().map(|i| id_key(i)).collect();
+        sorted.sort();
+        let in_second = ids.iter().find(|i| id_key(i) == sorted[600]).unwrap();
+        let in_first = ids.iter().find(|i| id_key(i) == sorted[5]).unwrap();
+        let err = store.request(in_second).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted);
+        assert!(store.request(in_first).unwrap().is_some());
+    }
 }
