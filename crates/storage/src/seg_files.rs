@@ -233,58 +233,58 @@ impl SegFiles {
     /// before returning their locations. They count as referenced only once
     /// the caller's commit succeeded and it called [`SegFiles::add_live`].
     pub(crate) fn append(&self, segments: &[&[u8]]) -> Result<Vec<Location>, CodecError> {
-        let mut inner = self.inner.lock();
+        // Places are reserved under the lock; the writes and syncs run
+        // without it, so readers pinning files never wait for an fsync.
+        // Callers serialise `append` and `release` (the store's `maint`).
         let mut locs = Vec::with_capacity(segments.len());
+        let mut files: Vec<(u64, Arc<File>)> = Vec::new();
         let mut created = false;
-        let mut dirty = false;
-        for seg in segments {
-            let len = u32::try_from(seg.len()).map_err(|_| {
-                CodecError::new("segment file", format!("{} bytes is too big", seg.len()))
-            })?;
-            let full = inner.current.as_ref().is_none_or(|c| c.len >= self.limit);
-            if full {
-                if let Some(old) = inner.current.take() {
-                    if dirty {
-                        old.file
-                            .sync_data()
-                            .map_err(|e| io_err("syncing", &self.path(old.no), e))?;
-                    }
+        {
+            let mut inner = self.inner.lock();
+            for seg in segments {
+                let len = u32::try_from(seg.len()).map_err(|_| {
+                    CodecError::new("segment file", format!("{} bytes is too big", seg.len()))
+                })?;
+                let full = inner.current.as_ref().is_none_or(|c| c.len >= self.limit);
+                if full {
+                    let no = inner.next_no;
+                    let path = self.path(no);
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .map_err(|e| io_err("creating", &path, e))?;
+                    let file = Arc::new(file);
+                    inner.next_no = no + 1;
+                    inner.handles.insert(no, file.clone());
+                    inner.current = Some(Current { no, file, len: 0 });
+                    created = true;
                 }
-                let no = inner.next_no;
-                let path = self.path(no);
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .map_err(|e| io_err("creating", &path, e))?;
-                let file = Arc::new(file);
-                inner.next_no = no + 1;
-                inner.handles.insert(no, file.clone());
-                inner.current = Some(Current { no, file, len: 0 });
-                created = true;
-                dirty = false;
+                let Some(cur) = inner.current.as_mut() else {
+                    continue;
+                };
+                if files.last().is_none_or(|(no, _)| *no != cur.no) {
+                    files.push((cur.no, cur.file.clone()));
+                }
+                locs.push(Location {
+                    file: cur.no,
+                    offset: cur.len,
+                    len,
+                });
+                cur.len += u64::from(len);
             }
-            let Some(cur) = inner.current.as_mut() else {
+        }
+        for (seg, loc) in segments.iter().zip(&locs) {
+            let Some((_, file)) = files.iter().find(|(no, _)| *no == loc.file) else {
                 continue;
             };
-            cur.file
-                .write_all_at(seg, cur.len)
-                .map_err(|e| io_err("writing", &self.dir.join(file_name(cur.no)), e))?;
-            locs.push(Location {
-                file: cur.no,
-                offset: cur.len,
-                len,
-            });
-            cur.len += u64::from(len);
-            dirty = true;
+            file.write_all_at(seg, loc.offset)
+                .map_err(|e| io_err("writing", &self.path(loc.file), e))?;
         }
-        if let Some(cur) = &inner.current {
-            if dirty {
-                cur.file
-                    .sync_data()
-                    .map_err(|e| io_err("syncing", &self.path(cur.no), e))?;
-            }
+        for (no, file) in &files {
+            file.sync_data()
+                .map_err(|e| io_err("syncing", &self.path(*no), e))?;
         }
         if created {
             sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
