@@ -32,10 +32,13 @@ fn du(dir: &Path) -> u64 {
     n
 }
 
-/// The sled directory by part: the log file `db`, blob files, snapshots,
-/// the WAL database (`wal/`, format 4), the rest.
+/// The store directory by part: the sled main database (its log file
+/// `db`, blob files, snapshots), the WAL database (`wal/`, format 4), the
+/// segment files (`segments/`, format 5), the request-index run files
+/// (`request_runs/`, format 6), the rest.
 fn du_parts(dir: &Path) -> String {
     let (mut db, mut blobs, mut nblobs, mut snaps, mut wal, mut other) = (0, 0, 0, 0, 0, 0);
+    let (mut segs, mut nsegs, mut runs, mut nruns) = (0, 0, 0, 0);
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().to_string();
@@ -47,6 +50,16 @@ fn du_parts(dir: &Path) -> String {
             }
         } else if m.is_dir() && name == "wal" {
             wal = du(&e.path());
+        } else if m.is_dir() && name == "segments" {
+            for f in std::fs::read_dir(e.path()).unwrap() {
+                segs += f.unwrap().metadata().unwrap().len();
+                nsegs += 1;
+            }
+        } else if m.is_dir() && name == "request_runs" {
+            for f in std::fs::read_dir(e.path()).unwrap() {
+                runs += f.unwrap().metadata().unwrap().len();
+                nruns += 1;
+            }
         } else if m.is_dir() {
             other += du(&e.path());
         } else if name == "db" {
@@ -58,8 +71,19 @@ fn du_parts(dir: &Path) -> String {
         }
     }
     format!(
-        "log file {db}, {nblobs} blob files {blobs}, snapshots {snaps}, WAL database {wal}, other {other}"
+        "main db {} = log file {db} + {nblobs} blob files {blobs} + snapshots {snaps}; WAL database {wal}; {nsegs} segment files {segs}; {nruns} request run files {runs}; other {other}",
+        db + blobs + snaps
     )
+}
+
+/// Bytes of the request-index run files (`request_runs/`, format 6).
+fn run_file_bytes(dir: &Path) -> u64 {
+    let runs = dir.join("request_runs");
+    if runs.exists() {
+        du(&runs)
+    } else {
+        0
+    }
 }
 
 fn rss_kb() -> u64 {
@@ -148,7 +172,7 @@ fn bytes_per_event() {
     let store = Store::open(dir.path(), config()).unwrap();
     let disk = du(dir.path());
     println!(
-        "sealed {n} events: du of the sled dir {disk} bytes = {:.1} bytes/event ({})",
+        "sealed {n} events: du of the store dir {disk} bytes = {:.1} bytes/event ({})",
         disk as f64 / n as f64,
         du_parts(dir.path())
     );
@@ -166,6 +190,25 @@ fn bytes_per_event() {
             );
         }
     }
+    let f = store.segment_files();
+    println!(
+        "  segment files: {} files, {} segments, {} live bytes {:.2} bytes/event, {} bytes on disk {:.2} bytes/event",
+        f.files,
+        f.segments,
+        f.live_bytes,
+        f.live_bytes as f64 / n as f64,
+        f.file_bytes,
+        f.file_bytes as f64 / n as f64
+    );
+    let runs = run_file_bytes(dir.path());
+    println!(
+        "  request run files: {runs} bytes {:.2} bytes/event",
+        runs as f64 / n as f64
+    );
+    println!(
+        "live data (keys + values + segment bytes + request run files) {:.1} bytes/event",
+        (logical + f.live_bytes + runs) as f64 / n as f64
+    );
     println!("segment columns:");
     for (col, bytes) in store.segment_column_sizes().unwrap() {
         println!(
@@ -206,7 +249,7 @@ fn steady_state(rounds: usize) {
         let d = du(dir.path());
         let n = (r + 1) * per;
         println!(
-            "round {:>2} ({:.0} s): {n} events sealed, sled dir {d} bytes = {:.1} bytes/event; this round added {:.1} bytes/event ({})",
+            "round {:>2} ({:.0} s): {n} events sealed, store dir {d} bytes = {:.1} bytes/event; this round added {:.1} bytes/event ({})",
             r + 1,
             t0.elapsed().as_secs_f64(),
             d as f64 / n as f64,
@@ -230,6 +273,25 @@ fn steady_state(rounds: usize) {
             );
         }
     }
+    let f = store.segment_files();
+    println!(
+        "  segment files: {} files, {} segments, {} live bytes {:.2} bytes/event, {} bytes on disk {:.2} bytes/event",
+        f.files,
+        f.segments,
+        f.live_bytes,
+        f.live_bytes as f64 / n as f64,
+        f.file_bytes,
+        f.file_bytes as f64 / n as f64
+    );
+    let runs = run_file_bytes(dir.path());
+    println!(
+        "  request run files: {runs} bytes {:.2} bytes/event",
+        runs as f64 / n as f64
+    );
+    println!(
+        "live data (keys + values + segment bytes + request run files) {:.1} bytes/event",
+        (logical + f.live_bytes + runs) as f64 / n as f64
+    );
     store.close().unwrap();
     drop(store);
     if std::env::var_os("SEXTANT_EXPORT").is_some() {
@@ -251,7 +313,7 @@ fn steady_state(rounds: usize) {
         s.close().unwrap();
         drop(s);
         println!(
-            "reopen {} with {n} sealed events: open {:.2} s; 1,000 request lookups {:.1} ms ({found} found); sled dir {:.1} bytes/event ({})",
+            "reopen {} with {n} sealed events: open {:.2} s; 1,000 request lookups {:.1} ms ({found} found); store dir {:.1} bytes/event ({})",
             i + 1,
             opened.as_secs_f64(),
             lookups.as_secs_f64() * 1e3,
@@ -326,7 +388,9 @@ fn rollup_bytes() {
     let (hk, hb) = get("rollup_hour");
     let (dk, db) = get("rollup_day");
     let (wk, wb) = get("rollup_week");
-    let (_, seg) = get("segments");
+    // Segment bytes are in the segment files (format 5); tree `segments`
+    // holds their locations.
+    let seg = store.segment_files().live_bytes;
     println!("10 ev/s for a day ({n} events): segments {seg} bytes");
     println!(
         "  minute rollups {mk} group-minutes, {mb} bytes, {:.0} bytes/group-minute",

@@ -101,6 +101,20 @@ pub struct StoreStats {
     pub sealed_events_total: u64,
 }
 
+/// The segment files of a store (`<store>/segments/`, format 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SegmentFileStats {
+    /// Segment files on disk.
+    pub files: u64,
+    /// Segments stored in them.
+    pub segments: u64,
+    /// Bytes of those segments.
+    pub live_bytes: u64,
+    /// Bytes of the files (more than `live_bytes` while a file holds
+    /// segments deleted by retention, or bytes of a seal cut by a crash).
+    pub file_bytes: u64,
+}
+
 /// A key space for the layers above storage (rules, alert state, …). Values
 /// are opaque bytes; the owner encodes them.
 #[non_exhaustive]

@@ -14,11 +14,13 @@ mod db;
 mod error;
 mod frame;
 mod rollup;
+mod run_files;
+mod seg_files;
 mod store;
 
 pub use api::{
-    Coverage, GroupKey, MaintenanceReport, RequestRef, RowFilter, Space, StoreStats, TraceSummary,
-    VerifyReport, WriteSet,
+    Coverage, GroupKey, MaintenanceReport, RequestRef, RowFilter, SegmentFileStats, Space,
+    StoreStats, TraceSummary, VerifyReport, WriteSet,
 };
 pub use config::{DigestSizes, Durability, Retention, StoreConfig};
 pub use error::{CodecError, ErrorKind, Result, StorageError};
@@ -28,4 +30,4 @@ pub use rollup::{
 pub use store::{PartSink, Store};
 
 /// The on-disk format version this build writes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 6;

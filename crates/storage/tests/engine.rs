@@ -371,6 +371,78 @@ fn retention_removes_old_data_per_tier_by_watermark() {
     assert_eq!(store.stats().segments, 1);
 }
 
+/// Segment files (`<store>/segments/*.seg`) on disk, by name.
+fn segment_file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn retention_deletes_a_segment_file_once_nothing_in_it_is_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        retention: Retention {
+            raw_ms: Some(2 * DAY_MS),
+            ..Retention::default()
+        },
+        ..config()
+    };
+    let day0 = Tier::Day.floor(BASE_MS) - 20 * DAY_MS;
+    let old = calls(300, day0, 60_000, 21);
+    let mid = calls(300, day0 + 10 * DAY_MS, 60_000, 22);
+    let new = calls(300, day0 + 15 * DAY_MS, 60_000, 23);
+    {
+        let store = Store::open(dir.path(), config.clone()).unwrap();
+        // Two seals into the first file.
+        store.append(batch_of(old.clone())).unwrap();
+        store.seal(day0).unwrap();
+        store.append(batch_of(mid.clone())).unwrap();
+        store.seal(day0).unwrap();
+        store.close().unwrap();
+    }
+    // A reopened store appends to a new file.
+    let store = Store::open(dir.path(), config.clone()).unwrap();
+    store.append(batch_of(new.clone())).unwrap();
+    store.seal(day0).unwrap();
+    let before = segment_file_names(dir.path());
+    assert_eq!(before.len(), 2, "{before:?}");
+    let f = store.segment_files();
+    assert_eq!((f.files, f.segments), (2, 3));
+    assert_eq!(f.file_bytes, f.live_bytes);
+    assert!(store.verify().unwrap().problems.is_empty());
+    // Retention of `old` only: the first file still holds `mid`.
+    store.apply_retention(day0 + 3 * DAY_MS).unwrap();
+    assert_eq!(segment_file_names(dir.path()), before);
+    assert_eq!(store.segment_files().segments, 2);
+    assert!(store.segment_files().file_bytes > store.segment_files().live_bytes);
+    // Retention of `mid` too: nothing in the first file is live any more.
+    store.apply_retention(day0 + 13 * DAY_MS).unwrap();
+    assert_eq!(segment_file_names(dir.path()), before[1..].to_vec());
+    let f = store.segment_files();
+    assert_eq!((f.files, f.segments), (1, 1));
+    assert_eq!(f.file_bytes, f.live_bytes);
+    // The rest reads as before, and after a reopen.
+    assert_eq!(
+        scan_sums(&store, all(), &RowFilter::default()),
+        expected(&new)
+    );
+    assert!(store.verify().unwrap().problems.is_empty());
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), config).unwrap();
+    assert_eq!(
+        scan_sums(&store, all(), &RowFilter::default()),
+        expected(&new)
+    );
+    assert_eq!(segment_file_names(dir.path()), before[1..].to_vec());
+    assert!(store.verify().unwrap().problems.is_empty());
+}
+
 #[test]
 fn interval_durability_acknowledges_and_survives_a_clean_close() {
     let dir = tempfile::tempdir().unwrap();

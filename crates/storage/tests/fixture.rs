@@ -190,9 +190,24 @@ fn v1_fixture_opens_with_exactly_its_contents() {
     copy_dir(&fixture_dir(), dir.path());
     let store = open(dir.path());
     check_contents(&store);
+    // Its segments were moved into segment files (format 5), and the
+    // moved store opens again with the same contents.
+    let f = store.segment_files();
+    assert_eq!((f.files, f.file_bytes), (1, f.live_bytes));
+    assert!(f.segments > 0);
+    store.close().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    check_contents(&store);
+    assert_eq!(store.segment_files(), f);
     // And still after sealing what the WAL held.
     store.seal(T0).unwrap();
     assert_eq!(store.stats().head_events, 0);
+    // The run of what it sealed is in a file of its own (format 6).
+    let runs = std::fs::read_dir(dir.path().join("request_runs"))
+        .unwrap()
+        .count();
+    assert_eq!(runs, 1);
     // The migrated store rolls its first week up from the v1 data: every
     // call, every feedback row.
     let report = store.downsample(T0 + 8 * DAY_MS).unwrap();

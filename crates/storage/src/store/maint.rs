@@ -31,10 +31,12 @@ use crate::api::{GroupKey, MaintenanceReport};
 use crate::db::{ts_key, Bytes, Ops, T};
 use crate::error::{hex, Result, StorageError};
 use crate::rollup::Rollup;
+use crate::seg_files::Location;
 use crate::store::head::Head;
 use crate::store::meta_keys as mk;
 use crate::store::records::{encode_row, parse_rollup_key, rollup_key, SegMeta};
 use crate::store::requests;
+use crate::store::sealed;
 use crate::store::segment::{SegmentCodec, SEGMENT_MAX_ROWS};
 use crate::store::Core;
 
@@ -110,6 +112,7 @@ impl Core {
         };
         let mut next_id = m.next_segment_id;
         let mut new_segments = Vec::new();
+        let mut seg_bytes = Vec::new();
         {
             let mut codec = self.codec.write();
             for chunk in calls.chunks(SEGMENT_MAX_ROWS) {
@@ -124,10 +127,27 @@ impl Core {
                 for (k, v) in dict {
                     ops.put(T::Dict, k, v);
                 }
-                ops.put(T::Segments, meta.key(), bytes);
                 ops.put(T::SegmentMeta, meta.key(), meta.encode());
+                seg_bytes.push(bytes);
                 new_segments.push(meta);
             }
+        }
+        // The segments' bytes go to the segment files, durably, before the
+        // transaction that references them (`seg_files.rs`, "seal").
+        let seg_refs: Vec<&[u8]> = seg_bytes.iter().map(|b| b.as_slice()).collect();
+        let locs = match self.segs.append(&seg_refs) {
+            Ok(l) => l,
+            Err(e) => {
+                // As for a failed commit below: forget the dictionary
+                // entries handed out.
+                self.reload_dict()?;
+                return Err(sealed::write_err(e));
+            }
+        };
+        drop(seg_refs);
+        drop(seg_bytes);
+        for (meta, loc) in new_segments.iter().zip(&locs) {
+            ops.put(T::Segments, meta.key(), loc.encode());
         }
         report.segments_written = new_segments.len() as u64;
         let t_segments = t0.elapsed();
@@ -187,9 +207,10 @@ impl Core {
             (st.requests.take_id(), seq)
         };
         let (groups, entries) = snap.call_entries();
-        let new_run = requests::run_of_calls(run_id, run_seq, groups, entries);
+        let mut new_run = requests::run_of_calls(run_id, run_seq, groups, entries);
+        let run_files = self.state.read_recursive().requests.files.clone();
         if !new_run.chunks.is_empty() {
-            self.write_run_chunks(&new_run)?;
+            requests::write_file(&run_files, &mut new_run)?;
             requests::RequestIndex::publish(&mut ops, &new_run.run, run_id + 1);
         }
         let t_requests = t0.elapsed();
@@ -215,11 +236,17 @@ impl Core {
                 // retries it.
                 drop(st);
                 self.reload_dict()?;
-                requests::delete_chunks(&self.db, run_id)?;
+                requests::delete_chunks(&self.db, &run_files, run_id)?;
                 return Err(e);
             }
-            for s in &new_segments {
-                st.segments.insert(s.key(), *s);
+            for (s, loc) in new_segments.iter().zip(&locs) {
+                st.segments.insert(
+                    s.key(),
+                    sealed::Sealed {
+                        meta: *s,
+                        loc: Some(*loc),
+                    },
+                );
             }
             if !new_run.chunks.is_empty() {
                 st.requests.install(new_run.run);
@@ -229,6 +256,7 @@ impl Core {
             lock_held = t_lock.elapsed();
         }
         m.next_segment_id = next_id;
+        self.segs.add_live(&locs);
         self.counters
             .sealed_events
             .fetch_add(report.sealed_events, Ordering::Relaxed);
@@ -255,23 +283,12 @@ impl Core {
         Ok(report)
     }
 
-    /// Writes a run's chunks in plain batches (idempotent: same keys, same values).
-    fn write_run_chunks(&self, run: &requests::NewRun) -> Result<()> {
-        for chunk in run.chunks.chunks(256) {
-            let kvs: Vec<(Vec<u8>, &[u8])> = chunk
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_slice()))
-                .collect();
-            self.db.insert_many(T::RequestRuns, &kvs)?;
-        }
-        Ok(())
-    }
-
     /// Merges request-index runs while more than `requests::MAX_RUNS`
     /// exist, so a lookup reads at most that many chunks. Caller holds
-    /// `maint`. Each merge: write the merged run's chunks, then one
-    /// transaction publishes it and tombstones its two sources, then their
-    /// chunks and tombstones are deleted (finished at open after a crash).
+    /// `maint`. Each merge: write the merged run's file (durably), then one
+    /// transaction publishes it and tombstones its two sources, then (once
+    /// that is flushed) their files and tombstones are deleted (finished at
+    /// open after a crash).
     pub(crate) fn merge_request_runs(&self) -> Result<u64> {
         let mut merged = 0;
         loop {
@@ -282,8 +299,9 @@ impl Core {
                 };
                 (a, b, st.requests.take_id())
             };
-            let run = requests::merge_runs(&self.db, id, &newer, &older)?;
-            self.write_run_chunks(&run)?;
+            let files = self.state.read_recursive().requests.files.clone();
+            let mut run = requests::merge_runs(&self.db, &files, id, &newer, &older)?;
+            requests::write_file(&files, &mut run)?;
             let mut ops = Ops::default();
             requests::RequestIndex::publish(&mut ops, &run.run, id + 1);
             for old in [&newer, &older] {
@@ -299,7 +317,7 @@ impl Core {
             }
             self.db.flush()?;
             for old in [&newer, &older] {
-                requests::delete_chunks(&self.db, old.id)?;
+                requests::delete_chunks(&self.db, &files, old.id)?;
                 self.db
                     .remove_many(T::RequestRunDir, &[old.id.to_be_bytes().to_vec()])?;
             }
@@ -490,11 +508,18 @@ impl Core {
 
         let mut ops = Ops::default();
         let mut dead_segments = Vec::new();
+        let mut dead_locs = Vec::new();
         let below = |ts: i64| ..ts_key(ts).to_vec();
         if raw_from > i64::MIN {
             // Segment keys start with the segment's max ts: a prefix range.
             for kv in self.db.range(T::SegmentMeta, below(raw_from)) {
                 let (k, _) = kv?;
+                // The file bytes are released once this deletion is durable.
+                if let Some(v) = self.db.get(T::Segments, &k)? {
+                    if let Ok(loc) = Location::decode(&v) {
+                        dead_locs.push(loc);
+                    }
+                }
                 ops.del(T::Segments, k.to_vec());
                 ops.del(T::SegmentMeta, k.to_vec());
                 dead_segments.push(k.to_vec());
@@ -558,6 +583,9 @@ impl Core {
         st.wm.traces_from = traces_from;
         drop(st);
         self.db.flush()?;
+        // Only now, with the deletion durable, may a file whose segments
+        // are all gone be deleted (`seg_files.rs`, "retention").
+        self.segs.release(&dead_locs).map_err(sealed::write_err)?;
         Ok(report)
     }
 

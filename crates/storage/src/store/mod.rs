@@ -24,6 +24,7 @@ mod read;
 mod records;
 mod requests;
 mod scan;
+mod sealed;
 mod segment;
 
 pub use scan::PartSink;
@@ -44,8 +45,10 @@ use crate::config::{Durability, StoreConfig};
 use crate::db::{ts_from_key, u64_from, Bytes, Db, DbOptions, MigrationTx, Ops, T};
 use crate::error::{Result, StorageError};
 use crate::rollup::{Rollup, RollupView};
+use crate::run_files::RunFiles;
+use crate::seg_files::SegFiles;
 use head::{Head, Prepared};
-use records::{decode_wal, encode_span, encode_wal, span_key, span_time_key, SegMeta};
+use records::{decode_wal, encode_span, encode_wal, span_key, span_time_key};
 use segment::SegmentCodec;
 
 /// Meta keys (tree `meta`). Watermarks are `ts_key`-encoded i64.
@@ -88,8 +91,8 @@ pub(crate) struct State {
     pub(crate) head: Head,
     /// The head a seal is writing out; still read until its commit.
     pub(crate) sealing: Option<Arc<Head>>,
-    /// Segment key → summary, for every stored segment.
-    pub(crate) segments: BTreeMap<Vec<u8>, SegMeta>,
+    /// Segment key → summary and location, for every stored segment.
+    pub(crate) segments: BTreeMap<Vec<u8>, sealed::Sealed>,
     pub(crate) wm: Watermarks,
     /// The sealed request index's directory.
     pub(crate) requests: requests::RequestIndex,
@@ -108,6 +111,8 @@ pub(crate) struct Counters {
 #[derive(Debug)]
 pub(crate) struct Core {
     pub(crate) db: Db,
+    /// Sealed segment bytes (format 5); sled holds their locations.
+    pub(crate) segs: SegFiles,
     pub(crate) config: StoreConfig,
     pub(crate) dims: Vec<Dim>,
     pub(crate) state: RwLock<State>,
@@ -239,18 +244,9 @@ impl Store {
             .and_then(|v| u64_from(&v))
             .unwrap_or(1);
 
-        let mut segments = BTreeMap::new();
-        for kv in db.range(T::SegmentMeta, ..) {
-            let (k, v) = kv?;
-            match SegMeta::decode(&v) {
-                Ok(m) => {
-                    segments.insert(k.to_vec(), m);
-                }
-                Err(e) => {
-                    tracing::error!(key = ?k, error = %e, "unreadable segment summary; segment skipped")
-                }
-            }
-        }
+        let (segs, locs) = sealed::open_files(&db, dir)?;
+        let segments = sealed::load(&db, &locs)?;
+        drop(locs);
         let mut dict = Vec::new();
         for kv in db.range(T::Dict, ..) {
             let (k, v) = kv?;
@@ -261,7 +257,11 @@ impl Store {
             key: String::new(),
             source: e,
         })?;
-        let requests = requests::RequestIndex::open(&db)?;
+        let run_files = RunFiles::open(dir).map_err(|e| StorageError::Open {
+            path: dir.display().to_string(),
+            source: Box::new(e),
+        })?;
+        let requests = requests::RequestIndex::open(&db, run_files)?;
         let hot = hot::HotMinutes::load(
             &db,
             config.hot_minutes_window_ms,
@@ -270,6 +270,7 @@ impl Store {
 
         let core = Arc::new(Core {
             db,
+            segs,
             dims,
             state: RwLock::new(State {
                 head: Head::default(),
@@ -561,9 +562,24 @@ impl Store {
         }
     }
 
-    /// Bytes the database occupies on disk (sled's own accounting).
+    /// Bytes the store occupies on disk: sled's own accounting of its
+    /// databases plus the segment files and the request-index run files.
     pub fn size_on_disk(&self) -> Result<u64> {
-        self.core().db.size_on_disk()
+        let c = self.core();
+        let runs = c.state.read_recursive().requests.files.clone();
+        Ok(c.db.size_on_disk()? + c.segs.stats().file_bytes + runs.bytes())
+    }
+
+    /// The segment files (`<store>/segments/`): how many, the segments
+    /// they hold and those segments' bytes, and their size on disk.
+    pub fn segment_files(&self) -> SegmentFileStats {
+        let s = self.core().segs.stats();
+        SegmentFileStats {
+            files: s.files,
+            segments: s.segments,
+            live_bytes: s.live_bytes,
+            file_bytes: s.file_bytes,
+        }
     }
 
     /// Makes everything acknowledged durable and stops background work.
@@ -590,10 +606,13 @@ impl Store {
 
     /// Encoded bytes per segment column, summed over every stored segment.
     pub fn segment_column_sizes(&self) -> Result<Vec<(String, u64)>> {
-        let db = &self.core().db;
+        let c = self.core();
         let mut sums: BTreeMap<String, u64> = BTreeMap::new();
-        for kv in db.range(T::Segments, ..) {
-            let (k, v) = kv?;
+        for kv in c.db.range(T::Segments, ..) {
+            let (k, _) = kv?;
+            let v = sealed::read(&c.db, &c.segs, &k, &None)
+                .map_err(|e| StorageError::decode("segments", &k, e))?
+                .unwrap_or_default();
             let cols = SegmentCodec::column_sizes(&v)
                 .map_err(|e| StorageError::decode("segments", &k, e))?;
             for (name, n) in cols {
@@ -626,20 +645,19 @@ impl Store {
     ) -> Result<Option<u64>> {
         let c = self.core();
         let st = c.state.read_recursive();
-        let Some((key, meta)) = st.segments.iter().nth(ordinal) else {
+        let Some((_, s)) = st.segments.iter().nth(ordinal) else {
             return Ok(None);
         };
-        let Some(v) = c.db.get(T::Segments, key)? else {
+        let Some(loc) = s.loc else {
             return Ok(None);
         };
-        let mut v = v.to_vec();
-        if v.is_empty() {
-            return Ok(None);
-        }
-        let i = offset % v.len();
-        v[i] ^= mask;
-        c.db.insert(T::Segments, key, &v)?;
-        Ok(Some(meta.id))
+        c.segs
+            .corrupt_for_test(loc, offset, mask)
+            .map_err(|e| StorageError::Db {
+                op: "corrupt segment",
+                message: e.to_string(),
+            })?;
+        Ok(Some(s.meta.id))
     }
 }
 

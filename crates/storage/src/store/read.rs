@@ -21,6 +21,7 @@ use crate::db::{ts_from_key, ts_key, u64_from, Bytes, T};
 use crate::error::hex;
 use crate::error::{Result, StorageError};
 use crate::rollup::{Prepared, Rollup, RollupView};
+use crate::seg_files::Location;
 use crate::store::head::Head;
 use crate::store::records::{
     decode_request, decode_row, decode_span, decode_wal, parse_rollup_key, parse_span_time_key,
@@ -505,8 +506,11 @@ impl Core {
         for kv in self.db.range(T::Segments, ..) {
             let (k, v) = kv?;
             let id = k.get(8..).and_then(u64_from).unwrap_or(0);
-            let res = codec
-                .decode(&v, all, &none)
+            // The location record, then the bytes it points to in the
+            // segment files (`seg_files.rs`).
+            let res = Location::decode(&v)
+                .and_then(|loc| self.segs.read(loc, &None))
+                .and_then(|bytes| codec.decode(&bytes, all, &none))
                 .map(|_| ())
                 .map_err(|e| format!("segment {id}: {e}"));
             check(T::Segments, &k, res);
@@ -566,6 +570,13 @@ impl Core {
         for kv in self.db.range(T::RequestRunDir, ..) {
             let (k, v) = kv?;
             check(T::RequestRunDir, &k, requests::verify_dir_entry(&k, &v));
+            // Format 6: the run's chunks, read from its file.
+            let files = self.state.read_recursive().requests.files.clone();
+            check(
+                T::RequestRuns,
+                &k,
+                requests::verify_run_file(&self.db, &files, &k, &v),
+            );
         }
         for kv in self.db.range(T::RequestRuns, ..) {
             let (k, v) = kv?;

@@ -21,23 +21,38 @@
 //!
 //! Format version 1 stores (no runs) keep their per-request entries in tree
 //! `requests`; they are still read (after every run) and never rewritten.
+//!
+//! Since format 6 a run's chunks are not in tree `request_runs` but in a
+//! file of their own (`run_files.rs`), and its directory entry (version 2)
+//! records each chunk's end offset in it. The file is written and synced
+//! before the entry is committed, and deleted only once the entry's
+//! tombstone is durable; at open, files without a published entry are
+//! deleted, and runs of a format ≤ 5 store (chunks in `request_runs`,
+//! version 1 entry) are moved into files: file first, then the entry
+//! rewritten, then the tree's chunks deleted.
 
 #[cfg(test)]
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::api::{GroupKey, RequestRef};
 use crate::codec::{put_bytes, put_ivarint, put_varint, Reader};
 use crate::db::{u64_from, Db, Ops, T};
 use crate::error::{CodecError, Result, StorageError};
 use crate::frame::{frame, unframe};
+use crate::run_files::RunFiles;
 use crate::store::records::decode_request;
 
 /// Entries per chunk.
 pub(crate) const CHUNK: usize = 512;
 /// Runs kept before the two adjacent runs with the fewest entries are merged.
 pub(crate) const MAX_RUNS: usize = 8;
-/// Version byte of run directory entries and chunks.
+/// Version byte of chunks, and of directory entries of runs whose chunks
+/// are in tree `request_runs` (format ≤ 5).
 const RUN_VERSION: u8 = 1;
+/// Version byte of directory entries of runs whose chunks are in a run
+/// file (format 6): version 1's payload, then the chunks' lengths.
+const RUN_FILE_VERSION: u8 = 2;
 /// Meta key: the id the next run gets (u64 BE).
 pub(crate) const NEXT_RUN_KEY: &[u8] = b"next_request_run";
 
@@ -261,6 +276,10 @@ pub(crate) struct Run {
     pub(crate) groups: Vec<GroupKey>,
     /// First key of every chunk, ascending.
     pub(crate) fences: Vec<Vec<u8>>,
+    /// End offset of every chunk in the run's file; `None` while the
+    /// chunks are in tree `request_runs` (a format ≤ 5 run not moved yet,
+    /// or a run being built).
+    pub(crate) ends: Option<Vec<u64>>,
 }
 
 impl Run {
@@ -279,12 +298,30 @@ impl Run {
         for f in &self.fences {
             put_bytes(&mut p, f);
         }
-        frame(RUN_VERSION, &p)
+        match &self.ends {
+            None => frame(RUN_VERSION, &p),
+            Some(ends) => {
+                put_varint(&mut p, ends.len() as u64);
+                let mut prev = 0;
+                for e in ends {
+                    put_varint(&mut p, e.saturating_sub(prev));
+                    prev = *e;
+                }
+                frame(RUN_FILE_VERSION, &p)
+            }
+        }
     }
 
     fn decode(id: u64, bytes: &[u8]) -> std::result::Result<Run, CodecError> {
-        let p = unframe("request run directory entry", RUN_VERSION, bytes)?;
-        let mut r = Reader::new("request run directory entry", p);
+        const WHAT: &str = "request run directory entry";
+        let in_file = bytes.first() == Some(&RUN_FILE_VERSION);
+        let version = if in_file {
+            RUN_FILE_VERSION
+        } else {
+            RUN_VERSION
+        };
+        let p = unframe(WHAT, version, bytes)?;
+        let mut r = Reader::new(WHAT, p);
         let seq = r.varint()?;
         let count = r.varint()?;
         let ng = r.count(r.remaining(), "group")?;
@@ -304,6 +341,23 @@ impl Run {
         for _ in 0..nf {
             fences.push(r.bytes()?.to_vec());
         }
+        let ends = if in_file {
+            let n = r.count(r.remaining(), "chunk length")?;
+            if n != nf {
+                return Err(r.err("chunk lengths disagree with the chunk count"));
+            }
+            let mut ends = Vec::with_capacity(n);
+            let mut end = 0u64;
+            for _ in 0..n {
+                end = end
+                    .checked_add(r.varint()?)
+                    .ok_or_else(|| r.err("chunk offsets overflow"))?;
+                ends.push(end);
+            }
+            Some(ends)
+        } else {
+            None
+        };
         r.finish()?;
         Ok(Run {
             id,
@@ -311,11 +365,31 @@ impl Run {
             count,
             groups,
             fences,
+            ends,
         })
     }
 
     fn group_bits(&self) -> u32 {
         bits_for(self.groups.len().saturating_sub(1) as u64)
+    }
+
+    /// Chunk `i`'s bytes: from the run's file, or (format ≤ 5) from tree
+    /// `request_runs`. `None`: a format ≤ 5 chunk that is missing.
+    fn chunk(&self, db: &Db, files: &RunFiles, i: usize) -> Result<Option<Vec<u8>>> {
+        let ck = chunk_key(self.id, i as u32);
+        match &self.ends {
+            Some(ends) => {
+                let from = if i == 0 { 0 } else { ends[i - 1] };
+                let Some(&to) = ends.get(i) else {
+                    return Ok(None);
+                };
+                files
+                    .read(self.id, from, to)
+                    .map(Some)
+                    .map_err(|e| decode_err(&ck, e))
+            }
+            None => Ok(db.get(T::RequestRuns, &ck)?.map(|v| v.to_vec())),
+        }
     }
 }
 
@@ -334,6 +408,7 @@ fn build_run(id: u64, seq: u64, entries: &[Entry], groups: Vec<GroupKey>) -> New
         count: entries.len() as u64,
         groups,
         fences: Vec::new(),
+        ends: None,
     };
     let gb = run.group_bits();
     let mut chunks = Vec::new();
@@ -416,17 +491,20 @@ fn decode_err(key: &[u8], e: CodecError) -> StorageError {
 }
 
 /// The in-memory directory of runs, newest (highest `seq`) first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RequestIndex {
     pub(crate) runs: Vec<Run>,
     /// Whether the version-1 tree `requests` holds entries.
     pub(crate) legacy: bool,
     pub(crate) next_run: u64,
+    /// The runs' chunk files.
+    pub(crate) files: Arc<RunFiles>,
 }
 
 impl RequestIndex {
-    /// Loads the directory; deletes chunks no directory entry owns.
-    pub(crate) fn open(db: &Db) -> Result<RequestIndex> {
+    /// Loads the directory; deletes chunks and run files no published
+    /// directory entry owns; moves format ≤ 5 runs into files.
+    pub(crate) fn open(db: &Db, files: RunFiles) -> Result<RequestIndex> {
         let next_run = db
             .get(T::Meta, NEXT_RUN_KEY)?
             .and_then(|v| u64_from(&v))
@@ -454,8 +532,28 @@ impl RequestIndex {
             .collect::<Result<_>>()?;
         db.remove_many(T::RequestRuns, &orphans)?;
         for id in dead {
-            delete_chunks(db, id)?;
+            delete_chunks(db, &files, id)?;
             db.remove_many(T::RequestRunDir, &[id.to_be_bytes().to_vec()])?;
+        }
+        // Files of runs never published (a crash before the commit), of a
+        // format ≤ 5 run whose move a crash cut short (moved again below),
+        // or of an entry whose tombstone was already removed.
+        for id in files.list().map_err(file_err)? {
+            if !runs.iter().any(|r| r.id == id && r.ends.is_some()) {
+                files.remove(id).map_err(file_err)?;
+            }
+        }
+        for run in runs.iter_mut().filter(|r| r.ends.is_none()) {
+            move_run(db, &files, run)?;
+        }
+        // Every run is in a file now: chunks left in the tree (a move cut
+        // short after its entry was rewritten) belong to none.
+        let stale: Vec<Vec<u8>> = db
+            .range(T::RequestRuns, ..)
+            .map(|kv| kv.map(|(k, _)| k.to_vec()))
+            .collect::<Result<_>>()?;
+        for c in stale.chunks(4096) {
+            db.remove_many(T::RequestRuns, c)?;
         }
         runs.sort_by_key(|r| std::cmp::Reverse(r.seq));
         let legacy = db.range(T::Requests, ..).next().is_some();
@@ -463,10 +561,12 @@ impl RequestIndex {
             runs,
             legacy,
             next_run,
+            files: Arc::new(files),
         })
     }
 
     /// Looks `id` up in every run (newest first), then in the version-1 tree.
+    /// The caller holds the state lock, so no run it sees is deleted meanwhile.
     pub(crate) fn get(&self, db: &Db, id: &str) -> Result<Option<RequestRef>> {
         let key = id_key(id);
         for run in &self.runs {
@@ -477,7 +577,7 @@ impl RequestIndex {
                 continue;
             }
             let ck = chunk_key(run.id, (i - 1) as u32);
-            let Some(v) = db.get(T::RequestRuns, &ck)? else {
+            let Some(v) = run.chunk(db, &self.files, i - 1)? else {
                 continue;
             };
             let c = Chunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
@@ -553,12 +653,12 @@ impl RequestIndex {
 }
 
 /// Every entry of `run`, in key order, with its group id mapped through `map`.
-fn read_run(db: &Db, run: &Run, map: &[u32]) -> Result<Vec<Entry>> {
+fn read_run(db: &Db, files: &RunFiles, run: &Run, map: &[u32]) -> Result<Vec<Entry>> {
     let mut out = Vec::with_capacity(run.count as usize);
     for i in 0..run.fences.len() {
         let ck = chunk_key(run.id, i as u32);
-        let v = db
-            .get(T::RequestRuns, &ck)?
+        let v = run
+            .chunk(db, files, i)?
             .ok_or_else(|| decode_err(&ck, CodecError::new("request index chunk", "missing")))?;
         let c = Chunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
         for j in 0..c.len() {
@@ -576,7 +676,13 @@ fn read_run(db: &Db, run: &Run, map: &[u32]) -> Result<Vec<Entry>> {
 
 /// Merges `newer` and `older` into one run with id `id`; `newer` wins on
 /// a repeated request id.
-pub(crate) fn merge_runs(db: &Db, id: u64, newer: &Run, older: &Run) -> Result<NewRun> {
+pub(crate) fn merge_runs(
+    db: &Db,
+    files: &RunFiles,
+    id: u64,
+    newer: &Run,
+    older: &Run,
+) -> Result<NewRun> {
     // One group table for both; each source's ids map into it.
     let mut groups: Vec<GroupKey> = Vec::new();
     let mut maps: Vec<Vec<u32>> = Vec::new();
@@ -594,8 +700,8 @@ pub(crate) fn merge_runs(db: &Db, id: u64, newer: &Run, older: &Run) -> Result<N
             .collect();
         maps.push(map);
     }
-    let a = read_run(db, newer, &maps[0])?;
-    let b = read_run(db, older, &maps[1])?;
+    let a = read_run(db, files, newer, &maps[0])?;
+    let b = read_run(db, files, older, &maps[1])?;
     let mut entries: Vec<Entry> = Vec::with_capacity(a.len() + b.len());
     let (mut ia, mut ib) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
@@ -618,14 +724,95 @@ pub(crate) fn merge_runs(db: &Db, id: u64, newer: &Run, older: &Run) -> Result<N
     Ok(build_run(id, newer.seq.max(older.seq), &entries, groups))
 }
 
-/// Deletes every chunk of run `id` (plain batches; idempotent).
-pub(crate) fn delete_chunks(db: &Db, id: u64) -> Result<()> {
+/// Deletes run `id`'s file and every chunk of it in tree `request_runs`
+/// (plain batches; idempotent).
+pub(crate) fn delete_chunks(db: &Db, files: &RunFiles, id: u64) -> Result<()> {
+    files.remove(id).map_err(file_err)?;
     let keys: Vec<Vec<u8>> = db
         .scan_prefix(T::RequestRuns, &id.to_be_bytes())
         .map(|kv| kv.map(|(k, _)| k.to_vec()))
         .collect::<Result<_>>()?;
     for c in keys.chunks(4096) {
         db.remove_many(T::RequestRuns, c)?;
+    }
+    Ok(())
+}
+
+/// Writes a new run's chunks to its file (durably) and records their
+/// offsets in the run, before the transaction that publishes it.
+pub(crate) fn write_file(files: &RunFiles, new: &mut NewRun) -> Result<()> {
+    let chunks: Vec<&[u8]> = new.chunks.iter().map(|(_, v)| v.as_slice()).collect();
+    let ends = files.write(new.run.id, &chunks).map_err(file_err)?;
+    new.run.ends = Some(ends);
+    Ok(())
+}
+
+/// Moves a format ≤ 5 run's chunks from tree `request_runs` into its file:
+/// the file first (durable), then the directory entry rewritten with the
+/// offsets (flushed), then the tree's chunks deleted. A crash before the
+/// entry is durable leaves the old entry, and the next open deletes the
+/// file and moves the run again; after it, the chunks left in the tree
+/// are unreferenced and are deleted here or by the next open's move.
+fn move_run(db: &Db, files: &RunFiles, run: &mut Run) -> Result<()> {
+    let mut chunks = Vec::with_capacity(run.fences.len());
+    for i in 0..run.fences.len() {
+        let ck = chunk_key(run.id, i as u32);
+        let v = run
+            .chunk(db, files, i)?
+            .ok_or_else(|| decode_err(&ck, CodecError::new("request index chunk", "missing")))?;
+        chunks.push((ck, v));
+    }
+    let mut new = NewRun {
+        run: run.clone(),
+        chunks,
+    };
+    write_file(files, &mut new)?;
+    let mut ops = Ops::default();
+    ops.put(
+        T::RequestRunDir,
+        run.id.to_be_bytes().to_vec(),
+        new.run.encode(),
+    );
+    db.commit(&ops)?;
+    db.flush()?;
+    run.ends = new.run.ends;
+    let keys: Vec<Vec<u8>> = new.chunks.into_iter().map(|(k, _)| k).collect();
+    for c in keys.chunks(4096) {
+        db.remove_many(T::RequestRuns, c)?;
+    }
+    Ok(())
+}
+
+/// A run file failure while listing, writing or deleting (not a corruption).
+fn file_err(e: CodecError) -> StorageError {
+    StorageError::Db {
+        op: "request run file",
+        message: e.reason,
+    }
+}
+
+/// Checks every chunk of a run stored in a file (`Ok` for a tombstone or
+/// a run whose chunks are in tree `request_runs`, checked there).
+pub(crate) fn verify_run_file(
+    db: &Db,
+    files: &RunFiles,
+    key: &[u8],
+    value: &[u8],
+) -> std::result::Result<(), String> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let id = u64_from(key).ok_or("key is not a run id")?;
+    let run = Run::decode(id, value).map_err(|e| e.to_string())?;
+    if run.ends.is_none() {
+        return Ok(());
+    }
+    for i in 0..run.fences.len() {
+        let v = run
+            .chunk(db, files, i)
+            .map_err(|e| format!("chunk {i}: {e}"))?
+            .ok_or_else(|| format!("chunk {i}: missing"))?;
+        Chunk::parse(&v).map_err(|e| format!("chunk {i}: {e}"))?;
     }
     Ok(())
 }
@@ -874,8 +1061,16 @@ mod tests {
         let runs = store.h.core.state.read().requests.runs.clone();
         store.close().unwrap();
         drop(store);
-        // A crash's leftovers: chunks of an unpublished run, and a tombstone
-        // whose chunks were not yet deleted.
+        // Every published run is in a file of its own; the tree holds no chunk.
+        let run_dir = dir.path().join(crate::run_files::DIR_NAME);
+        let file_of = |id: u64| run_dir.join(format!("{id:016x}.run"));
+        for r in &runs {
+            assert!(r.ends.is_some());
+            assert!(file_of(r.id).exists(), "run {}", r.id);
+        }
+        assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), runs.len());
+        // A crash's leftovers: chunks and a file of an unpublished run, and
+        // a tombstone whose file and chunks were not yet deleted.
         {
             let db = Db::open(
                 dir.path(),
@@ -894,7 +1089,9 @@ mod tests {
             db.insert(T::RequestRunDir, &dead.id.to_be_bytes(), b"")
                 .unwrap();
             let t = chunk_key(dead.id, 0);
-            assert!(db.get(T::RequestRuns, &t).unwrap().is_some());
+            db.insert(T::RequestRuns, &t, b"junk").unwrap();
+            std::fs::write(file_of(next), b"junk").unwrap();
+            assert!(file_of(dead.id).exists());
             db.flush().unwrap();
             drop(db);
             let store = Store::open(dir.path(), config()).unwrap();
@@ -912,6 +1109,9 @@ mod tests {
                 .get(T::RequestRunDir, &dead.id.to_be_bytes())
                 .unwrap()
                 .is_none());
+            assert!(!file_of(next).exists());
+            assert!(!file_of(dead.id).exists());
+            assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), runs.len() - 1);
             assert_eq!(
                 store.h.core.state.read().requests.runs.len(),
                 runs.len() - 1
@@ -929,5 +1129,145 @@ mod tests {
             }
             check(&store, &want);
         }
+    }
+
+    #[test]
+    fn format_5_runs_are_moved_into_files_at_open_and_a_cut_move_is_redone() {
+        use crate::{Store, StoreConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let config = || StoreConfig {
+            background_maintenance: false,
+            seal_max_events: usize::MAX,
+            ..StoreConfig::default()
+        };
+        let now = sextant_model::now_ms();
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut ids = Vec::new();
+        {
+            let store = Store::open(dir.path(), config()).unwrap();
+            for s in 0..3i64 {
+                let calls: Vec<_> = (0..1500)
+                    .map(|i| {
+                        let id = random_uuid(&mut rng);
+                        ids.push(id.clone());
+                        call(&id, now - 3_600_000 + s * 10_000 + i, "m")
+                    })
+                    .collect();
+                store
+                    .append(sextant_model::Batch::from_calls(calls))
+                    .unwrap();
+                store.seal(now).unwrap();
+            }
+        }
+        let run_dir = dir.path().join(crate::run_files::DIR_NAME);
+        let opts = crate::db::DbOptions {
+            cache_bytes: 1 << 20,
+            flush_every_ms: None,
+        };
+        // Back to format 5: chunks in the tree, version 1 entries, no
+        // files — except a stale file of one run, as a move cut short
+        // before its entry was rewritten leaves it.
+        {
+            let db = Db::open(dir.path(), opts).unwrap();
+            let files = RunFiles::open(dir.path()).unwrap();
+            let mut ops = Ops::default();
+            let mut first = None;
+            for kv in db.range(T::RequestRunDir, ..) {
+                let (k, v) = kv.unwrap();
+                let id = u64_from(&k).unwrap();
+                let mut run = Run::decode(id, &v).unwrap();
+                for i in 0..run.fences.len() {
+                    let c = run.chunk(&db, &files, i).unwrap().unwrap();
+                    db.insert(T::RequestRuns, &chunk_key(id, i as u32), &c)
+                        .unwrap();
+                }
+                run.ends = None;
+                ops.put(T::RequestRunDir, k.to_vec(), run.encode());
+                first.get_or_insert(id);
+            }
+            db.commit(&ops).unwrap();
+            db.flush().unwrap();
+            for id in files.list().unwrap() {
+                if Some(id) != first {
+                    files.remove(id).unwrap();
+                } else {
+                    files.write(id, &[b"stale"]).unwrap();
+                }
+            }
+        }
+        for round in 0..2 {
+            if round == 1 {
+                // A move cut short after its entry was rewritten: the
+                // run's old chunk is still in the tree.
+                let db = Db::open(dir.path(), opts).unwrap();
+                db.insert(T::RequestRuns, &chunk_key(1, 0), b"left over")
+                    .unwrap();
+                db.flush().unwrap();
+            }
+            let store = Store::open(dir.path(), config()).unwrap();
+            for id in &ids {
+                assert!(store.request(id).unwrap().is_some(), "round {round}: {id}");
+            }
+            assert!(store.verify().unwrap().problems.is_empty());
+            let core = &store.h.core;
+            assert!(core
+                .state
+                .read()
+                .requests
+                .runs
+                .iter()
+                .all(|r| r.ends.is_some()));
+            assert_eq!(core.db.range(T::RequestRuns, ..).count(), 0);
+            assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 3);
+        }
+    }
+
+    #[test]
+    fn a_damaged_run_file_is_named_by_verify_and_lookups_fail_without_panicking() {
+        use crate::{ErrorKind, Store, StoreConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            StoreConfig {
+                background_maintenance: false,
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap();
+        let now = sextant_model::now_ms();
+        let mut rng = fastrand::Rng::with_seed(9);
+        let ids: Vec<String> = (0..700).map(|_| random_uuid(&mut rng)).collect();
+        let calls = ids.iter().map(|id| call(id, now - 1000, "m")).collect();
+        store
+            .append(sextant_model::Batch::from_calls(calls))
+            .unwrap();
+        store.seal(now).unwrap();
+        assert!(store.verify().unwrap().problems.is_empty());
+        let run = store.h.core.state.read().requests.runs[0].clone();
+        let path = dir
+            .path()
+            .join(crate::run_files::DIR_NAME)
+            .join(format!("{:016x}.run", run.id));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+        // The handle cache holds the same inode: the damage is visible.
+        let report = store.verify().unwrap();
+        assert_eq!(report.problems.len(), 1, "{report:?}");
+        let (where_, msg) = &report.problems[0];
+        assert_eq!(
+            where_,
+            &format!("request_runs/{}", crate::error::hex(&run.id.to_be_bytes()))
+        );
+        assert!(msg.contains("chunk 1"), "{msg}");
+        // Ids in the damaged (second) chunk fail; the first chunk still reads.
+        let mut sorted: Vec<Vec<u8>> = ids.iter().map(|i| id_key(i)).collect();
+        sorted.sort();
+        let in_second = ids.iter().find(|i| id_key(i) == sorted[600]).unwrap();
+        let in_first = ids.iter().find(|i| id_key(i) == sorted[5]).unwrap();
+        let err = store.request(in_second).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted);
+        assert!(store.request(in_first).unwrap().is_some());
     }
 }

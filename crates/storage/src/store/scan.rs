@@ -38,9 +38,11 @@ use crate::api::{GroupKey, RequestRef, RowFilter};
 use crate::db::{ts_from_key, ts_key, T};
 use crate::error::{Result, StorageError};
 use crate::rollup::Rollup;
+use crate::seg_files::Pinned;
 use crate::store::head::Head;
 use crate::store::read::group_matches;
 use crate::store::records::{decode_row, parse_rollup_key};
+use crate::store::sealed;
 use crate::store::{Core, State};
 
 /// Receives what [`crate::Store::read_part`] reads. Rollups, quality and
@@ -104,8 +106,8 @@ type Chunks = Vec<Arc<Vec<LlmCall>>>;
 pub(crate) struct CallScan {
     /// Disjoint, ascending ranges to read from segments.
     sealed: Vec<TimeRange>,
-    /// (key, id) of every segment overlapping `sealed`.
-    segments: Vec<(Vec<u8>, u64)>,
+    /// (key, id, its file held open) of every segment overlapping `sealed`.
+    segments: Vec<(Vec<u8>, u64, Pinned)>,
     /// Per head with something to read: its chunks and ranges.
     heads: Vec<(Chunks, Vec<TimeRange>)>,
 }
@@ -122,7 +124,11 @@ impl Core {
     /// `[bucket, end)`; `None` when it holds nothing there.
     fn sealed_bounds(&self, st: &State, bucket: i64, end: i64) -> Result<Option<(i64, i64)>> {
         let mut b = None;
-        for m in st.segments.range(ts_key(bucket).to_vec()..).map(|(_, m)| m) {
+        for m in st
+            .segments
+            .range(ts_key(bucket).to_vec()..)
+            .map(|(_, s)| &s.meta)
+        {
             if m.rows == 0 || m.min_ts >= end || m.max_ts < bucket {
                 continue;
             }
@@ -269,14 +275,17 @@ impl Core {
         sealed: Vec<TimeRange>,
         head_ranges: Vec<Vec<TimeRange>>,
     ) -> CallScan {
-        let mut segments: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut segments: Vec<(Vec<u8>, u64, Pinned)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for part in &sealed {
-            for (key, meta) in st.segments.range(ts_key(part.from_ms).to_vec()..) {
-                if meta.min_ts >= part.to_ms || !seen.insert(meta.id) {
+            for (key, s) in st.segments.range(ts_key(part.from_ms).to_vec()..) {
+                if s.meta.min_ts >= part.to_ms || !seen.insert(s.meta.id) {
                     continue;
                 }
-                segments.push((key.clone(), meta.id));
+                // Listed under the state lock: its file is referenced and
+                // cannot be deleted before this handle is taken.
+                let pinned = s.loc.and_then(|l| self.segs.pin(l.file));
+                segments.push((key.clone(), s.meta.id, pinned));
             }
         }
         let heads = heads_of(st)
@@ -303,9 +312,15 @@ impl Core {
         let in_any = |ranges: &[TimeRange], ts: i64| ranges.iter().any(|r| r.contains(ts));
         if let (Some(first), Some(last)) = (scan.sealed.first(), scan.sealed.last()) {
             let hull = TimeRange::new(first.from_ms, last.to_ms);
-            for (key, id) in &scan.segments {
+            for (key, id, pinned) in &scan.segments {
+                let read = sealed::read(&self.db, &self.segs, key, pinned).map_err(|e| {
+                    StorageError::ReadSegment {
+                        segment_id: *id,
+                        source: e,
+                    }
+                })?;
                 // Gone: retention deleted it after the scan was taken.
-                let Some(bytes) = self.db.get(T::Segments, key)? else {
+                let Some(bytes) = read else {
                     continue;
                 };
                 let calls = self
