@@ -176,39 +176,7 @@ fn bytes_per_event() {
         disk as f64 / n as f64,
         du_parts(dir.path())
     );
-    let sizes = store.tree_sizes().unwrap();
-    let logical: u64 = sizes.iter().map(|s| s.2).sum();
-    println!(
-        "logical bytes (keys + values) {logical} = {:.1} bytes/event",
-        logical as f64 / n as f64
-    );
-    for (t, entries, bytes) in &sizes {
-        if *entries > 0 {
-            println!(
-                "  tree {t:<16} {entries:>9} entries {bytes:>12} bytes {:>7.2} bytes/event",
-                *bytes as f64 / n as f64
-            );
-        }
-    }
-    let f = store.segment_files();
-    println!(
-        "  segment files: {} files, {} segments, {} live bytes {:.2} bytes/event, {} bytes on disk {:.2} bytes/event",
-        f.files,
-        f.segments,
-        f.live_bytes,
-        f.live_bytes as f64 / n as f64,
-        f.file_bytes,
-        f.file_bytes as f64 / n as f64
-    );
-    let runs = run_file_bytes(dir.path());
-    println!(
-        "  request run files: {runs} bytes {:.2} bytes/event",
-        runs as f64 / n as f64
-    );
-    println!(
-        "live data (keys + values + segment bytes + request run files) {:.1} bytes/event",
-        (logical + f.live_bytes + runs) as f64 / n as f64
-    );
+    print_live(&store, dir.path(), n);
     println!("segment columns:");
     for (col, bytes) in store.segment_column_sizes().unwrap() {
         println!(
@@ -259,39 +227,7 @@ fn steady_state(rounds: usize) {
         prev = d;
     }
     let n = rounds * per;
-    let sizes = store.tree_sizes().unwrap();
-    let logical: u64 = sizes.iter().map(|s| s.2).sum();
-    println!(
-        "logical bytes (keys + values) {logical} = {:.1} bytes/event",
-        logical as f64 / n as f64
-    );
-    for (t, entries, bytes) in &sizes {
-        if *entries > 0 {
-            println!(
-                "  tree {t:<16} {entries:>9} entries {bytes:>12} bytes {:>7.2} bytes/event",
-                *bytes as f64 / n as f64
-            );
-        }
-    }
-    let f = store.segment_files();
-    println!(
-        "  segment files: {} files, {} segments, {} live bytes {:.2} bytes/event, {} bytes on disk {:.2} bytes/event",
-        f.files,
-        f.segments,
-        f.live_bytes,
-        f.live_bytes as f64 / n as f64,
-        f.file_bytes,
-        f.file_bytes as f64 / n as f64
-    );
-    let runs = run_file_bytes(dir.path());
-    println!(
-        "  request run files: {runs} bytes {:.2} bytes/event",
-        runs as f64 / n as f64
-    );
-    println!(
-        "live data (keys + values + segment bytes + request run files) {:.1} bytes/event",
-        (logical + f.live_bytes + runs) as f64 / n as f64
-    );
+    print_live(&store, dir.path(), n);
     store.close().unwrap();
     drop(store);
     if std::env::var_os("SEXTANT_EXPORT").is_some() {
@@ -472,4 +408,42 @@ fn main() {
     if want("rss") {
         rss();
     }
+}
+
+/// Prints the live data of `store` (in `dir`), per event of `n`: sled's
+/// keys and values by tree, the segment files and the request-run files.
+fn print_live(store: &Store, dir: &Path, n: usize) {
+    let sizes = store.tree_sizes().unwrap();
+    let logical: u64 = sizes.iter().map(|s| s.2).sum();
+    println!(
+        "logical bytes (keys + values) {logical} = {:.1} bytes/event",
+        logical as f64 / n as f64
+    );
+    for (t, entries, bytes) in &sizes {
+        if *entries > 0 {
+            println!(
+                "  tree {t:<16} {entries:>9} entries {bytes:>12} bytes {:>7.2} bytes/event",
+                *bytes as f64 / n as f64
+            );
+        }
+    }
+    let f = store.segment_files();
+    println!(
+        "  segment files: {} files, {} segments, {} live bytes {:.2} bytes/event, {} bytes on disk {:.2} bytes/event",
+        f.files,
+        f.segments,
+        f.live_bytes,
+        f.live_bytes as f64 / n as f64,
+        f.file_bytes,
+        f.file_bytes as f64 / n as f64
+    );
+    let runs = run_file_bytes(dir);
+    println!(
+        "  request run files: {runs} bytes {:.2} bytes/event",
+        runs as f64 / n as f64
+    );
+    println!(
+        "live data (keys + values + segment bytes + request run files) {:.1} bytes/event",
+        (logical + f.live_bytes + runs) as f64 / n as f64
+    );
 }
