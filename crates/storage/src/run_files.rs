@@ -58,6 +58,9 @@ pub(crate) struct RunFiles {
     dir: PathBuf,
     /// Open read handles, by run id.
     handles: Mutex<BTreeMap<u64, Arc<File>>>,
+    /// Test hook: the next [`RunFiles::write`] fails (as on ENOSPC).
+    #[cfg(test)]
+    pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
 }
 
 impl RunFiles {
@@ -71,6 +74,8 @@ impl RunFiles {
         Ok(RunFiles {
             dir,
             handles: Mutex::new(BTreeMap::new()),
+            #[cfg(test)]
+            fail_next_write: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -109,6 +114,14 @@ impl RunFiles {
             .truncate(true)
             .open(&path)
             .map_err(|e| io_err("creating", &path, e))?;
+        #[cfg(test)]
+        if self
+            .fail_next_write
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            let e = std::io::Error::other("injected failure (test)");
+            return Err(io_err("writing", &path, e));
+        }
         file.write_all_at(&buf, 0)
             .map_err(|e| io_err("writing", &path, e))?;
         file.sync_data().map_err(|e| io_err("syncing", &path, e))?;

@@ -51,6 +51,35 @@ pub(crate) fn rollup_tree(tier: Tier) -> T {
     }
 }
 
+/// Reloads the dictionary when dropped armed. `SegmentCodec::encode_refs`
+/// hands each new dictionary entry out once, to be written by the seal
+/// transaction of the segment that first uses it: if that transaction
+/// never commits (any error between the encode and the commit), the
+/// entries must be forgotten, or the next seal would reference ids whose
+/// entries are never stored (a gap at the next open, or the id reassigned
+/// to another string).
+struct DictGuard<'a> {
+    core: &'a Core,
+    armed: bool,
+}
+
+impl DictGuard<'_> {
+    /// The transaction that stores the entries committed.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for DictGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = self.core.reload_dict() {
+                tracing::error!(error = %e, "reloading the segment dictionary after a failed seal");
+            }
+        }
+    }
+}
+
 impl Core {
     pub(crate) fn digest_size(&self, tier: Tier) -> usize {
         match tier {
@@ -113,6 +142,12 @@ impl Core {
         let mut next_id = m.next_segment_id;
         let mut new_segments = Vec::new();
         let mut seg_bytes = Vec::new();
+        // From the first encode until the commit succeeds, every exit
+        // reloads the dictionary (see [`DictGuard`]).
+        let dict_guard = DictGuard {
+            core: self,
+            armed: true,
+        };
         {
             let mut codec = self.codec.write();
             for chunk in calls.chunks(SEGMENT_MAX_ROWS) {
@@ -137,12 +172,8 @@ impl Core {
         let seg_refs: Vec<&[u8]> = seg_bytes.iter().map(|b| b.as_slice()).collect();
         let locs = match self.segs.append(&seg_refs) {
             Ok(l) => l,
-            Err(e) => {
-                // As for a failed commit below: forget the dictionary
-                // entries handed out.
-                self.reload_dict()?;
-                return Err(sealed::write_err(e));
-            }
+            // The dictionary guard forgets the entries handed out.
+            Err(e) => return Err(sealed::write_err(e)),
         };
         drop(seg_refs);
         drop(seg_bytes);
@@ -230,15 +261,15 @@ impl Core {
             let mut st = self.state.write();
             let t_lock = std::time::Instant::now();
             if let Err(e) = self.db.commit(&ops) {
-                // The dictionary handed out entries that were not stored:
-                // reload it so later segments never reference them. The
+                // The dictionary guard reloads the dictionary (after the
+                // state lock is released: it was declared before). The
                 // head stays in `sealing` (still read) and the next seal
                 // retries it.
                 drop(st);
-                self.reload_dict()?;
                 requests::delete_chunks(&self.db, &run_files, run_id)?;
                 return Err(e);
             }
+            dict_guard.disarm();
             for (s, loc) in new_segments.iter().zip(&locs) {
                 st.segments.insert(
                     s.key(),
@@ -325,6 +356,8 @@ impl Core {
         }
     }
 
+    /// Reloads the dictionary from sled, forgetting entries handed out by
+    /// an encode whose transaction never committed.
     fn reload_dict(&self) -> Result<()> {
         let mut entries = Vec::new();
         for kv in self.db.range(T::Dict, ..) {

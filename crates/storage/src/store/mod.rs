@@ -16,6 +16,8 @@
 //!
 //! Locks are always taken in the order `maint` → `state`.
 
+#[cfg(test)]
+mod fault_tests;
 mod head;
 mod hot;
 mod import;

@@ -1,0 +1,84 @@
+//! Failures injected into the store's file writes (test hooks of
+//! `run_files.rs` and `seg_files.rs`), and damaged records at open.
+
+use std::sync::atomic::Ordering;
+
+use super::*;
+use crate::StoreConfig;
+
+fn config() -> StoreConfig {
+    StoreConfig {
+        background_maintenance: false,
+        seal_max_events: usize::MAX,
+        ..StoreConfig::default()
+    }
+}
+
+/// `n` calls of model `model` (a new dictionary string per tag).
+fn calls(n: usize, ts: i64, tag: &str) -> Batch {
+    Batch::from_calls(
+        (0..n)
+            .map(|i| sextant_model::LlmCall {
+                request_id: format!("{tag}-{i}"),
+                timestamp_ms: ts + i as i64,
+                model: format!("model-{tag}"),
+                provider: "p".into(),
+                endpoint: "chat".into(),
+                latency_ms: 10.0,
+                ..sextant_model::LlmCall::default()
+            })
+            .collect(),
+    )
+}
+
+/// Every stored call as (request id, model), sorted.
+fn rows(store: &Store) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    store
+        .scan_calls(
+            TimeRange::new(i64::MIN, i64::MAX),
+            &RowFilter::default(),
+            &mut |c| rows.push((c.request_id.clone(), c.model.clone())),
+        )
+        .unwrap();
+    rows.sort();
+    rows
+}
+
+fn want(tags: &[&str], n: usize) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = tags
+        .iter()
+        .flat_map(|t| (0..n).map(move |i| (format!("{t}-{i}"), format!("model-{t}"))))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A run-file write failing in a seal that introduced a new dictionary
+/// string: the retried seal must still store that string's entry, and the
+/// next new string must get the next id.
+#[test]
+fn a_failed_run_file_write_in_a_seal_forgets_the_dictionary_entries_it_handed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = sextant_model::now_ms();
+    let store = Store::open(dir.path(), config()).unwrap();
+    store.append(calls(3, now - 90_000, "a")).unwrap();
+    store.seal(now).unwrap();
+    store.append(calls(3, now - 60_000, "b")).unwrap();
+    let files = store.h.core.state.read().requests.files.clone();
+    files.fail_next_write.store(true, Ordering::SeqCst);
+    assert!(store.seal(now).is_err(), "the injected failure surfaces");
+    assert!(!files.fail_next_write.load(Ordering::SeqCst));
+    // Retried: succeeds.
+    store.seal(now).unwrap();
+    store.append(calls(3, now - 30_000, "c")).unwrap();
+    store.seal(now).unwrap();
+    assert_eq!(rows(&store), want(&["a", "b", "c"], 3));
+    store.close().unwrap();
+    drop(store);
+
+    let store = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(rows(&store), want(&["a", "b", "c"], 3));
+    let report = store.verify().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
