@@ -13,6 +13,7 @@ mod config;
 mod db;
 mod error;
 mod frame;
+mod handle_cache;
 mod rollup;
 mod run_files;
 mod seg_files;

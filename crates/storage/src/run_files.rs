@@ -16,7 +16,6 @@
 //! durable. At open, every file without a published directory entry is
 //! deleted (`RequestIndex::open`).
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +24,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::error::CodecError;
+use crate::handle_cache::HandleCache;
 
 /// The directory of run files inside the store directory.
 pub(crate) const DIR_NAME: &str = "request_runs";
@@ -56,8 +56,8 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[derive(Debug)]
 pub(crate) struct RunFiles {
     dir: PathBuf,
-    /// Open read handles, by run id.
-    handles: Mutex<BTreeMap<u64, Arc<File>>>,
+    /// Open read handles, by run id (bounded).
+    handles: Mutex<HandleCache>,
     /// Test hook: the next [`RunFiles::write`] fails (as on ENOSPC).
     #[cfg(test)]
     pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
@@ -73,7 +73,7 @@ impl RunFiles {
         }
         Ok(RunFiles {
             dir,
-            handles: Mutex::new(BTreeMap::new()),
+            handles: Mutex::new(HandleCache::default()),
             #[cfg(test)]
             fail_next_write: std::sync::atomic::AtomicBool::new(false),
         })
@@ -101,7 +101,7 @@ impl RunFiles {
     /// durable; returns each chunk's end offset.
     pub(crate) fn write(&self, id: u64, chunks: &[&[u8]]) -> Result<Vec<u64>, CodecError> {
         let path = self.path(id);
-        self.handles.lock().remove(&id);
+        self.handles.lock().remove(id);
         let mut buf = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
         let mut ends = Vec::with_capacity(chunks.len());
         for c in chunks {
@@ -131,8 +131,8 @@ impl RunFiles {
 
     fn handle(&self, id: u64) -> std::io::Result<Arc<File>> {
         let mut h = self.handles.lock();
-        if let Some(f) = h.get(&id) {
-            return Ok(f.clone());
+        if let Some(f) = h.get(id) {
+            return Ok(f);
         }
         let f = Arc::new(File::open(self.path(id))?);
         h.insert(id, f.clone());
@@ -179,7 +179,7 @@ impl RunFiles {
 
     /// Deletes run `id`'s file (no error if there is none).
     pub(crate) fn remove(&self, id: u64) -> Result<(), CodecError> {
-        self.handles.lock().remove(&id);
+        self.handles.lock().remove(id);
         let path = self.path(id);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -219,5 +219,21 @@ mod tests {
         std::fs::write(dir.path().join(DIR_NAME).join("notes.txt"), b"x").unwrap();
         let f = RunFiles::open(dir.path()).unwrap();
         assert!(f.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn cached_read_handles_stay_bounded_and_reads_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = RunFiles::open(dir.path()).unwrap();
+        let n = crate::handle_cache::MAX_HANDLES as u64 + 20;
+        for id in 0..n {
+            f.write(id, &[&id.to_be_bytes()]).unwrap();
+        }
+        for _ in 0..2 {
+            for id in 0..n {
+                assert_eq!(f.read(id, 0, 8).unwrap(), id.to_be_bytes());
+                assert!(f.handles.lock().len() <= crate::handle_cache::MAX_HANDLES);
+            }
+        }
     }
 }

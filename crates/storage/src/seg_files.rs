@@ -9,8 +9,10 @@
 //! file. Files are never rewritten, only appended to and deleted whole.
 //!
 //! **Invariant (seal):** segment bytes are written and `sync_data`ed (and
-//! the directory fsynced when a file was created) by [`SegFiles::append`]
-//! before the sled transaction that references them commits. A crash before
+//! the directory fsynced when a file was created since the last successful
+//! directory fsync — by this append or by an earlier one that failed) by
+//! [`SegFiles::append`] before the sled transaction that references them
+//! commits. A crash before
 //! the commit leaves bytes nothing references: harmless, and their file is
 //! deleted at the next open once nothing in it is referenced.
 //!
@@ -37,6 +39,7 @@ use parking_lot::Mutex;
 
 use crate::error::CodecError;
 use crate::frame::{frame, unframe};
+use crate::handle_cache::HandleCache;
 
 /// A segment file is appended to until it holds this many bytes (64 MiB);
 /// the next segment starts a new file. Seals may be small (one per
@@ -143,10 +146,15 @@ struct Current {
 struct Inner {
     /// File number → (referenced segments, their bytes).
     live: BTreeMap<u64, (u64, u64)>,
-    /// Open read handles, by file number.
-    handles: BTreeMap<u64, Arc<File>>,
+    /// Open read handles, by file number (bounded).
+    handles: HandleCache,
     /// The file being appended to; `None` until the first append.
     current: Option<Current>,
+    /// A file was created whose directory entry no directory fsync has
+    /// yet made durable: set on creation, cleared only by a successful
+    /// directory fsync, so an append that failed after creating its file
+    /// leaves the fsync to the next append (whose segments may be in it).
+    dir_unsynced: bool,
     /// The number the next new file gets.
     next_no: u64,
 }
@@ -159,6 +167,13 @@ pub(crate) struct SegFiles {
     /// [`FILE_LIMIT`] (smaller in unit tests).
     limit: u64,
     inner: Mutex<Inner>,
+    /// Test hook: the next [`SegFiles::append`] fails writing (as on
+    /// ENOSPC), after reserving its places (and creating a file if due).
+    #[cfg(test)]
+    pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
+    /// Test hook: directory fsyncs done by [`SegFiles::append`].
+    #[cfg(test)]
+    dir_syncs: std::sync::atomic::AtomicU64,
 }
 
 impl SegFiles {
@@ -217,10 +232,15 @@ impl SegFiles {
             limit,
             inner: Mutex::new(Inner {
                 live,
-                handles: BTreeMap::new(),
+                handles: HandleCache::default(),
                 current: None,
+                dir_unsynced: false,
                 next_no: max_no + 1,
             }),
+            #[cfg(test)]
+            fail_next_write: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            dir_syncs: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -229,7 +249,8 @@ impl SegFiles {
     }
 
     /// Appends each of `segments` (framed segment values) and makes them
-    /// durable (`sync_data`, and a directory fsync if a file was created)
+    /// durable (`sync_data`, and a directory fsync if a file was created
+    /// since the last successful one)
     /// before returning their locations. They count as referenced only once
     /// the caller's commit succeeded and it called [`SegFiles::add_live`].
     pub(crate) fn append(&self, segments: &[&[u8]]) -> Result<Vec<Location>, CodecError> {
@@ -238,7 +259,7 @@ impl SegFiles {
         // Callers serialise `append` and `release` (the store's `maint`).
         let mut locs = Vec::with_capacity(segments.len());
         let mut files: Vec<(u64, Arc<File>)> = Vec::new();
-        let mut created = false;
+        let sync_directory;
         {
             let mut inner = self.inner.lock();
             for seg in segments {
@@ -259,7 +280,7 @@ impl SegFiles {
                     inner.next_no = no + 1;
                     inner.handles.insert(no, file.clone());
                     inner.current = Some(Current { no, file, len: 0 });
-                    created = true;
+                    inner.dir_unsynced = true;
                 }
                 let Some(cur) = inner.current.as_mut() else {
                     continue;
@@ -274,6 +295,15 @@ impl SegFiles {
                 });
                 cur.len += u64::from(len);
             }
+            sync_directory = inner.dir_unsynced;
+        }
+        #[cfg(test)]
+        if self
+            .fail_next_write
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            let e = std::io::Error::other("injected failure (test)");
+            return Err(io_err("writing", &self.dir, e));
         }
         for (seg, loc) in segments.iter().zip(&locs) {
             let Some((_, file)) = files.iter().find(|(no, _)| *no == loc.file) else {
@@ -286,8 +316,13 @@ impl SegFiles {
             file.sync_data()
                 .map_err(|e| io_err("syncing", &self.path(*no), e))?;
         }
-        if created {
+        if sync_directory {
             sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
+            // Appends are serialised (see above): no file was created since.
+            self.inner.lock().dir_unsynced = false;
+            #[cfg(test)]
+            self.dir_syncs
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(locs)
     }
@@ -322,7 +357,7 @@ impl SegFiles {
             }
         }
         for no in &emptied {
-            inner.handles.remove(no);
+            inner.handles.remove(*no);
             let path = self.path(*no);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -336,8 +371,8 @@ impl SegFiles {
 
     fn handle(&self, no: u64) -> std::io::Result<Arc<File>> {
         let mut inner = self.inner.lock();
-        if let Some(f) = inner.handles.get(&no) {
-            return Ok(f.clone());
+        if let Some(f) = inner.handles.get(no) {
+            return Ok(f);
         }
         let f = Arc::new(File::open(self.path(no))?);
         inner.handles.insert(no, f.clone());
@@ -382,6 +417,12 @@ impl SegFiles {
         file.read_exact_at(&mut buf, loc.offset)
             .map_err(|e| io_err("reading", &path, e))?;
         Ok(buf)
+    }
+
+    /// Test hook: read handles cached.
+    #[cfg(test)]
+    fn handles_cached(&self) -> usize {
+        self.inner.lock().handles.len()
     }
 
     /// Referenced segments and their bytes, and the files' sizes on disk.
@@ -593,5 +634,55 @@ mod tests {
         drop(f);
         open(dir.path(), []);
         assert!(files(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn an_append_after_one_that_failed_in_a_new_file_fsyncs_the_directory() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let f = open(dir.path(), []);
+        // The first append creates file 1, then fails writing.
+        f.fail_next_write.store(true, SeqCst);
+        assert!(f.append(&[&seg(10, 1)]).is_err());
+        assert_eq!(files(dir.path()), vec![1]);
+        assert_eq!(f.dir_syncs.load(SeqCst), 0);
+        // The next one goes to the same file and makes its entry durable.
+        let l = f.append(&[&seg(10, 2)]).unwrap();
+        assert_eq!(l[0].file, 1);
+        assert_eq!(f.dir_syncs.load(SeqCst), 1);
+        assert_eq!(f.read(l[0], &None).unwrap(), seg(10, 2));
+        // Then no more directory fsyncs until a file is created.
+        f.append(&[&seg(10, 3)]).unwrap();
+        assert_eq!(f.dir_syncs.load(SeqCst), 1);
+        f.append(&[&seg(LIMIT as usize, 4), &seg(1, 5)]).unwrap();
+        assert_eq!(f.dir_syncs.load(SeqCst), 2);
+    }
+
+    #[test]
+    fn cached_read_handles_stay_bounded_and_reads_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = open(dir.path(), []);
+        let n = crate::handle_cache::MAX_HANDLES + 20;
+        // One file per segment.
+        let locs: Vec<Location> = (0..n)
+            .map(|i| f.append(&[&seg(LIMIT as usize, i as u8)]).unwrap()[0])
+            .collect();
+        f.add_live(&locs);
+        assert_eq!(files(dir.path()).len(), n);
+        for _ in 0..2 {
+            for (i, l) in locs.iter().enumerate() {
+                assert_eq!(f.read(*l, &None).unwrap(), seg(LIMIT as usize, i as u8));
+                assert!(f.handles_cached() <= crate::handle_cache::MAX_HANDLES);
+            }
+        }
+        // A pinned file stays readable after its handle left the cache.
+        let pinned = f.pin(locs[0].file);
+        for l in &locs[1..] {
+            f.read(*l, &None).unwrap();
+        }
+        assert_eq!(
+            f.read(locs[0], &pinned).unwrap().len(),
+            locs[0].len as usize
+        );
     }
 }
