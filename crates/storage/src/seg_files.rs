@@ -180,17 +180,22 @@ impl SegFiles {
     /// Opens `<store>/segments/` (creating it), given the location of every
     /// referenced segment: deletes each file none of them is in, and
     /// appends from now on to a new file numbered above every file seen.
+    ///
+    /// `sweep` false (some location record could not be read, so the
+    /// referenced set is incomplete): no file is deleted.
     pub(crate) fn open(
         store_dir: &Path,
         referenced: impl IntoIterator<Item = Location>,
+        sweep: bool,
     ) -> Result<SegFiles, CodecError> {
-        SegFiles::open_with_limit(store_dir, referenced, FILE_LIMIT)
+        SegFiles::open_with_limit(store_dir, referenced, FILE_LIMIT, sweep)
     }
 
     fn open_with_limit(
         store_dir: &Path,
         referenced: impl IntoIterator<Item = Location>,
         limit: u64,
+        sweep: bool,
     ) -> Result<SegFiles, CodecError> {
         let dir = store_dir.join(DIR_NAME);
         if !dir.exists() {
@@ -214,7 +219,7 @@ impl SegFiles {
                 continue;
             };
             max_no = max_no.max(no);
-            if !live.contains_key(&no) {
+            if sweep && !live.contains_key(&no) {
                 // An orphan: bytes of a seal that never committed, or a
                 // file whose last segment retention deleted just before a
                 // crash. Nothing refers to it.
@@ -488,7 +493,7 @@ mod tests {
     const LIMIT: u64 = 4096;
 
     fn open(dir: &Path, referenced: impl IntoIterator<Item = Location>) -> SegFiles {
-        SegFiles::open_with_limit(dir, referenced, LIMIT).unwrap()
+        SegFiles::open_with_limit(dir, referenced, LIMIT, true).unwrap()
     }
 
     fn seg(n: usize, fill: u8) -> Vec<u8> {

@@ -82,3 +82,53 @@ fn a_failed_run_file_write_in_a_seal_forgets_the_dictionary_entries_it_handed_ou
     let report = store.verify().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+fn count_files(dir: &std::path::Path, sub: &str) -> usize {
+    std::fs::read_dir(dir.join(sub)).unwrap().count()
+}
+
+/// An unreadable segment location record or request run directory entry:
+/// the open deletes no file it might name.
+#[test]
+fn open_deletes_no_file_an_unreadable_record_might_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = sextant_model::now_ms();
+    // Two opens, one seal each: two segment files, two run files.
+    for (i, tag) in ["a", "b"].into_iter().enumerate() {
+        let store = Store::open(dir.path(), config()).unwrap();
+        store
+            .append(calls(3, now - 60_000 + i as i64 * 10, tag))
+            .unwrap();
+        store.seal(now).unwrap();
+        store.close().unwrap();
+    }
+    let segs = crate::seg_files::DIR_NAME;
+    let runs = crate::run_files::DIR_NAME;
+    assert_eq!(count_files(dir.path(), segs), 2);
+    assert_eq!(count_files(dir.path(), runs), 2);
+    {
+        let opts = crate::db::DbOptions {
+            cache_bytes: 1 << 20,
+            flush_every_ms: None,
+        };
+        let db = Db::open(dir.path(), opts).unwrap();
+        let damage = |t: T, bad: Vec<u8>| {
+            let (k, _) = db.range(t, ..).last().unwrap().unwrap();
+            db.insert(t, &k, &bad).unwrap();
+        };
+        damage(
+            T::Segments,
+            vec![crate::seg_files::LOCATION_VERSION, 1, 2, 3],
+        );
+        damage(T::RequestRunDir, b"not a run".to_vec());
+        db.flush().unwrap();
+    }
+    for _ in 0..2 {
+        let store = Store::open(dir.path(), config()).unwrap();
+        assert_eq!(count_files(dir.path(), segs), 2);
+        assert_eq!(count_files(dir.path(), runs), 2);
+        let report = store.verify().unwrap();
+        assert!(report.problems.len() >= 2, "{:?}", report.problems);
+        store.close().unwrap();
+    }
+}

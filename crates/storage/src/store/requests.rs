@@ -38,7 +38,7 @@ use std::sync::Arc;
 use crate::api::{GroupKey, RequestRef};
 use crate::codec::{put_bytes, put_ivarint, put_varint, Reader};
 use crate::db::{u64_from, Db, Ops, T};
-use crate::error::{CodecError, Result, StorageError};
+use crate::error::{hex, CodecError, Result, StorageError};
 use crate::frame::{frame, unframe};
 use crate::run_files::RunFiles;
 use crate::store::records::decode_request;
@@ -511,9 +511,17 @@ impl RequestIndex {
             .unwrap_or(1);
         let mut runs = Vec::new();
         let mut dead = Vec::new();
+        // Whether some directory entry could not be read: its run's file
+        // and chunks are then unknown, and no run file or tree chunk is
+        // deleted as unowned (verify names the entry).
+        let mut unreadable = false;
         for kv in db.range(T::RequestRunDir, ..) {
             let (k, v) = kv?;
-            let Some(id) = u64_from(&k) else { continue };
+            let Some(id) = u64_from(&k) else {
+                unreadable = true;
+                tracing::error!(key = %hex(&k), "request run directory key is not a run id");
+                continue;
+            };
             if v.is_empty() {
                 dead.push(id);
                 continue;
@@ -521,7 +529,8 @@ impl RequestIndex {
             match Run::decode(id, &v) {
                 Ok(r) => runs.push(r),
                 Err(e) => {
-                    tracing::error!(run = id, error = %e, "unreadable request run directory entry; run skipped")
+                    unreadable = true;
+                    tracing::error!(run = id, error = %e, "unreadable request run directory entry; run skipped, unowned run files and chunks kept")
                 }
             }
         }
@@ -538,22 +547,35 @@ impl RequestIndex {
         // Files of runs never published (a crash before the commit), of a
         // format ≤ 5 run whose move a crash cut short (moved again below),
         // or of an entry whose tombstone was already removed.
-        for id in files.list().map_err(file_err)? {
-            if !runs.iter().any(|r| r.id == id && r.ends.is_some()) {
-                files.remove(id).map_err(file_err)?;
+        if !unreadable {
+            for id in files.list().map_err(file_err)? {
+                if !runs.iter().any(|r| r.id == id && r.ends.is_some()) {
+                    files.remove(id).map_err(file_err)?;
+                }
             }
         }
+        // Runs left in the tree: a chunk missing or unreadable (lookups
+        // skip it, verify names it).
+        let mut unmoved = Vec::new();
         for run in runs.iter_mut().filter(|r| r.ends.is_none()) {
-            move_run(db, &files, run)?;
+            if !move_run(db, &files, run)? {
+                unmoved.push(run.id);
+            }
         }
-        // Every run is in a file now: chunks left in the tree (a move cut
-        // short after its entry was rewritten) belong to none.
-        let stale: Vec<Vec<u8>> = db
-            .range(T::RequestRuns, ..)
-            .map(|kv| kv.map(|(k, _)| k.to_vec()))
-            .collect::<Result<_>>()?;
-        for c in stale.chunks(4096) {
-            db.remove_many(T::RequestRuns, c)?;
+        // Every other run is in a file now: chunks left in the tree (a
+        // move cut short after its entry was rewritten) belong to none.
+        if !unreadable {
+            let stale: Vec<Vec<u8>> = db
+                .range(T::RequestRuns, ..)
+                .filter(|kv| match kv {
+                    Ok((k, _)) => !unmoved.iter().any(|id| k.starts_with(&id.to_be_bytes())),
+                    Err(_) => true,
+                })
+                .map(|kv| kv.map(|(k, _)| k.to_vec()))
+                .collect::<Result<_>>()?;
+            for c in stale.chunks(4096) {
+                db.remove_many(T::RequestRuns, c)?;
+            }
         }
         runs.sort_by_key(|r| std::cmp::Reverse(r.seq));
         let legacy = db.range(T::Requests, ..).next().is_some();
@@ -753,13 +775,21 @@ pub(crate) fn write_file(files: &RunFiles, new: &mut NewRun) -> Result<()> {
 /// entry is durable leaves the old entry, and the next open deletes the
 /// file and moves the run again; after it, the chunks left in the tree
 /// are unreferenced and are deleted here or by the next open's move.
-fn move_run(db: &Db, files: &RunFiles, run: &mut Run) -> Result<()> {
+///
+/// `Ok(false)`: a chunk is missing, so the run is left in the tree as it
+/// was (lookups skip the missing chunk; verify names it).
+fn move_run(db: &Db, files: &RunFiles, run: &mut Run) -> Result<bool> {
     let mut chunks = Vec::with_capacity(run.fences.len());
     for i in 0..run.fences.len() {
         let ck = chunk_key(run.id, i as u32);
-        let v = run
-            .chunk(db, files, i)?
-            .ok_or_else(|| decode_err(&ck, CodecError::new("request index chunk", "missing")))?;
+        let Some(v) = run.chunk(db, files, i)? else {
+            tracing::warn!(
+                run = run.id,
+                chunk = %hex(&ck),
+                "request index chunk missing; run left in tree request_runs"
+            );
+            return Ok(false);
+        };
         chunks.push((ck, v));
     }
     let mut new = NewRun {
@@ -780,7 +810,7 @@ fn move_run(db: &Db, files: &RunFiles, run: &mut Run) -> Result<()> {
     for c in keys.chunks(4096) {
         db.remove_many(T::RequestRuns, c)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// A run file failure while listing, writing or deleting (not a corruption).
@@ -791,8 +821,10 @@ fn file_err(e: CodecError) -> StorageError {
     }
 }
 
-/// Checks every chunk of a run stored in a file (`Ok` for a tombstone or
-/// a run whose chunks are in tree `request_runs`, checked there).
+/// Checks every chunk of a run stored in a file (`Ok` for a tombstone);
+/// of a run whose chunks are in tree `request_runs` (format ≤ 5, left
+/// there by an open that found one missing), that none is missing (their
+/// bytes are checked with the tree).
 pub(crate) fn verify_run_file(
     db: &Db,
     files: &RunFiles,
@@ -805,6 +837,14 @@ pub(crate) fn verify_run_file(
     let id = u64_from(key).ok_or("key is not a run id")?;
     let run = Run::decode(id, value).map_err(|e| e.to_string())?;
     if run.ends.is_none() {
+        for i in 0..run.fences.len() {
+            let ck = chunk_key(id, i as u32);
+            match db.get(T::RequestRuns, &ck) {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(format!("chunk {i}: missing")),
+                Err(e) => return Err(format!("chunk {i}: {e}")),
+            }
+        }
         return Ok(());
     }
     for i in 0..run.fences.len() {
@@ -1219,6 +1259,89 @@ mod tests {
                 .all(|r| r.ends.is_some()));
             assert_eq!(core.db.range(T::RequestRuns, ..).count(), 0);
             assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 3);
+        }
+    }
+
+    /// A format ≤ 5 run with a missing chunk stays in the tree (lookups
+    /// skip the chunk, verify names it) instead of failing the open.
+    #[test]
+    fn a_format_5_run_with_a_missing_chunk_is_left_unmoved_and_the_store_opens() {
+        use crate::{Store, StoreConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let config = || StoreConfig {
+            background_maintenance: false,
+            seal_max_events: usize::MAX,
+            ..StoreConfig::default()
+        };
+        let now = sextant_model::now_ms();
+        let mut rng = fastrand::Rng::with_seed(6);
+        let mut ids: Vec<Vec<String>> = Vec::new();
+        {
+            let store = Store::open(dir.path(), config()).unwrap();
+            for s in 0..2i64 {
+                let run_ids: Vec<String> = (0..1500).map(|_| random_uuid(&mut rng)).collect();
+                let calls = run_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| call(id, now - 3_600_000 + s * 10_000 + i as i64, "m"))
+                    .collect();
+                store
+                    .append(sextant_model::Batch::from_calls(calls))
+                    .unwrap();
+                store.seal(now).unwrap();
+                ids.push(run_ids);
+            }
+        }
+        let opts = crate::db::DbOptions {
+            cache_bytes: 1 << 20,
+            flush_every_ms: None,
+        };
+        // Back to format 5, and the newest run's first chunk lost.
+        let damaged = {
+            let db = Db::open(dir.path(), opts).unwrap();
+            let files = RunFiles::open(dir.path()).unwrap();
+            let mut ops = Ops::default();
+            let mut last = 0;
+            for kv in db.range(T::RequestRunDir, ..) {
+                let (k, v) = kv.unwrap();
+                let id = u64_from(&k).unwrap();
+                let mut run = Run::decode(id, &v).unwrap();
+                for i in 0..run.fences.len() {
+                    let c = run.chunk(&db, &files, i).unwrap().unwrap();
+                    db.insert(T::RequestRuns, &chunk_key(id, i as u32), &c)
+                        .unwrap();
+                }
+                run.ends = None;
+                ops.put(T::RequestRunDir, k.to_vec(), run.encode());
+                last = last.max(id);
+            }
+            db.commit(&ops).unwrap();
+            db.remove_many(T::RequestRuns, &[chunk_key(last, 0)])
+                .unwrap();
+            db.flush().unwrap();
+            for id in files.list().unwrap() {
+                files.remove(id).unwrap();
+            }
+            last
+        };
+        for _ in 0..2 {
+            let store = Store::open(dir.path(), config()).unwrap();
+            for id in &ids[0] {
+                assert!(store.request(id).unwrap().is_some(), "{id}");
+            }
+            let core = &store.h.core;
+            let st = core.state.read();
+            for r in &st.requests.runs {
+                assert_eq!(r.ends.is_none(), r.id == damaged, "run {}", r.id);
+            }
+            drop(st);
+            // Its other chunks are still in the tree.
+            let left = core
+                .db
+                .scan_prefix(T::RequestRuns, &damaged.to_be_bytes())
+                .count();
+            assert!(left > 0);
+            assert!(!store.verify().unwrap().problems.is_empty());
         }
     }
 

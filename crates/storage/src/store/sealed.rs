@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::db::{Db, Ops, T};
-use crate::error::{CodecError, Result, StorageError};
+use crate::error::{hex, CodecError, Result, StorageError};
 use crate::seg_files::{Location, Pinned, SegFiles};
 use crate::store::records::SegMeta;
 
@@ -40,19 +40,35 @@ fn open_err(dir: &Path, e: CodecError) -> StorageError {
 pub(crate) fn open_files(db: &Db, dir: &Path) -> Result<(SegFiles, HashMap<Vec<u8>, Location>)> {
     let mut locs = HashMap::new();
     let mut inline = 0usize;
+    let mut unreadable = 0usize;
     for kv in db.range(T::Segments, ..) {
         let (k, v) = kv?;
         if Location::is_location(&v) {
             // An unreadable record counts for no file: verify and reads
             // report it by key.
-            if let Ok(l) = Location::decode(&v) {
-                locs.insert(k.to_vec(), l);
+            match Location::decode(&v) {
+                Ok(l) => {
+                    locs.insert(k.to_vec(), l);
+                }
+                Err(e) => {
+                    unreadable += 1;
+                    tracing::warn!(key = %hex(&k), error = %e, "unreadable segment location record");
+                }
             }
         } else {
             inline += 1;
         }
     }
-    let files = SegFiles::open(dir, locs.values().copied()).map_err(|e| open_err(dir, e))?;
+    // Whatever file an unreadable record names must not be deleted as
+    // an orphan: with one, no orphan is (until it is repaired or removed).
+    if unreadable > 0 {
+        tracing::warn!(
+            records = unreadable,
+            "unreadable segment location records: unreferenced segment files are kept"
+        );
+    }
+    let files = SegFiles::open(dir, locs.values().copied(), unreadable == 0)
+        .map_err(|e| open_err(dir, e))?;
     if inline > 0 {
         let moved = move_inline(db, &files, &mut locs)?;
         tracing::info!(
