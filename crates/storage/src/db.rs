@@ -264,6 +264,25 @@ pub(crate) struct Db {
     wal: sled::Tree,
 }
 
+/// fsyncs the log file of the sled database in `dir` (sled 0.34 names it
+/// `db`). What sled recovers at open after a kill may still be only in the
+/// page cache, and `sled::Db::flush` has nothing new to write, so it does
+/// not fsync it: without this, a power loss after the open could bring
+/// back records naming segment or run files the open deleted as orphans
+/// (or un-empty a WAL the open replaced). Once per open.
+fn sync_recovered(dir: &Path) -> Result<()> {
+    let log = dir.join("db");
+    let res = match std::fs::File::open(&log) {
+        Ok(f) => f.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    res.map_err(|e| StorageError::Open {
+        path: log.display().to_string(),
+        source: Box::new(e),
+    })
+}
+
 fn err(op: &'static str) -> impl Fn(sled::Error) -> StorageError {
     move |e| StorageError::Db {
         op,
@@ -285,6 +304,7 @@ impl Db {
             })
         };
         let db = open(dir, NEW_SEGMENT_SIZE, opts.cache_bytes)?;
+        sync_recovered(dir)?;
         let mut trees = Vec::new();
         for t in T::all() {
             trees.push(db.open_tree(t.name()).map_err(err("open tree"))?);
@@ -295,6 +315,7 @@ impl Db {
             discard_dir(&old_wal_dir);
         }
         let mut wal_db = open(&wal_dir, WAL_SEGMENT_SIZE, WAL_CACHE_BYTES)?;
+        sync_recovered(&wal_dir)?;
         let mut wal = wal_db.open_tree(T::Wal.name()).map_err(err("open tree"))?;
         // sled never shrinks a log below its high-water mark while idle:
         // an empty WAL database is replaced by a fresh one. What sled
