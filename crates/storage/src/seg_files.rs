@@ -174,6 +174,21 @@ pub(crate) struct SegFiles {
     /// Test hook: directory fsyncs done by [`SegFiles::append`].
     #[cfg(test)]
     dir_syncs: std::sync::atomic::AtomicU64,
+    /// Test hook: run once by the next [`SegFiles::read`], before it opens
+    /// the file (to delete it as retention would, meanwhile).
+    #[cfg(test)]
+    pub(crate) before_next_read: Mutex<Option<TestHook>>,
+}
+
+/// A test hook (see [`SegFiles::before_next_read`]).
+#[cfg(test)]
+pub(crate) struct TestHook(pub(crate) Box<dyn FnOnce() + Send>);
+
+#[cfg(test)]
+impl std::fmt::Debug for TestHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestHook")
+    }
 }
 
 impl SegFiles {
@@ -246,6 +261,8 @@ impl SegFiles {
             fail_next_write: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             dir_syncs: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(test)]
+            before_next_read: Mutex::new(None),
         })
     }
 
@@ -395,6 +412,10 @@ impl SegFiles {
     /// The framed bytes at `loc`, through `pinned` when it is that file's
     /// handle. A missing file or a location past the file's end is an error.
     pub(crate) fn read(&self, loc: Location, pinned: &Pinned) -> Result<Vec<u8>, CodecError> {
+        #[cfg(test)]
+        if let Some(hook) = self.before_next_read.lock().take() {
+            (hook.0)();
+        }
         let path = self.path(loc.file);
         let file = match pinned {
             Some((no, f)) if *no == loc.file => f.clone(),
