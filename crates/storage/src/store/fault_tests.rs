@@ -4,31 +4,12 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
-use crate::StoreConfig;
 
-fn config() -> StoreConfig {
-    StoreConfig {
-        background_maintenance: false,
-        seal_max_events: usize::MAX,
-        ..StoreConfig::default()
-    }
-}
+use super::test_support::manual_config as config;
 
-/// `n` calls of model `model` (a new dictionary string per tag).
+/// `n` calls of model `model-<tag>` (a new dictionary string per tag).
 fn calls(n: usize, ts: i64, tag: &str) -> Batch {
-    Batch::from_calls(
-        (0..n)
-            .map(|i| sextant_model::LlmCall {
-                request_id: format!("{tag}-{i}"),
-                timestamp_ms: ts + i as i64,
-                model: format!("model-{tag}"),
-                provider: "p".into(),
-                endpoint: "chat".into(),
-                latency_ms: 10.0,
-                ..sextant_model::LlmCall::default()
-            })
-            .collect(),
-    )
+    super::test_support::calls(n, ts, 1, tag, &format!("model-{tag}"))
 }
 
 /// Every stored call as (request id, model), sorted.

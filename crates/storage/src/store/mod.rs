@@ -1001,12 +1001,17 @@ fn clone_err(e: &StorageError) -> StorageError {
     }
 }
 
+/// Set-up shared by the store's unit tests.
 #[cfg(test)]
-mod wal_tests {
-    use super::*;
-    use crate::StoreConfig;
+pub(crate) mod test_support {
+    use sextant_model::{Batch, LlmCall, TimeRange};
 
-    fn config() -> StoreConfig {
+    use super::Store;
+    use crate::{RowFilter, StoreConfig};
+
+    /// Maintenance driven by the test alone: no background thread, no
+    /// automatic seal.
+    pub(crate) fn manual_config() -> StoreConfig {
         StoreConfig {
             background_maintenance: false,
             seal_max_events: usize::MAX,
@@ -1014,23 +1019,26 @@ mod wal_tests {
         }
     }
 
-    fn calls(n: usize, ts: i64, tag: &str) -> Batch {
+    /// `n` calls of `model`, request ids `tag-0`…, `step_ms` apart from
+    /// `ts`, latencies 10, 11, … ms.
+    pub(crate) fn calls(n: usize, ts: i64, step_ms: i64, tag: &str, model: &str) -> Batch {
         Batch::from_calls(
             (0..n)
-                .map(|i| sextant_model::LlmCall {
+                .map(|i| LlmCall {
                     request_id: format!("{tag}-{i}"),
-                    timestamp_ms: ts + i as i64,
-                    model: "m".into(),
+                    timestamp_ms: ts + i as i64 * step_ms,
+                    model: model.into(),
                     provider: "p".into(),
                     endpoint: "chat".into(),
-                    latency_ms: 10.0,
-                    ..sextant_model::LlmCall::default()
+                    latency_ms: 10.0 + i as f64,
+                    ..LlmCall::default()
                 })
                 .collect(),
         )
     }
 
-    fn raw_ids(store: &Store) -> Vec<String> {
+    /// Every stored call's request id, sorted.
+    pub(crate) fn raw_ids(store: &Store) -> Vec<String> {
         let mut ids = Vec::new();
         store
             .scan_calls(
@@ -1041,6 +1049,17 @@ mod wal_tests {
             .unwrap();
         ids.sort();
         ids
+    }
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+
+    use super::test_support::{manual_config as config, raw_ids};
+
+    fn calls(n: usize, ts: i64, tag: &str) -> Batch {
+        super::test_support::calls(n, ts, 1, tag, "m")
     }
 
     /// A crash after a seal is durable but before its WAL entries are gone

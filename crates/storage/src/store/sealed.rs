@@ -176,44 +176,12 @@ mod tests {
     use super::*;
     use crate::db::DbOptions;
     use crate::store::Store;
-    use crate::StoreConfig;
     use sextant_model::{Batch, TimeRange};
 
-    fn config() -> StoreConfig {
-        StoreConfig {
-            background_maintenance: false,
-            seal_max_events: usize::MAX,
-            ..StoreConfig::default()
-        }
-    }
+    use crate::store::test_support::{manual_config as config, raw_ids};
 
     fn batch(n: usize, ts: i64, tag: &str) -> Batch {
-        Batch::from_calls(
-            (0..n)
-                .map(|i| sextant_model::LlmCall {
-                    request_id: format!("{tag}-{i}"),
-                    timestamp_ms: ts + i as i64 * 1000,
-                    model: "m".into(),
-                    provider: "p".into(),
-                    endpoint: "chat".into(),
-                    latency_ms: 10.0 + i as f64,
-                    ..sextant_model::LlmCall::default()
-                })
-                .collect(),
-        )
-    }
-
-    fn raw_ids(store: &Store) -> Vec<String> {
-        let mut ids = Vec::new();
-        store
-            .scan_calls(
-                TimeRange::new(i64::MIN, i64::MAX),
-                &crate::RowFilter::default(),
-                &mut |c| ids.push(c.request_id.clone()),
-            )
-            .unwrap();
-        ids.sort();
-        ids
+        crate::store::test_support::calls(n, ts, 1000, tag, "m")
     }
 
     fn seg_file_names(dir: &Path) -> Vec<String> {
