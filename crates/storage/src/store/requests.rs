@@ -1047,13 +1047,9 @@ mod tests {
 
     #[test]
     fn runs_survive_merges_reopen_and_crash_leftovers() {
-        use crate::{Store, StoreConfig};
+        use crate::store::test_support::manual_config as config;
+        use crate::Store;
         let dir = tempfile::tempdir().unwrap();
-        let config = || StoreConfig {
-            background_maintenance: false,
-            seal_max_events: usize::MAX,
-            ..StoreConfig::default()
-        };
         let now = sextant_model::now_ms();
         let mut want: HashMap<String, RequestRef> = HashMap::new();
         let store = Store::open(dir.path(), config()).unwrap();
@@ -1173,13 +1169,9 @@ mod tests {
 
     #[test]
     fn format_5_runs_are_moved_into_files_at_open_and_a_cut_move_is_redone() {
-        use crate::{Store, StoreConfig};
+        use crate::store::test_support::manual_config as config;
+        use crate::Store;
         let dir = tempfile::tempdir().unwrap();
-        let config = || StoreConfig {
-            background_maintenance: false,
-            seal_max_events: usize::MAX,
-            ..StoreConfig::default()
-        };
         let now = sextant_model::now_ms();
         let mut rng = fastrand::Rng::with_seed(5);
         let mut ids = Vec::new();
@@ -1266,13 +1258,9 @@ mod tests {
     /// skip the chunk, verify names it) instead of failing the open.
     #[test]
     fn a_format_5_run_with_a_missing_chunk_is_left_unmoved_and_the_store_opens() {
-        use crate::{Store, StoreConfig};
+        use crate::store::test_support::manual_config as config;
+        use crate::Store;
         let dir = tempfile::tempdir().unwrap();
-        let config = || StoreConfig {
-            background_maintenance: false,
-            seal_max_events: usize::MAX,
-            ..StoreConfig::default()
-        };
         let now = sextant_model::now_ms();
         let mut rng = fastrand::Rng::with_seed(6);
         let mut ids: Vec<Vec<String>> = Vec::new();
