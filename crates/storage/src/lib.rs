@@ -14,6 +14,7 @@ mod db;
 mod error;
 mod frame;
 mod handle_cache;
+mod numbered;
 mod rollup;
 mod run_files;
 mod seg_files;

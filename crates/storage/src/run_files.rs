@@ -25,31 +25,19 @@ use parking_lot::Mutex;
 
 use crate::error::CodecError;
 use crate::handle_cache::HandleCache;
+use crate::numbered;
 
 /// The directory of run files inside the store directory.
 pub(crate) const DIR_NAME: &str = "request_runs";
 
-fn file_name(id: u64) -> String {
-    format!("{id:016x}.run")
-}
-
-fn parse_file_name(name: &str) -> Option<u64> {
-    let hex = name.strip_suffix(".run")?;
-    if hex.len() != 16 {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
-}
+/// Extension of these files' names (`numbered::name`).
+const EXT: &str = "run";
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> CodecError {
     CodecError::new(
         "request run file",
         format!("{what} {}: {e}", path.display()),
     )
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// The store's request-index run files.
@@ -69,7 +57,7 @@ impl RunFiles {
         let dir = store_dir.join(DIR_NAME);
         if !dir.exists() {
             std::fs::create_dir_all(&dir).map_err(|e| io_err("creating", &dir, e))?;
-            sync_dir(store_dir).map_err(|e| io_err("syncing", store_dir, e))?;
+            numbered::sync_dir(store_dir).map_err(|e| io_err("syncing", store_dir, e))?;
         }
         Ok(RunFiles {
             dir,
@@ -80,7 +68,7 @@ impl RunFiles {
     }
 
     fn path(&self, id: u64) -> PathBuf {
-        self.dir.join(file_name(id))
+        self.dir.join(numbered::name(id, EXT))
     }
 
     /// The run ids that have a file.
@@ -88,7 +76,7 @@ impl RunFiles {
         let mut ids = Vec::new();
         for e in std::fs::read_dir(&self.dir).map_err(|e| io_err("listing", &self.dir, e))? {
             let e = e.map_err(|e| io_err("listing", &self.dir, e))?;
-            if let Some(id) = e.file_name().to_str().and_then(parse_file_name) {
+            if let Some(id) = e.file_name().to_str().and_then(|n| numbered::parse(n, EXT)) {
                 ids.push(id);
             }
         }
@@ -125,7 +113,7 @@ impl RunFiles {
         file.write_all_at(&buf, 0)
             .map_err(|e| io_err("writing", &path, e))?;
         file.sync_data().map_err(|e| io_err("syncing", &path, e))?;
-        sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
+        numbered::sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
         Ok(ends)
     }
 
@@ -165,16 +153,7 @@ impl RunFiles {
 
     /// Bytes of the run files on disk.
     pub(crate) fn bytes(&self) -> u64 {
-        let mut n = 0;
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for e in entries.flatten() {
-                let is_run = e.file_name().to_str().and_then(parse_file_name).is_some();
-                if let (true, Ok(m)) = (is_run, e.metadata()) {
-                    n += m.len();
-                }
-            }
-        }
-        n
+        numbered::disk_usage(&self.dir, EXT).1
     }
 
     /// Deletes run `id`'s file (no error if there is none).
@@ -214,7 +193,7 @@ mod tests {
         f.remove(7).unwrap();
         assert!(f.list().unwrap().is_empty());
         let err = f.read(7, 0, 1).unwrap_err().to_string();
-        assert!(err.contains(&file_name(7)), "{err}");
+        assert!(err.contains(&numbered::name(7, EXT)), "{err}");
         // Reopened: the directory is still there, other names ignored.
         std::fs::write(dir.path().join(DIR_NAME).join("notes.txt"), b"x").unwrap();
         let f = RunFiles::open(dir.path()).unwrap();

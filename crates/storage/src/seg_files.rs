@@ -40,6 +40,7 @@ use parking_lot::Mutex;
 use crate::error::CodecError;
 use crate::frame::{frame, unframe};
 use crate::handle_cache::HandleCache;
+use crate::numbered;
 
 /// A segment file is appended to until it holds this many bytes (64 MiB);
 /// the next segment starts a new file. Seals may be small (one per
@@ -102,25 +103,11 @@ impl Location {
     }
 }
 
-fn file_name(no: u64) -> String {
-    format!("{no:016x}.seg")
-}
-
-fn parse_file_name(name: &str) -> Option<u64> {
-    let hex = name.strip_suffix(".seg")?;
-    if hex.len() != 16 {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
-}
+/// Extension of these files' names (`numbered::name`).
+const EXT: &str = "seg";
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> CodecError {
     CodecError::new("segment file", format!("{what} {}: {e}", path.display()))
-}
-
-/// fsyncs a directory (so a file created or removed in it stays so).
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// A segment file a reader holds open, with its number (see [`SegFiles::pin`]).
@@ -215,7 +202,7 @@ impl SegFiles {
         let dir = store_dir.join(DIR_NAME);
         if !dir.exists() {
             std::fs::create_dir_all(&dir).map_err(|e| io_err("creating", &dir, e))?;
-            sync_dir(store_dir).map_err(|e| io_err("syncing", store_dir, e))?;
+            numbered::sync_dir(store_dir).map_err(|e| io_err("syncing", store_dir, e))?;
         }
         let mut live: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
         let mut max_no = 0u64;
@@ -230,7 +217,7 @@ impl SegFiles {
         for entry in entries {
             let entry = entry.map_err(|e| io_err("listing", &dir, e))?;
             let name = entry.file_name();
-            let Some(no) = name.to_str().and_then(parse_file_name) else {
+            let Some(no) = name.to_str().and_then(|n| numbered::parse(n, EXT)) else {
                 continue;
             };
             max_no = max_no.max(no);
@@ -244,7 +231,7 @@ impl SegFiles {
             }
         }
         if removed > 0 {
-            sync_dir(&dir).map_err(|e| io_err("syncing", &dir, e))?;
+            numbered::sync_dir(&dir).map_err(|e| io_err("syncing", &dir, e))?;
             tracing::info!(files = removed, "removed unreferenced segment files");
         }
         Ok(SegFiles {
@@ -267,7 +254,7 @@ impl SegFiles {
     }
 
     fn path(&self, no: u64) -> PathBuf {
-        self.dir.join(file_name(no))
+        self.dir.join(numbered::name(no, EXT))
     }
 
     /// Appends each of `segments` (framed segment values) and makes them
@@ -339,7 +326,7 @@ impl SegFiles {
                 .map_err(|e| io_err("syncing", &self.path(*no), e))?;
         }
         if sync_directory {
-            sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
+            numbered::sync_dir(&self.dir).map_err(|e| io_err("syncing", &self.dir, e))?;
             // Appends are serialised (see above): no file was created since.
             self.inner.lock().dir_unsynced = false;
             #[cfg(test)]
@@ -460,15 +447,7 @@ impl SegFiles {
             s.live_bytes += bytes;
         }
         drop(inner);
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for e in entries.flatten() {
-                let is_seg = e.file_name().to_str().and_then(parse_file_name).is_some();
-                if let (true, Ok(m)) = (is_seg, e.metadata()) {
-                    s.files += 1;
-                    s.file_bytes += m.len();
-                }
-            }
-        }
+        (s.files, s.file_bytes) = numbered::disk_usage(&self.dir, EXT);
         s
     }
 
@@ -504,7 +483,7 @@ mod tests {
     fn files(dir: &Path) -> Vec<u64> {
         let mut v: Vec<u64> = std::fs::read_dir(dir.join(DIR_NAME))
             .unwrap()
-            .filter_map(|e| parse_file_name(e.unwrap().file_name().to_str()?))
+            .filter_map(|e| numbered::parse(e.unwrap().file_name().to_str()?, EXT))
             .collect();
         v.sort_unstable();
         v
@@ -631,7 +610,7 @@ mod tests {
         assert!(f.read(huge, &None).is_err());
         let missing = Location { file: 99, ..l };
         let err = f.read(missing, &None).unwrap_err().to_string();
-        assert!(err.contains(&file_name(99)), "{err}");
+        assert!(err.contains(&numbered::name(99, EXT)), "{err}");
     }
 
     #[test]
