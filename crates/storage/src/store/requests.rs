@@ -1167,6 +1167,30 @@ mod tests {
         }
     }
 
+    /// Rewrites every run as format 5 stored it: its chunks in the
+    /// `request_runs` tree and a version 1 directory entry (committed, not
+    /// flushed; the run files are left for the caller). Returns the run
+    /// ids in order.
+    fn back_to_format_5(db: &Db, files: &RunFiles) -> Vec<u64> {
+        let mut ops = Ops::default();
+        let mut ids = Vec::new();
+        for kv in db.range(T::RequestRunDir, ..) {
+            let (k, v) = kv.unwrap();
+            let id = u64_from(&k).unwrap();
+            let mut run = Run::decode(id, &v).unwrap();
+            for i in 0..run.fences.len() {
+                let c = run.chunk(db, files, i).unwrap().unwrap();
+                db.insert(T::RequestRuns, &chunk_key(id, i as u32), &c)
+                    .unwrap();
+            }
+            run.ends = None;
+            ops.put(T::RequestRunDir, k.to_vec(), run.encode());
+            ids.push(id);
+        }
+        db.commit(&ops).unwrap();
+        ids
+    }
+
     #[test]
     fn format_5_runs_are_moved_into_files_at_open_and_a_cut_move_is_redone() {
         use crate::store::test_support::manual_config as config;
@@ -1202,22 +1226,7 @@ mod tests {
         {
             let db = Db::open(dir.path(), opts).unwrap();
             let files = RunFiles::open(dir.path()).unwrap();
-            let mut ops = Ops::default();
-            let mut first = None;
-            for kv in db.range(T::RequestRunDir, ..) {
-                let (k, v) = kv.unwrap();
-                let id = u64_from(&k).unwrap();
-                let mut run = Run::decode(id, &v).unwrap();
-                for i in 0..run.fences.len() {
-                    let c = run.chunk(&db, &files, i).unwrap().unwrap();
-                    db.insert(T::RequestRuns, &chunk_key(id, i as u32), &c)
-                        .unwrap();
-                }
-                run.ends = None;
-                ops.put(T::RequestRunDir, k.to_vec(), run.encode());
-                first.get_or_insert(id);
-            }
-            db.commit(&ops).unwrap();
+            let first = back_to_format_5(&db, &files).first().copied();
             db.flush().unwrap();
             for id in files.list().unwrap() {
                 if Some(id) != first {
@@ -1288,22 +1297,7 @@ mod tests {
         let damaged = {
             let db = Db::open(dir.path(), opts).unwrap();
             let files = RunFiles::open(dir.path()).unwrap();
-            let mut ops = Ops::default();
-            let mut last = 0;
-            for kv in db.range(T::RequestRunDir, ..) {
-                let (k, v) = kv.unwrap();
-                let id = u64_from(&k).unwrap();
-                let mut run = Run::decode(id, &v).unwrap();
-                for i in 0..run.fences.len() {
-                    let c = run.chunk(&db, &files, i).unwrap().unwrap();
-                    db.insert(T::RequestRuns, &chunk_key(id, i as u32), &c)
-                        .unwrap();
-                }
-                run.ends = None;
-                ops.put(T::RequestRunDir, k.to_vec(), run.encode());
-                last = last.max(id);
-            }
-            db.commit(&ops).unwrap();
+            let last = back_to_format_5(&db, &files).into_iter().max().unwrap_or(0);
             db.remove_many(T::RequestRuns, &[chunk_key(last, 0)])
                 .unwrap();
             db.flush().unwrap();
