@@ -160,7 +160,8 @@ impl Acc {
         }
     }
 
-    /// An empty accumulator whose distributions reuse `pool`'s buffers;
+    /// An empty accumulator whose distributions come from `pool` (emptied
+    /// distributions, buffers kept);
     /// with `defer`, they keep stored digests quantized until [`Acc::finish`]
     /// (which must then be called before reading).
     pub(crate) fn with_pool(needs: Needs, pool: &mut DistPool, defer: bool) -> Acc {
@@ -185,7 +186,7 @@ impl Acc {
     }
 
     /// Computes `metric` (one of `METRICS`) now and drops the samples,
-    /// returning their buffers to `pool`: afterwards only `metric(metric)`
+    /// returning the emptied distributions to `pool`: afterwards only `metric(metric)`
     /// is answered, and nothing may be added. A series finishes each step
     /// once its data is all read, while its centroids are still in cache.
     pub(crate) fn finish(&mut self, metric: &'static str, pool: &mut DistPool) {

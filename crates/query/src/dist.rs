@@ -159,21 +159,6 @@ impl std::ops::DerefMut for DistSlot {
     }
 }
 
-/// The reusable allocations of a [`Dist`] (empty, capacity kept).
-#[derive(Debug, Default)]
-struct DistBuffers {
-    cents: Vec<(f64, u64)>,
-    run_ends: Vec<usize>,
-    pend: Vec<Pending>,
-    pend_q: Vec<u32>,
-}
-
-impl DistBuffers {
-    fn has_capacity(&self) -> bool {
-        self.cents.capacity() > 0 || self.pend_q.capacity() > 0
-    }
-}
-
 /// A sorted weighted sample: (value, weight) ascending, with its total.
 #[derive(Debug, Clone)]
 pub(crate) struct Weighted {
@@ -453,39 +438,21 @@ impl Dist {
     /// Empties `self` for reuse: its centroid buffers stay (cleared,
     /// capacity kept); returns whether there were any.
     pub(crate) fn reset(&mut self, defer: bool) -> bool {
-        let b = self.take_buffers();
-        let kept = b.has_capacity();
-        *self = Dist::with_buffers(b, defer);
-        kept
-    }
-
-    /// Empties `self`, handing back its centroid buffers (cleared, capacity
-    /// kept) for [`Dist::with_buffers`].
-    fn take_buffers(&mut self) -> DistBuffers {
-        let mut b = DistBuffers {
+        let mut d = Dist {
             cents: std::mem::take(&mut self.cents),
             run_ends: std::mem::take(&mut self.run_ends),
             pend: std::mem::take(&mut self.pend),
             pend_q: std::mem::take(&mut self.pend_q),
-        };
-        *self = Dist::default();
-        b.cents.clear();
-        b.run_ends.clear();
-        b.pend.clear();
-        b.pend_q.clear();
-        b
-    }
-
-    /// An empty distribution that fills `b`'s buffers first.
-    fn with_buffers(b: DistBuffers, defer: bool) -> Dist {
-        Dist {
-            cents: b.cents,
-            run_ends: b.run_ends,
-            pend: b.pend,
-            pend_q: b.pend_q,
             defer,
-            ..Dist::default()
-        }
+            ..Dist::EMPTY
+        };
+        d.cents.clear();
+        d.run_ends.clear();
+        d.pend.clear();
+        d.pend_q.clear();
+        let kept = d.cents.capacity() > 0 || d.pend_q.capacity() > 0;
+        *self = d;
+        kept
     }
 
     pub(crate) fn add_raw(&mut self, x: f64) {
