@@ -196,7 +196,7 @@ impl Prepared {
     /// and report what they find, as for any stored value).
     pub(crate) fn of(value: &[u8]) -> Option<Prepared> {
         let layout = Layout::of(value).ok()?;
-        let view = RollupView::with_layout(&[], value, layout, None)?;
+        let view = RollupView::with_layout("rollup", &[], value, layout, None)?;
         let quantized = |which| match view.digest(which) {
             Ok(Some(DigestRef(DRef::Stored { d, .. }))) => d.quantized(),
             _ => None,
@@ -298,11 +298,8 @@ impl<'a> RollupView<'a> {
         let Some(p) = prepared else {
             return RollupView::stored(tree, key, value);
         };
-        match RollupView::with_layout(key, value, p.layout, Some(p)) {
-            Some(mut v) => {
-                v.tree = tree;
-                Ok(v)
-            }
+        match RollupView::with_layout(tree, key, value, p.layout, Some(p)) {
+            Some(v) => Ok(v),
             None => RollupView::stored(tree, key, value),
         }
     }
@@ -310,6 +307,7 @@ impl<'a> RollupView<'a> {
     /// A view of `value` with its `layout` (`None` if `value` cannot hold
     /// a frame, which a layout rules out).
     fn with_layout(
+        tree: &'static str,
         key: &'a [u8],
         value: &'a [u8],
         l: Layout,
@@ -325,7 +323,7 @@ impl<'a> RollupView<'a> {
                 reasons_at: Cell::new(Some(l.reasons_at as usize)),
                 digests_at: Cell::new(Some(l.digests_at as usize)),
             },
-            tree: "rollup",
+            tree,
             key,
             prepared,
         })
