@@ -42,6 +42,7 @@ pub const STEPS: &[Step] = &[
     steps::WAL_DB,
     steps::SEGMENT_FILES,
     steps::REQUEST_RUN_FILES,
+    steps::REQUEST_FINGERPRINTS,
 ];
 
 /// The newest format version these steps produce.

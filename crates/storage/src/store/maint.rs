@@ -232,13 +232,13 @@ impl Core {
         // plain batches (invisible until the directory entry that the seal
         // transaction writes; orphans of a crash are deleted at open), so
         // the transaction carries one small value instead of 10^5 entries.
-        let (run_id, run_seq) = {
+        let (run_id, run_seq, fp) = {
             let mut st = self.state.write();
             let seq = st.requests.next_seq();
-            (st.requests.take_id(), seq)
+            (st.requests.take_id(), seq, st.requests.fp)
         };
         let (groups, entries) = snap.call_entries();
-        let mut new_run = requests::run_of_calls(run_id, run_seq, groups, entries);
+        let mut new_run = requests::run_of_calls(&fp, run_id, run_seq, groups, entries);
         let run_files = self.state.read_recursive().requests.files.clone();
         if !new_run.chunks.is_empty() {
             requests::write_file(&run_files, &mut new_run)?;
@@ -323,15 +323,15 @@ impl Core {
     pub(crate) fn merge_request_runs(&self) -> Result<u64> {
         let mut merged = 0;
         loop {
-            let (newer, older, id) = {
+            let (newer, older, id, fp) = {
                 let mut st = self.state.write();
                 let Some((a, b)) = st.requests.merge_candidate() else {
                     return Ok(merged);
                 };
-                (a, b, st.requests.take_id())
+                (a, b, st.requests.take_id(), st.requests.fp)
             };
             let files = self.state.read_recursive().requests.files.clone();
-            let mut run = requests::merge_runs(&self.db, &files, id, &newer, &older)?;
+            let mut run = requests::merge_runs(&self.db, &files, &fp, id, &newer, &older)?;
             requests::write_file(&files, &mut run)?;
             let mut ops = Ops::default();
             requests::RequestIndex::publish(&mut ops, &run.run, id + 1);

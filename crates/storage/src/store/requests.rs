@@ -3,14 +3,23 @@
 //!
 //! Stored as sorted **runs**, one per seal (merged in the background): a
 //! run is a directory entry (tree `request_run_dir`, key `run_id u64 BE`)
-//! and its entries in chunks of up to [`CHUNK`] (tree `request_runs`, key
-//! `run_id u64 BE ‖ chunk_no u32 BE`). Entries are sorted by their key:
-//! `0x00 ‖ 16 bytes` for a canonical lowercase UUID, `0x01 ‖ UTF-8 bytes`
-//! for any other id. A chunk holds the 16-byte ids at fixed width (binary
-//! search), other ids length-prefixed, then bit-packed timestamp deltas
-//! and group ids. The directory (first key of every chunk, the run's group
-//! table) is loaded at open: O(entries / 512) memory, so a lookup is one
-//! fence search in memory and one chunk read per run, newest run first.
+//! and its entries in chunks of up to [`CHUNK`]. Every request id has a
+//! sort key: `0x00 ‖ 16 bytes` for a canonical lowercase UUID, `0x01 ‖
+//! UTF-8 bytes` for any other id. The directory (first key of every chunk,
+//! the run's group table) is loaded at open: O(entries / 512) memory, so a
+//! lookup is one fence search in memory and one chunk read per run, newest
+//! run first.
+//!
+//! **Fingerprint runs (format 7).** A run written since format 7 holds no
+//! ids: its entries are keyed and sorted by the id's **fingerprint**,
+//! SipHash-2-4 of the sort key under the store's 128-bit random key
+//! (`meta/request_fp_key`), and its chunks (version 2, `fp_chunk.rs`)
+//! store the fingerprints Rice-coded (≈ 64 − log2(run entries) + 1.5 bits
+//! each instead of 128). A lookup of an absent id matches an entry with
+//! probability ≈ entries / 2^64; two ids with one fingerprint share one
+//! entry (the newer call's). Runs written before (format ≤ 6: chunks of
+//! sort keys, version 1) are still read with their keys; a merge turns
+//! them into fingerprint runs.
 //!
 //! **Invariant (visibility):** a run's chunks are written before the
 //! transaction that inserts its directory entry and advances
@@ -19,48 +28,158 @@
 //! the commit) and chunks of tombstoned directory entries (a crash while a
 //! merge deleted them) are deleted.
 //!
+//! **Invariant (key):** the fingerprint key is written and flushed at the
+//! first open of a store that has none (before any run can use it) and
+//! never changed; an open that finds fingerprint runs but no key fails
+//! rather than making a new one.
+//!
 //! Format version 1 stores (no runs) keep their per-request entries in tree
 //! `requests`; they are still read (after every run) and never rewritten.
 //!
 //! Since format 6 a run's chunks are not in tree `request_runs` but in a
-//! file of their own (`run_files.rs`), and its directory entry (version 2)
-//! records each chunk's end offset in it. The file is written and synced
-//! before the entry is committed, and deleted only once the entry's
-//! tombstone is durable; at open, files without a published entry are
-//! deleted, and runs of a format ≤ 5 store (chunks in `request_runs`,
-//! version 1 entry) are moved into files: file first, then the entry
-//! rewritten, then the tree's chunks deleted.
+//! file of their own (`run_files.rs`), and its directory entry (version 2,
+//! or 3 for fingerprint runs) records each chunk's end offset in it. The
+//! file is written and synced before the entry is committed, and deleted
+//! only once the entry's tombstone is durable; at open, files without a
+//! published entry are deleted, and runs of a format ≤ 5 store (chunks in
+//! `request_runs`, version 1 entry) are moved into files: file first, then
+//! the entry rewritten, then the tree's chunks deleted.
+
+mod fp_chunk;
+mod siphash;
 
 #[cfg(test)]
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::api::{GroupKey, RequestRef};
-use crate::codec::{put_bytes, put_ivarint, put_varint, Reader};
+use crate::codec::{put_bytes, put_varint, Reader};
 use crate::db::{u64_from, Db, Ops, T};
 use crate::error::{hex, CodecError, Result, StorageError};
 use crate::frame::{frame, unframe};
 use crate::run_files::RunFiles;
 use crate::store::records::decode_request;
+use fp_chunk::{FpChunk, FpEntry};
 
 /// Entries per chunk.
 pub(crate) const CHUNK: usize = 512;
 /// Runs kept before the two adjacent runs with the fewest entries are merged.
 pub(crate) const MAX_RUNS: usize = 8;
-/// Version byte of chunks, and of directory entries of runs whose chunks
-/// are in tree `request_runs` (format ≤ 5).
+/// Version byte of sort-key chunks (format ≤ 6), and of directory entries
+/// of runs whose chunks are in tree `request_runs` (format ≤ 5).
 const RUN_VERSION: u8 = 1;
-/// Version byte of directory entries of runs whose chunks are in a run
-/// file (format 6): version 1's payload, then the chunks' lengths.
+/// Version byte of directory entries of sort-key runs whose chunks are in
+/// a run file (format 6): version 1's payload, then the chunks' lengths.
 const RUN_FILE_VERSION: u8 = 2;
+/// Version byte of directory entries of fingerprint runs (format 7, chunks
+/// in a run file): fences are first fingerprints (u64 BE).
+const FP_RUN_VERSION: u8 = 3;
 /// Meta key: the id the next run gets (u64 BE).
 pub(crate) const NEXT_RUN_KEY: &[u8] = b"next_request_run";
+/// Meta key: the 16-byte SipHash key of the store's fingerprints.
+pub(crate) const FP_KEY_META: &[u8] = b"request_fp_key";
+
+/// The store's fingerprint function: SipHash-2-4 of an id's sort key
+/// ([`id_key`]) under the store's key.
+#[derive(Clone, Copy)]
+pub(crate) struct FpKey {
+    key: [u8; 16],
+    /// Test hook: seals write sort-key runs (format 6) as older builds did.
+    #[cfg(test)]
+    pub(crate) key_runs: bool,
+}
+
+impl std::fmt::Debug for FpKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: never in logs.
+        f.write_str("FpKey(..)")
+    }
+}
+
+impl FpKey {
+    pub(crate) fn new(key: [u8; 16]) -> FpKey {
+        FpKey {
+            key,
+            #[cfg(test)]
+            key_runs: false,
+        }
+    }
+
+    /// A fresh random key: 16 bytes of `/dev/urandom`, or (where that
+    /// cannot be read) of the standard library's randomly seeded hasher.
+    fn random() -> FpKey {
+        use std::io::Read;
+        let mut key = [0u8; 16];
+        let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key));
+        if read.is_err() {
+            use std::hash::BuildHasher;
+            for (i, half) in key.chunks_mut(8).enumerate() {
+                let h = std::collections::hash_map::RandomState::new().hash_one((
+                    i,
+                    std::time::SystemTime::now(),
+                    std::process::id(),
+                ));
+                half.copy_from_slice(&h.to_le_bytes());
+            }
+        }
+        FpKey::new(key)
+    }
+
+    /// The fingerprint of a sort key.
+    pub(crate) fn of_key(&self, sort_key: &[u8]) -> u64 {
+        siphash::siphash24(&self.key, sort_key)
+    }
+
+    /// The fingerprint of a request id.
+    #[cfg(test)]
+    pub(crate) fn of_id(&self, id: &str) -> u64 {
+        self.of_key(&id_key(id))
+    }
+
+    /// Loads the store's key; creates, stores and flushes one if it has
+    /// none and `may_create` (no fingerprint run exists).
+    fn load(db: &Db, may_create: bool) -> Result<FpKey> {
+        match db.get(T::Meta, FP_KEY_META)? {
+            Some(v) => {
+                let key: [u8; 16] = v.as_ref().try_into().map_err(|_| {
+                    StorageError::decode(
+                        T::Meta.name(),
+                        FP_KEY_META,
+                        CodecError::new("request fingerprint key", "not 16 bytes"),
+                    )
+                })?;
+                Ok(FpKey::new(key))
+            }
+            None if may_create => {
+                let k = FpKey::random();
+                db.insert(T::Meta, FP_KEY_META, &k.key)?;
+                db.flush()?;
+                Ok(k)
+            }
+            None => Err(StorageError::decode(
+                T::Meta.name(),
+                FP_KEY_META,
+                CodecError::new(
+                    "request fingerprint key",
+                    "missing, but fingerprint runs exist",
+                ),
+            )),
+        }
+    }
+}
 
 /// The sort key of a request id: canonical lowercase UUIDs as 16 bytes.
 pub(crate) fn id_key(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    id_key_into(id, &mut k);
+    k
+}
+
+/// [`id_key`] into `k` (cleared first).
+fn id_key_into(id: &str, k: &mut Vec<u8>) {
+    k.clear();
     let b = id.as_bytes();
     if b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') {
-        let mut k = Vec::with_capacity(17);
         k.push(0);
         let mut hi = None;
         let mut ok = true;
@@ -82,13 +201,12 @@ pub(crate) fn id_key(id: &str) -> Vec<u8> {
             }
         }
         if ok && k.len() == 17 {
-            return k;
+            return;
         }
+        k.clear();
     }
-    let mut k = Vec::with_capacity(1 + b.len());
     k.push(1);
     k.extend_from_slice(b);
-    k
 }
 
 fn chunk_key(run: u64, chunk: u32) -> Vec<u8> {
@@ -102,6 +220,7 @@ fn bits_for(v: u64) -> u32 {
 }
 
 /// Packs `values` at `w` bits each, little-endian bit order.
+#[cfg(test)]
 fn pack(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, n: usize, w: u32) {
     let start = out.len();
     out.resize(start + (n * w as usize).div_ceil(8), 0);
@@ -135,9 +254,13 @@ fn unpack_at(bytes: &[u8], i: usize, w: u32) -> u64 {
     v
 }
 
-/// One decoded entry: (key, timestamp, group id in the run's table).
+/// One decoded entry of a sort-key run: (key, timestamp, group id in the
+/// run's table).
+#[cfg(test)]
 type Entry = (Vec<u8>, i64, u32);
 
+/// A sort-key chunk (version 1). Only tests write them now.
+#[cfg(test)]
 fn encode_chunk(entries: &[Entry], group_bits: u32) -> Vec<u8> {
     let n16 = entries.iter().filter(|e| e.0[0] == 0).count();
     let ns = entries.len() - n16;
@@ -147,7 +270,7 @@ fn encode_chunk(entries: &[Entry], group_bits: u32) -> Vec<u8> {
     let mut p = Vec::with_capacity(16 + entries.len() * 20);
     put_varint(&mut p, n16 as u64);
     put_varint(&mut p, ns as u64);
-    put_ivarint(&mut p, base);
+    crate::codec::put_ivarint(&mut p, base);
     p.push(ts_bits as u8);
     p.push(group_bits as u8);
     for e in &entries[..n16] {
@@ -171,7 +294,7 @@ fn encode_chunk(entries: &[Entry], group_bits: u32) -> Vec<u8> {
     frame(RUN_VERSION, &p)
 }
 
-/// A chunk's payload, parsed just enough to search it.
+/// A sort-key chunk's payload (version 1), parsed just enough to search it.
 struct Chunk<'a> {
     ids16: &'a [u8],
     strs: Vec<&'a [u8]>,
@@ -274,12 +397,32 @@ pub(crate) struct Run {
     pub(crate) seq: u64,
     pub(crate) count: u64,
     pub(crate) groups: Vec<GroupKey>,
-    /// First key of every chunk, ascending.
-    pub(crate) fences: Vec<Vec<u8>>,
+    /// First key of every chunk, ascending; their kind is the kind of the
+    /// run's chunks.
+    pub(crate) fences: Fences,
     /// End offset of every chunk in the run's file; `None` while the
     /// chunks are in tree `request_runs` (a format ≤ 5 run not moved yet,
     /// or a run being built).
     pub(crate) ends: Option<Vec<u64>>,
+}
+
+/// The first key of every chunk of a run, which also says how the run is
+/// keyed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Fences {
+    /// Sort keys (format ≤ 6 runs; chunks of version 1).
+    Keys(Vec<Vec<u8>>),
+    /// Fingerprints (format 7; chunks of version 2).
+    Fps(Vec<u64>),
+}
+
+impl Fences {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Fences::Keys(f) => f.len(),
+            Fences::Fps(f) => f.len(),
+        }
+    }
 }
 
 impl Run {
@@ -295,31 +438,44 @@ impl Run {
             }
         }
         put_varint(&mut p, self.fences.len() as u64);
-        for f in &self.fences {
-            put_bytes(&mut p, f);
-        }
-        match &self.ends {
-            None => frame(RUN_VERSION, &p),
-            Some(ends) => {
-                put_varint(&mut p, ends.len() as u64);
-                let mut prev = 0;
-                for e in ends {
-                    put_varint(&mut p, e.saturating_sub(prev));
-                    prev = *e;
+        let version = match &self.fences {
+            Fences::Keys(fences) => {
+                for f in fences {
+                    put_bytes(&mut p, f);
                 }
-                frame(RUN_FILE_VERSION, &p)
+                if self.ends.is_some() {
+                    RUN_FILE_VERSION
+                } else {
+                    RUN_VERSION
+                }
+            }
+            Fences::Fps(fences) => {
+                debug_assert!(self.ends.is_some(), "fingerprint runs are in files");
+                for f in fences {
+                    p.extend_from_slice(&f.to_be_bytes());
+                }
+                FP_RUN_VERSION
+            }
+        };
+        if version != RUN_VERSION {
+            let ends = self.ends.as_deref().unwrap_or_default();
+            put_varint(&mut p, ends.len() as u64);
+            let mut prev = 0;
+            for e in ends {
+                put_varint(&mut p, e.saturating_sub(prev));
+                prev = *e;
             }
         }
+        frame(version, &p)
     }
 
     fn decode(id: u64, bytes: &[u8]) -> std::result::Result<Run, CodecError> {
         const WHAT: &str = "request run directory entry";
-        let in_file = bytes.first() == Some(&RUN_FILE_VERSION);
-        let version = if in_file {
-            RUN_FILE_VERSION
-        } else {
-            RUN_VERSION
+        let version = match bytes.first() {
+            Some(&v) if v == RUN_FILE_VERSION || v == FP_RUN_VERSION => v,
+            _ => RUN_VERSION,
         };
+        let in_file = version != RUN_VERSION;
         let p = unframe(WHAT, version, bytes)?;
         let mut r = Reader::new(WHAT, p);
         let seq = r.varint()?;
@@ -337,10 +493,27 @@ impl Run {
             groups.push(GroupKey(g));
         }
         let nf = r.count(r.remaining(), "chunk")?;
-        let mut fences = Vec::with_capacity(nf);
-        for _ in 0..nf {
-            fences.push(r.bytes()?.to_vec());
-        }
+        let fences = if version == FP_RUN_VERSION {
+            if nf > r.remaining() / 8 {
+                return Err(r.err("chunk count out of range"));
+            }
+            let mut fences = Vec::with_capacity(nf);
+            for _ in 0..nf {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(r.take(8)?);
+                fences.push(u64::from_be_bytes(b));
+            }
+            if fences.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(r.err("fences are not ascending"));
+            }
+            Fences::Fps(fences)
+        } else {
+            let mut fences = Vec::with_capacity(nf);
+            for _ in 0..nf {
+                fences.push(r.bytes()?.to_vec());
+            }
+            Fences::Keys(fences)
+        };
         let ends = if in_file {
             let n = r.count(r.remaining(), "chunk length")?;
             if n != nf {
@@ -391,6 +564,60 @@ impl Run {
             None => Ok(db.get(T::RequestRuns, &ck)?.map(|v| v.to_vec())),
         }
     }
+
+    /// The entry of the id with sort key `key` and fingerprint `fp` in
+    /// this run (looked up by whichever its chunks are keyed by), if any.
+    fn find(&self, db: &Db, files: &RunFiles, key: &[u8], fp: u64) -> Result<Option<RequestRef>> {
+        let i = match &self.fences {
+            Fences::Keys(f) => f.partition_point(|f| f.as_slice() <= key),
+            Fences::Fps(f) => f.partition_point(|&f| f <= fp),
+        };
+        if i == 0 {
+            return Ok(None);
+        }
+        let ck = chunk_key(self.id, (i - 1) as u32);
+        let Some(v) = self.chunk(db, files, i - 1)? else {
+            return Ok(None);
+        };
+        let found = match &self.fences {
+            Fences::Keys(_) => {
+                let c = Chunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
+                c.find(key).map(|j| (c.ts(j), c.group(j)))
+            }
+            Fences::Fps(f) => {
+                let c = FpChunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
+                check_fence(&c, f[i - 1]).map_err(|e| decode_err(&ck, e))?;
+                c.find(fp)
+                    .map_err(|e| decode_err(&ck, e))?
+                    .map(|j| (c.ts(j), c.group(j)))
+            }
+        };
+        let Some((timestamp_ms, g)) = found else {
+            return Ok(None);
+        };
+        let group = self.groups.get(g as usize).cloned().ok_or_else(|| {
+            decode_err(
+                &ck,
+                CodecError::new("request index chunk", "group id out of range"),
+            )
+        })?;
+        Ok(Some(RequestRef {
+            timestamp_ms,
+            group,
+        }))
+    }
+}
+
+/// A fingerprint chunk must start at its fence.
+fn check_fence(c: &FpChunk<'_>, fence: u64) -> std::result::Result<(), CodecError> {
+    if c.first() == fence {
+        Ok(())
+    } else {
+        Err(CodecError::new(
+            "request index chunk",
+            "first fingerprint differs from the run's fence",
+        ))
+    }
 }
 
 /// A run being built: its entries sorted by key, chunk values ready to store.
@@ -400,26 +627,52 @@ pub(crate) struct NewRun {
     pub(crate) chunks: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Builds a run from entries sorted by key with no duplicate keys.
-fn build_run(id: u64, seq: u64, entries: &[Entry], groups: Vec<GroupKey>) -> NewRun {
+/// Builds a sort-key run (format 6) from entries sorted by key with no
+/// duplicate keys. Only tests write them now.
+#[cfg(test)]
+fn build_key_run(id: u64, seq: u64, entries: &[Entry], groups: Vec<GroupKey>) -> NewRun {
     let mut run = Run {
         id,
         seq,
         count: entries.len() as u64,
         groups,
-        fences: Vec::new(),
+        fences: Fences::Keys(Vec::new()),
         ends: None,
     };
     let gb = run.group_bits();
     let mut chunks = Vec::new();
+    let mut fences = Vec::new();
     for (i, c) in entries.chunks(CHUNK).enumerate() {
-        run.fences.push(c[0].0.clone());
+        fences.push(c[0].0.clone());
         chunks.push((chunk_key(id, i as u32), encode_chunk(c, gb)));
     }
+    run.fences = Fences::Keys(fences);
     NewRun { run, chunks }
 }
 
-/// The run of a sealed head's requests.
+/// Builds a fingerprint run from entries sorted by fingerprint with no
+/// repeats.
+fn build_fp_run(id: u64, seq: u64, entries: &[FpEntry], groups: Vec<GroupKey>) -> NewRun {
+    let mut run = Run {
+        id,
+        seq,
+        count: entries.len() as u64,
+        groups,
+        fences: Fences::Fps(Vec::new()),
+        ends: None,
+    };
+    let gb = run.group_bits();
+    let mut chunks = Vec::new();
+    let mut fences = Vec::new();
+    for (i, c) in entries.chunks(CHUNK).enumerate() {
+        fences.push(c[0].0);
+        chunks.push((chunk_key(id, i as u32), fp_chunk::encode(c, gb)));
+    }
+    run.fences = Fences::Fps(fences);
+    NewRun { run, chunks }
+}
+
+/// A sort-key run of `requests` (as format 6 wrote them), for tests.
 #[cfg(test)]
 pub(crate) fn run_of<'a>(
     id: u64,
@@ -443,29 +696,22 @@ pub(crate) fn run_of<'a>(
     }
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     entries.dedup_by(|b, a| a.0 == b.0);
-    build_run(id, seq, &entries, groups)
+    build_key_run(id, seq, &entries, groups)
 }
 
-/// The run of a head's calls: `calls` in applied order as (request id,
-/// timestamp, index into `groups`); of calls sharing an id the last one
-/// (the newest) wins. The same entries as [`run_of`] over the head's
-/// newest calls; groups are numbered in key order of their first entry.
-pub(crate) fn run_of_calls<'a>(
-    id: u64,
-    seq: u64,
+/// Of calls `(key, applied ordinal, timestamp, group index into
+/// `groups`)`, the newest per key, in key order, with groups renumbered
+/// into the run's own table (in key order of their first entry).
+fn newest_per_key<K: Ord>(
+    mut keyed: Vec<(K, u32, i64, u32)>,
     groups: &[GroupKey],
-    calls: impl Iterator<Item = (&'a str, i64, u32)>,
-) -> NewRun {
-    let mut keyed: Vec<(Vec<u8>, u32, i64, u32)> = calls
-        .enumerate()
-        .map(|(ord, (rid, ts, g))| (id_key(rid), ord as u32, ts, g))
-        .collect();
+) -> (Vec<(K, i64, u32)>, Vec<GroupKey>) {
     // Equal keys newest first; `dedup_by` keeps the first of a run.
     keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     keyed.dedup_by(|b, a| a.0 == b.0);
     let mut remap: Vec<u32> = vec![u32::MAX; groups.len()];
     let mut run_groups: Vec<GroupKey> = Vec::new();
-    let entries: Vec<Entry> = keyed
+    let entries = keyed
         .into_iter()
         .map(|(k, _, ts, g)| {
             let g = g as usize;
@@ -483,7 +729,39 @@ pub(crate) fn run_of_calls<'a>(
             (k, ts, slot)
         })
         .collect();
-    build_run(id, seq, &entries, run_groups)
+    (entries, run_groups)
+}
+
+/// The run of a head's calls: `calls` in applied order as (request id,
+/// timestamp, index into `groups`), keyed by fingerprint under `fp`; of
+/// calls sharing a fingerprint (the same id, or — with probability ≈ n² /
+/// 2^65 — two ids) the last one (the newest) wins.
+pub(crate) fn run_of_calls<'a>(
+    fp: &FpKey,
+    id: u64,
+    seq: u64,
+    groups: &[GroupKey],
+    calls: impl Iterator<Item = (&'a str, i64, u32)>,
+) -> NewRun {
+    #[cfg(test)]
+    if fp.key_runs {
+        let keyed = calls
+            .enumerate()
+            .map(|(ord, (rid, ts, g))| (id_key(rid), ord as u32, ts, g))
+            .collect();
+        let (entries, run_groups) = newest_per_key(keyed, groups);
+        return build_key_run(id, seq, &entries, run_groups);
+    }
+    let mut buf = Vec::with_capacity(64);
+    let keyed = calls
+        .enumerate()
+        .map(|(ord, (rid, ts, g))| {
+            id_key_into(rid, &mut buf);
+            (fp.of_key(&buf), ord as u32, ts, g)
+        })
+        .collect();
+    let (entries, run_groups) = newest_per_key(keyed, groups);
+    build_fp_run(id, seq, &entries, run_groups)
 }
 
 fn decode_err(key: &[u8], e: CodecError) -> StorageError {
@@ -499,6 +777,8 @@ pub(crate) struct RequestIndex {
     pub(crate) next_run: u64,
     /// The runs' chunk files.
     pub(crate) files: Arc<RunFiles>,
+    /// The store's fingerprint function.
+    pub(crate) fp: FpKey,
 }
 
 impl RequestIndex {
@@ -515,6 +795,8 @@ impl RequestIndex {
         // and chunks are then unknown, and no run file or tree chunk is
         // deleted as unowned (verify names the entry).
         let mut unreadable = false;
+        // Whether some entry is a fingerprint run's (readable or not).
+        let mut fp_runs = false;
         for kv in db.range(T::RequestRunDir, ..) {
             let (k, v) = kv?;
             let Some(id) = u64_from(&k) else {
@@ -526,6 +808,7 @@ impl RequestIndex {
                 dead.push(id);
                 continue;
             }
+            fp_runs |= v.first() == Some(&FP_RUN_VERSION);
             match Run::decode(id, &v) {
                 Ok(r) => runs.push(r),
                 Err(e) => {
@@ -534,6 +817,7 @@ impl RequestIndex {
                 }
             }
         }
+        let fp = FpKey::load(db, !fp_runs)?;
         // Chunks of runs a crash left uncommitted.
         let orphans: Vec<Vec<u8>> = db
             .range(T::RequestRuns, next_run.to_be_bytes().to_vec()..)
@@ -584,6 +868,7 @@ impl RequestIndex {
             legacy,
             next_run,
             files: Arc::new(files),
+            fp,
         })
     }
 
@@ -591,33 +876,10 @@ impl RequestIndex {
     /// The caller holds the state lock, so no run it sees is deleted meanwhile.
     pub(crate) fn get(&self, db: &Db, id: &str) -> Result<Option<RequestRef>> {
         let key = id_key(id);
+        let fp = self.fp.of_key(&key);
         for run in &self.runs {
-            let i = run
-                .fences
-                .partition_point(|f| f.as_slice() <= key.as_slice());
-            if i == 0 {
-                continue;
-            }
-            let ck = chunk_key(run.id, (i - 1) as u32);
-            let Some(v) = run.chunk(db, &self.files, i - 1)? else {
-                continue;
-            };
-            let c = Chunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
-            if let Some(j) = c.find(&key) {
-                let group = run
-                    .groups
-                    .get(c.group(j) as usize)
-                    .cloned()
-                    .ok_or_else(|| {
-                        decode_err(
-                            &ck,
-                            CodecError::new("request index chunk", "group id out of range"),
-                        )
-                    })?;
-                return Ok(Some(RequestRef {
-                    timestamp_ms: c.ts(j),
-                    group,
-                }));
+            if let Some(r) = run.find(db, &self.files, &key, fp)? {
+                return Ok(Some(r));
             }
         }
         if self.legacy {
@@ -674,33 +936,60 @@ impl RequestIndex {
     }
 }
 
-/// Every entry of `run`, in key order, with its group id mapped through `map`.
-fn read_run(db: &Db, files: &RunFiles, run: &Run, map: &[u32]) -> Result<Vec<Entry>> {
-    let mut out = Vec::with_capacity(run.count as usize);
+/// Every entry of `run` keyed by fingerprint under `fp`, in fingerprint
+/// order without repeats, with its group id mapped through `map`. A
+/// sort-key run's entries get their fingerprints here; of two of its ids
+/// with one fingerprint, the one with the later timestamp is kept.
+fn read_run(db: &Db, files: &RunFiles, fp: &FpKey, run: &Run, map: &[u32]) -> Result<Vec<FpEntry>> {
+    let mut out: Vec<FpEntry> = Vec::with_capacity(run.count as usize);
+    let mapped = |ck: &[u8], g: u32| {
+        map.get(g as usize).copied().ok_or_else(|| {
+            decode_err(
+                ck,
+                CodecError::new("request index chunk", "group id out of range"),
+            )
+        })
+    };
     for i in 0..run.fences.len() {
         let ck = chunk_key(run.id, i as u32);
         let v = run
             .chunk(db, files, i)?
             .ok_or_else(|| decode_err(&ck, CodecError::new("request index chunk", "missing")))?;
-        let c = Chunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
-        for j in 0..c.len() {
-            let g = *map.get(c.group(j) as usize).ok_or_else(|| {
-                decode_err(
-                    &ck,
-                    CodecError::new("request index chunk", "group id out of range"),
-                )
-            })?;
-            out.push((c.key(j), c.ts(j), g));
+        match &run.fences {
+            Fences::Keys(_) => {
+                let c = Chunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
+                for j in 0..c.len() {
+                    out.push((fp.of_key(&c.key(j)), c.ts(j), mapped(&ck, c.group(j))?));
+                }
+            }
+            Fences::Fps(f) => {
+                let c = FpChunk::parse(&v).map_err(|e| decode_err(&ck, e))?;
+                check_fence(&c, f[i]).map_err(|e| decode_err(&ck, e))?;
+                if out.last().is_some_and(|l| l.0 >= c.first()) {
+                    return Err(decode_err(
+                        &ck,
+                        CodecError::new("request index chunk", "chunks overlap"),
+                    ));
+                }
+                for (f, ts, g) in c.entries().map_err(|e| decode_err(&ck, e))? {
+                    out.push((f, ts, mapped(&ck, g)?));
+                }
+            }
         }
+    }
+    if matches!(run.fences, Fences::Keys(_)) {
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        out.dedup_by(|b, a| a.0 == b.0);
     }
     Ok(out)
 }
 
-/// Merges `newer` and `older` into one run with id `id`; `newer` wins on
-/// a repeated request id.
+/// Merges `newer` and `older` into one fingerprint run with id `id`
+/// (fingerprints under `fp`); `newer` wins on a repeated fingerprint.
 pub(crate) fn merge_runs(
     db: &Db,
     files: &RunFiles,
+    fp: &FpKey,
     id: u64,
     newer: &Run,
     older: &Run,
@@ -722,9 +1011,9 @@ pub(crate) fn merge_runs(
             .collect();
         maps.push(map);
     }
-    let a = read_run(db, files, newer, &maps[0])?;
-    let b = read_run(db, files, older, &maps[1])?;
-    let mut entries: Vec<Entry> = Vec::with_capacity(a.len() + b.len());
+    let a = read_run(db, files, fp, newer, &maps[0])?;
+    let b = read_run(db, files, fp, older, &maps[1])?;
+    let mut entries: Vec<FpEntry> = Vec::with_capacity(a.len() + b.len());
     let (mut ia, mut ib) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
         let take_a = match (ia.peek(), ib.peek()) {
@@ -743,7 +1032,7 @@ pub(crate) fn merge_runs(
         let e = if take_a { ia.next() } else { ib.next() };
         entries.extend(e);
     }
-    Ok(build_run(id, newer.seq.max(older.seq), &entries, groups))
+    Ok(build_fp_run(id, newer.seq.max(older.seq), &entries, groups))
 }
 
 /// Deletes run `id`'s file and every chunk of it in tree `request_runs`
@@ -847,12 +1136,37 @@ pub(crate) fn verify_run_file(
         }
         return Ok(());
     }
+    let mut last: Option<u64> = None;
+    let mut count = 0u64;
     for i in 0..run.fences.len() {
         let v = run
             .chunk(db, files, i)
             .map_err(|e| format!("chunk {i}: {e}"))?
             .ok_or_else(|| format!("chunk {i}: missing"))?;
-        Chunk::parse(&v).map_err(|e| format!("chunk {i}: {e}"))?;
+        match &run.fences {
+            Fences::Keys(_) => {
+                Chunk::parse(&v).map_err(|e| format!("chunk {i}: {e}"))?;
+            }
+            Fences::Fps(f) => {
+                let c = FpChunk::parse(&v).map_err(|e| format!("chunk {i}: {e}"))?;
+                check_fence(&c, f[i]).map_err(|e| format!("chunk {i}: {e}"))?;
+                if last.is_some_and(|l| l >= c.first()) {
+                    return Err(format!("chunk {i}: overlaps the chunk before"));
+                }
+                let entries = c.entries().map_err(|e| format!("chunk {i}: {e}"))?;
+                if entries.iter().any(|e| e.2 as usize >= run.groups.len()) {
+                    return Err(format!("chunk {i}: group id out of range"));
+                }
+                last = entries.last().map(|e| e.0);
+                count += entries.len() as u64;
+            }
+        }
+    }
+    if matches!(run.fences, Fences::Fps(_)) && count != run.count {
+        return Err(format!(
+            "{count} entries in the chunks, {} in the directory entry",
+            run.count
+        ));
     }
     Ok(())
 }
@@ -868,7 +1182,7 @@ pub(crate) fn verify_dir_entry(key: &[u8], value: &[u8]) -> std::result::Result<
         .map_err(|e| e.to_string())
 }
 
-/// Checks a chunk.
+/// Checks a chunk of tree `request_runs` (sort-key chunks only: format ≤ 5).
 pub(crate) fn verify_chunk(value: &[u8]) -> std::result::Result<(), String> {
     Chunk::parse(value).map(|_| ()).map_err(|e| e.to_string())
 }
@@ -905,8 +1219,50 @@ mod tests {
         assert_eq!(id_key("r1"), b"\x01r1".to_vec());
     }
 
+    fn test_key(seed: u8) -> FpKey {
+        FpKey::new(std::array::from_fn(|i| {
+            seed.wrapping_mul(31).wrapping_add(i as u8)
+        }))
+    }
+
+    /// Looks `id` up in a run built in memory (its chunks not stored).
+    fn lookup(nr: &NewRun, fp: &FpKey, id: &str) -> Option<RequestRef> {
+        let chunks: HashMap<&[u8], &[u8]> = nr
+            .chunks
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        let run = &nr.run;
+        let key = id_key(id);
+        let f = fp.of_key(&key);
+        let i = match &run.fences {
+            Fences::Keys(fs) => fs.partition_point(|x| x.as_slice() <= key.as_slice()),
+            Fences::Fps(fs) => fs.partition_point(|&x| x <= f),
+        };
+        if i == 0 {
+            return None;
+        }
+        let v = chunks[chunk_key(run.id, (i - 1) as u32).as_slice()];
+        let (ts, g) = match &run.fences {
+            Fences::Keys(_) => {
+                let c = Chunk::parse(v).unwrap();
+                c.find(&key).map(|j| (c.ts(j), c.group(j)))?
+            }
+            Fences::Fps(fs) => {
+                let c = FpChunk::parse(v).unwrap();
+                assert_eq!(c.first(), fs[i - 1]);
+                c.find(f).unwrap().map(|j| (c.ts(j), c.group(j)))?
+            }
+        };
+        Some(RequestRef {
+            timestamp_ms: ts,
+            group: run.groups[g as usize].clone(),
+        })
+    }
+
     /// A head's calls (ids repeated across and within batches): the newest
-    /// call of each id is in the run, with its timestamp and group.
+    /// call of each id is in the run, with its timestamp and group — in a
+    /// fingerprint run and (as format 6 wrote them) a sort-key run.
     #[test]
     fn runs_of_calls_keep_the_newest_call_per_id() {
         let mut rng = fastrand::Rng::with_seed(3);
@@ -930,73 +1286,89 @@ mod tests {
                 },
             );
         }
-        let nr = run_of_calls(
-            4,
-            1,
-            &groups,
-            calls.iter().map(|(id, ts, gi)| (id.as_str(), *ts, *gi)),
-        );
-        assert_eq!(nr.run.count as usize, newest.len());
-        assert!(!nr.run.groups.contains(&g("unused")));
-        let chunks: HashMap<Vec<u8>, Vec<u8>> = nr.chunks.into_iter().collect();
-        let run = nr.run;
-        for (id, want) in &newest {
-            let key = id_key(id);
-            let i = run
-                .fences
-                .partition_point(|f| f.as_slice() <= key.as_slice());
-            let c = Chunk::parse(&chunks[&chunk_key(4, (i - 1) as u32)]).unwrap();
-            let j = c.find(&key).unwrap();
-            let got = RequestRef {
-                timestamp_ms: c.ts(j),
-                group: run.groups[c.group(j) as usize].clone(),
-            };
-            assert_eq!(&got, want, "{id}");
+        for key_runs in [false, true] {
+            let mut fp = test_key(1);
+            fp.key_runs = key_runs;
+            let nr = run_of_calls(
+                &fp,
+                4,
+                1,
+                &groups,
+                calls.iter().map(|(id, ts, gi)| (id.as_str(), *ts, *gi)),
+            );
+            assert_eq!(matches!(nr.run.fences, Fences::Keys(_)), key_runs);
+            assert_eq!(nr.run.count as usize, newest.len());
+            assert!(!nr.run.groups.contains(&g("unused")));
+            for (id, want) in &newest {
+                assert_eq!(lookup(&nr, &fp, id).as_ref(), Some(want), "{id}");
+            }
         }
+    }
+
+    /// Fingerprints depend on the key and on the whole sort key: a UUID and
+    /// its upper-case spelling (a string id) differ.
+    #[test]
+    fn fingerprints_are_keyed_siphash_of_the_sort_key() {
+        let (a, b) = (test_key(1), test_key(2));
+        let u = "0123abcd-4567-89ef-0123-456789abcdef";
+        assert_eq!(a.of_id(u), siphash::siphash24(&a.key, &id_key(u)));
+        assert_ne!(a.of_id(u), b.of_id(u));
+        assert_ne!(a.of_id(u), a.of_id(&u.to_uppercase()));
+        assert_eq!(a.of_id("r1"), siphash::siphash24(&a.key, b"\x01r1"));
+        let mut buf = vec![9, 9, 9];
+        for id in [u, "r1", "", "0123abcd-4567-89ef-0123-456789abcdeg"] {
+            id_key_into(id, &mut buf);
+            assert_eq!(buf, id_key(id), "{id}");
+        }
+        assert_eq!(format!("{a:?}"), "FpKey(..)");
     }
 
     #[test]
     fn chunks_find_every_entry_and_nothing_else() {
         let mut rng = fastrand::Rng::with_seed(7);
-        for n in [1usize, 2, 3, 500, 1300] {
+        let groups = vec![g("a"), g("b"), g("c")];
+        for n in [1usize, 2, 3, 500, 512, 513, 1300] {
             let mut reqs: HashMap<String, RequestRef> = HashMap::new();
+            let mut gi: HashMap<String, u32> = HashMap::new();
             for i in 0..n {
                 let id = if i % 3 == 0 {
                     format!("req-{}", rng.u32(..))
                 } else {
                     random_uuid(&mut rng)
                 };
+                let k = rng.u32(..3);
                 let r = RequestRef {
                     timestamp_ms: rng.i64(-1_000_000..2_000_000_000_000),
-                    group: g(["a", "b", "c"][rng.usize(..3)]),
+                    group: groups[k as usize].clone(),
                 };
+                gi.insert(id.clone(), k);
                 reqs.insert(id, r);
             }
-            let nr = run_of(1, 1, reqs.iter().map(|(k, r)| (k.as_str(), r.clone())));
-            assert_eq!(nr.run.count as usize, reqs.len());
-            let run = Run::decode(1, &nr.run.encode()).unwrap();
-            assert_eq!(run, nr.run);
-            let chunks: HashMap<Vec<u8>, Vec<u8>> = nr.chunks.into_iter().collect();
-            let get = |id: &str| -> Option<RequestRef> {
-                let key = id_key(id);
-                let i = run
-                    .fences
-                    .partition_point(|f| f.as_slice() <= key.as_slice());
-                if i == 0 {
-                    return None;
+            let fp = test_key(3);
+            let key_run = run_of(1, 1, reqs.iter().map(|(k, r)| (k.as_str(), r.clone())));
+            let mut fp_run = run_of_calls(
+                &fp,
+                1,
+                1,
+                &groups,
+                reqs.iter()
+                    .map(|(k, r)| (k.as_str(), r.timestamp_ms, gi[k])),
+            );
+            fp_run.run.ends = Some(vec![0; fp_run.run.fences.len()]);
+            for nr in [&key_run, &fp_run] {
+                assert_eq!(nr.run.count as usize, reqs.len());
+                assert_eq!(nr.run.fences.len(), n.div_ceil(CHUNK));
+                let run = Run::decode(1, &nr.run.encode()).unwrap();
+                assert_eq!(run, nr.run);
+                for (id, r) in &reqs {
+                    assert_eq!(lookup(nr, &fp, id).as_ref(), Some(r), "{id}");
                 }
-                let v = &chunks[&chunk_key(1, (i - 1) as u32)];
-                let c = Chunk::parse(v).unwrap();
-                c.find(&key).map(|j| RequestRef {
-                    timestamp_ms: c.ts(j),
-                    group: run.groups[c.group(j) as usize].clone(),
-                })
-            };
-            for (id, r) in &reqs {
-                assert_eq!(get(id).as_ref(), Some(r), "{id}");
+                assert_eq!(lookup(nr, &fp, "nope"), None);
+                assert_eq!(
+                    lookup(nr, &fp, "00000000-0000-0000-0000-000000000000"),
+                    None
+                );
             }
-            assert_eq!(get("nope"), None);
-            assert_eq!(get("00000000-0000-0000-0000-000000000000"), None);
         }
     }
 
@@ -1031,6 +1403,29 @@ mod tests {
         let mut p = Vec::new();
         put_varint(&mut p, u64::MAX);
         assert!(Chunk::parse(&frame(RUN_VERSION, &p)).is_err());
+        // Fingerprint runs' directory entries (version 3) likewise.
+        let fp = test_key(4);
+        let calls: Vec<(String, i64, u32)> = (0..1500).map(|i| (format!("id-{i}"), i, 0)).collect();
+        let mut nr = run_of_calls(
+            &fp,
+            3,
+            1,
+            &[g("m")],
+            calls.iter().map(|(id, ts, g)| (id.as_str(), *ts, *g)),
+        );
+        nr.run.ends = Some(vec![10, 20, 30]);
+        let d = nr.run.encode();
+        assert_eq!(d[0], FP_RUN_VERSION);
+        assert_eq!(Run::decode(3, &d).unwrap(), nr.run);
+        for cut in 0..d.len() {
+            assert!(Run::decode(3, &d[..cut]).is_err());
+        }
+        // Fences out of order.
+        let Fences::Fps(f) = &mut nr.run.fences else {
+            unreachable!()
+        };
+        f.swap(0, 1);
+        assert!(Run::decode(3, &nr.run.encode()).is_err());
     }
 
     fn call(id: &str, ts: i64, model: &str) -> sextant_model::LlmCall {
@@ -1054,7 +1449,21 @@ mod tests {
         let mut want: HashMap<String, RequestRef> = HashMap::new();
         let store = Store::open(dir.path(), config()).unwrap();
         let mut rng = fastrand::Rng::with_seed(11);
+        let kinds = |store: &Store| {
+            let st = store.h.core.state.read();
+            let keys = st
+                .requests
+                .runs
+                .iter()
+                .filter(|r| matches!(r.fences, Fences::Keys(_)))
+                .count();
+            (keys, st.requests.runs.len() - keys)
+        };
+        let mut saw_mixed = false;
         for s in 0..(3 * MAX_RUNS as i64) {
+            // The first seals write sort-key runs (as format 6 did) and
+            // fingerprint runs in turn; merges combine both kinds.
+            store.h.core.state.write().requests.fp.key_runs = s < 12 && s % 2 == 0;
             let mut calls = Vec::new();
             for i in 0..(1 + s * 37) {
                 let id = if i % 4 == 0 {
@@ -1083,9 +1492,14 @@ mod tests {
                 .append(sextant_model::Batch::from_calls(calls))
                 .unwrap();
             store.seal(now).unwrap();
+            let (keys, fps) = kinds(&store);
+            saw_mixed |= keys > 0 && fps > 0;
             store.maintain(now).unwrap();
             assert!(store.h.core.state.read().requests.runs.len() <= MAX_RUNS);
         }
+        assert!(saw_mixed);
+        // Every sort-key run was merged into a fingerprint run by now.
+        assert_eq!(kinds(&store).0, 0);
         let check = |store: &Store, want: &HashMap<String, RequestRef>| {
             for (id, r) in want {
                 assert_eq!(store.request(id).unwrap().as_ref(), Some(r), "{id}");
@@ -1201,6 +1615,8 @@ mod tests {
         let mut ids = Vec::new();
         {
             let store = Store::open(dir.path(), config()).unwrap();
+            // Sort-key runs, as format ≤ 6 wrote them.
+            store.h.core.state.write().requests.fp.key_runs = true;
             for s in 0..3i64 {
                 let calls: Vec<_> = (0..1500)
                     .map(|i| {
@@ -1275,6 +1691,7 @@ mod tests {
         let mut ids: Vec<Vec<String>> = Vec::new();
         {
             let store = Store::open(dir.path(), config()).unwrap();
+            store.h.core.state.write().requests.fp.key_runs = true;
             for s in 0..2i64 {
                 let run_ids: Vec<String> = (0..1500).map(|_| random_uuid(&mut rng)).collect();
                 let calls = run_ids
@@ -1367,10 +1784,11 @@ mod tests {
         );
         assert!(msg.contains("chunk 1"), "{msg}");
         // Ids in the damaged (second) chunk fail; the first chunk still reads.
-        let mut sorted: Vec<Vec<u8>> = ids.iter().map(|i| id_key(i)).collect();
+        let fp = store.h.core.state.read().requests.fp;
+        let mut sorted: Vec<u64> = ids.iter().map(|i| fp.of_id(i)).collect();
         sorted.sort();
-        let in_second = ids.iter().find(|i| id_key(i) == sorted[600]).unwrap();
-        let in_first = ids.iter().find(|i| id_key(i) == sorted[5]).unwrap();
+        let in_second = ids.iter().find(|i| fp.of_id(i) == sorted[600]).unwrap();
+        let in_first = ids.iter().find(|i| fp.of_id(i) == sorted[5]).unwrap();
         let err = store.request(in_second).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupted);
         assert!(store.request(in_first).unwrap().is_some());
