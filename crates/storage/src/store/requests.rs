@@ -1744,6 +1744,105 @@ mod tests {
         }
     }
 
+    /// A format 6 store (sort-key runs, no fingerprint key) gets a key at
+    /// its first open, answers from its old runs, and merges turn them into
+    /// fingerprint runs; the key survives reopening; a store whose key is
+    /// lost while fingerprint runs exist is refused, not given a new key.
+    #[test]
+    fn a_store_without_a_key_gets_one_at_open_and_a_lost_key_is_refused() {
+        use crate::store::test_support::manual_config as config;
+        use crate::{ErrorKind, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let now = sextant_model::now_ms();
+        let mut rng = fastrand::Rng::with_seed(12);
+        let opts = crate::db::DbOptions {
+            cache_bytes: 1 << 20,
+            flush_every_ms: None,
+        };
+        let mut ids: Vec<String> = Vec::new();
+        let mut seal = |store: &Store, ids: &mut Vec<String>, s: i64| {
+            let calls: Vec<_> = (0..700)
+                .map(|i| {
+                    let id = if i % 5 == 0 {
+                        format!("r-{s}-{i}")
+                    } else {
+                        random_uuid(&mut rng)
+                    };
+                    ids.push(id.clone());
+                    call(&id, now - 3_600_000 + s * 10_000 + i, "m")
+                })
+                .collect();
+            store
+                .append(sextant_model::Batch::from_calls(calls))
+                .unwrap();
+            store.seal(now).unwrap();
+        };
+        let key_of = |dir: &std::path::Path| {
+            let db = Db::open(dir, opts).unwrap();
+            db.get(T::Meta, FP_KEY_META).unwrap().map(|v| v.to_vec())
+        };
+        {
+            let store = Store::open(dir.path(), config()).unwrap();
+            store.h.core.state.write().requests.fp.key_runs = true;
+            for s in 0..MAX_RUNS as i64 {
+                seal(&store, &mut ids, s);
+            }
+        }
+        // As format 6 left it: no key.
+        {
+            let db = Db::open(dir.path(), opts).unwrap();
+            db.remove_many(T::Meta, &[FP_KEY_META.to_vec()]).unwrap();
+            db.flush().unwrap();
+        }
+        assert_eq!(key_of(dir.path()), None);
+        let key = {
+            let store = Store::open(dir.path(), config()).unwrap();
+            for id in &ids {
+                assert!(store.request(id).unwrap().is_some(), "{id}");
+            }
+            // One fingerprint run more: more than MAX_RUNS, so a merge.
+            seal(&store, &mut ids, MAX_RUNS as i64);
+            store.maintain(now).unwrap();
+            let st = store.h.core.state.read();
+            assert!(st.requests.runs.len() <= MAX_RUNS);
+            let fps = st
+                .requests
+                .runs
+                .iter()
+                .filter(|r| matches!(r.fences, Fences::Fps(_)))
+                .count();
+            assert!(fps >= 1 && fps < st.requests.runs.len(), "{fps}");
+            drop(st);
+            for id in &ids {
+                assert!(store.request(id).unwrap().is_some(), "{id}");
+            }
+            assert!(store.verify().unwrap().problems.is_empty());
+            key_of_store(&store)
+        };
+        assert_eq!(key_of(dir.path()).as_deref(), Some(key.as_slice()));
+        assert_eq!(key.len(), 16);
+        {
+            let store = Store::open(dir.path(), config()).unwrap();
+            assert_eq!(key_of_store(&store), key);
+            for id in &ids {
+                assert!(store.request(id).unwrap().is_some(), "{id}");
+            }
+        }
+        // The key lost: the open fails instead of making a new one.
+        {
+            let db = Db::open(dir.path(), opts).unwrap();
+            db.remove_many(T::Meta, &[FP_KEY_META.to_vec()]).unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(dir.path(), config()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+        assert_eq!(key_of(dir.path()), None);
+    }
+
+    fn key_of_store(store: &crate::Store) -> Vec<u8> {
+        store.h.core.state.read().requests.fp.key.to_vec()
+    }
+
     #[test]
     fn a_damaged_run_file_is_named_by_verify_and_lookups_fail_without_panicking() {
         use crate::{ErrorKind, Store, StoreConfig};

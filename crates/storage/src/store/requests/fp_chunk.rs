@@ -269,6 +269,7 @@ impl<'a> FpChunk<'a> {
         })
     }
 
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.n
     }
