@@ -72,8 +72,14 @@ const RUN_VERSION: u8 = 1;
 /// a run file (format 6): version 1's payload, then the chunks' lengths.
 const RUN_FILE_VERSION: u8 = 2;
 /// Version byte of directory entries of fingerprint runs (format 7, chunks
-/// in a run file): fences are first fingerprints (u64 BE).
+/// in a run file): the chunk count and where the run's index block is in
+/// its file (offset, length, CRC-32 of the framed block); the fences and
+/// chunk lengths are in that block, not in sled.
 const FP_RUN_VERSION: u8 = 3;
+/// Version byte of a fingerprint run's index block (the last bytes of its
+/// run file): chunk count, every chunk's first fingerprint (u64 BE), every
+/// chunk's length (varint).
+const FP_INDEX_VERSION: u8 = 1;
 /// Meta key: the id the next run gets (u64 BE).
 pub(crate) const NEXT_RUN_KEY: &[u8] = b"next_request_run";
 /// Meta key: the 16-byte SipHash key of the store's fingerprints.
@@ -404,6 +410,85 @@ pub(crate) struct Run {
     /// chunks are in tree `request_runs` (a format ≤ 5 run not moved yet,
     /// or a run being built).
     pub(crate) ends: Option<Vec<u64>>,
+    /// Where a fingerprint run's index block is in its file (`None` for
+    /// sort-key runs and runs being built).
+    pub(crate) index: Option<IndexLoc>,
+    /// Why a fingerprint run's index block could not be read at open: its
+    /// fences and chunk offsets are then empty and every lookup in the run
+    /// is an error naming it.
+    pub(crate) broken: Option<String>,
+}
+
+/// The location of a fingerprint run's index block in its run file, as
+/// its directory entry records it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct IndexLoc {
+    /// Chunks in the run.
+    pub(crate) chunks: u64,
+    /// Offset of the block (the end of the last chunk).
+    pub(crate) off: u64,
+    /// Length of the (framed) block.
+    pub(crate) len: u64,
+    /// CRC-32 of the framed block.
+    pub(crate) crc: u32,
+}
+
+/// Encodes a fingerprint run's index block.
+fn encode_index(fences: &[u64], ends: &[u64]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(fences.len() * 11 + 8);
+    put_varint(&mut p, fences.len() as u64);
+    for f in fences {
+        p.extend_from_slice(&f.to_be_bytes());
+    }
+    let mut prev = 0;
+    for e in ends {
+        put_varint(&mut p, e.saturating_sub(prev));
+        prev = *e;
+    }
+    frame(FP_INDEX_VERSION, &p)
+}
+
+/// Decodes a fingerprint run's index block `bytes`, found at `ix`:
+/// (fences, chunk end offsets).
+fn decode_index(
+    ix: &IndexLoc,
+    bytes: &[u8],
+) -> std::result::Result<(Vec<u64>, Vec<u64>), CodecError> {
+    const WHAT: &str = "request run index block";
+    if crc32fast::hash(bytes) != ix.crc {
+        return Err(CodecError::new(
+            WHAT,
+            "checksum differs from the directory entry's",
+        ));
+    }
+    let p = unframe(WHAT, FP_INDEX_VERSION, bytes)?;
+    let mut r = Reader::new(WHAT, p);
+    let n = r.count(r.remaining() / 8, "chunk")?;
+    if n as u64 != ix.chunks {
+        return Err(r.err("chunk count differs from the directory entry's"));
+    }
+    let mut fences = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(r.take(8)?);
+        fences.push(u64::from_be_bytes(b));
+    }
+    if fences.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(r.err("fences are not ascending"));
+    }
+    let mut ends = Vec::with_capacity(n);
+    let mut end = 0u64;
+    for _ in 0..n {
+        end = end
+            .checked_add(r.varint()?)
+            .ok_or_else(|| r.err("chunk offsets overflow"))?;
+        ends.push(end);
+    }
+    r.finish()?;
+    if end != ix.off {
+        return Err(r.err("chunks do not end where the block starts"));
+    }
+    Ok((fences, ends))
 }
 
 /// The first key of every chunk of a run, which also says how the run is
@@ -437,9 +522,9 @@ impl Run {
                 put_bytes(&mut p, s.as_bytes());
             }
         }
-        put_varint(&mut p, self.fences.len() as u64);
         let version = match &self.fences {
             Fences::Keys(fences) => {
+                put_varint(&mut p, fences.len() as u64);
                 for f in fences {
                     put_bytes(&mut p, f);
                 }
@@ -449,15 +534,22 @@ impl Run {
                     RUN_VERSION
                 }
             }
-            Fences::Fps(fences) => {
-                debug_assert!(self.ends.is_some(), "fingerprint runs are in files");
-                for f in fences {
-                    p.extend_from_slice(&f.to_be_bytes());
-                }
+            Fences::Fps(_) => {
+                debug_assert!(self.index.is_some(), "fingerprint runs are in files");
+                let ix = self.index.unwrap_or(IndexLoc {
+                    chunks: 0,
+                    off: 0,
+                    len: 0,
+                    crc: 0,
+                });
+                put_varint(&mut p, ix.chunks);
+                put_varint(&mut p, ix.off);
+                put_varint(&mut p, ix.len);
+                p.extend_from_slice(&ix.crc.to_le_bytes());
                 FP_RUN_VERSION
             }
         };
-        if version != RUN_VERSION {
+        if version == RUN_FILE_VERSION {
             let ends = self.ends.as_deref().unwrap_or_default();
             put_varint(&mut p, ends.len() as u64);
             let mut prev = 0;
@@ -469,6 +561,9 @@ impl Run {
         frame(version, &p)
     }
 
+    /// Decodes a directory entry. A fingerprint run's fences and chunk
+    /// offsets are in its index block, not here: they come back empty
+    /// (with `index` set) until [`Run::load_index`].
     fn decode(id: u64, bytes: &[u8]) -> std::result::Result<Run, CodecError> {
         const WHAT: &str = "request run directory entry";
         let version = match bytes.first() {
@@ -492,28 +587,38 @@ impl Run {
             }
             groups.push(GroupKey(g));
         }
-        let nf = r.count(r.remaining(), "chunk")?;
-        let fences = if version == FP_RUN_VERSION {
-            if nf > r.remaining() / 8 {
+        if version == FP_RUN_VERSION {
+            let chunks = r.varint()?;
+            let off = r.varint()?;
+            let len = r.varint()?;
+            let mut b = [0u8; 4];
+            b.copy_from_slice(r.take(4)?);
+            r.finish()?;
+            if chunks > count || (chunks == 0) != (count == 0) {
                 return Err(r.err("chunk count out of range"));
             }
-            let mut fences = Vec::with_capacity(nf);
-            for _ in 0..nf {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(r.take(8)?);
-                fences.push(u64::from_be_bytes(b));
-            }
-            if fences.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(r.err("fences are not ascending"));
-            }
-            Fences::Fps(fences)
-        } else {
-            let mut fences = Vec::with_capacity(nf);
-            for _ in 0..nf {
-                fences.push(r.bytes()?.to_vec());
-            }
-            Fences::Keys(fences)
-        };
+            return Ok(Run {
+                id,
+                seq,
+                count,
+                groups,
+                fences: Fences::Fps(Vec::new()),
+                ends: Some(Vec::new()),
+                index: Some(IndexLoc {
+                    chunks,
+                    off,
+                    len,
+                    crc: u32::from_le_bytes(b),
+                }),
+                broken: None,
+            });
+        }
+        let nf = r.count(r.remaining(), "chunk")?;
+        let mut fences = Vec::with_capacity(nf);
+        for _ in 0..nf {
+            fences.push(r.bytes()?.to_vec());
+        }
+        let fences = Fences::Keys(fences);
         let ends = if in_file {
             let n = r.count(r.remaining(), "chunk length")?;
             if n != nf {
@@ -539,7 +644,50 @@ impl Run {
             groups,
             fences,
             ends,
+            index: None,
+            broken: None,
         })
+    }
+
+    /// Reads a fingerprint run's index block from its file (one positioned
+    /// read) into `fences` and `ends`; a no-op for other runs.
+    fn load_index(&mut self, files: &RunFiles) -> std::result::Result<(), CodecError> {
+        let Some(ix) = self.index else {
+            return Ok(());
+        };
+        let to = ix
+            .off
+            .checked_add(ix.len)
+            .ok_or_else(|| CodecError::new("request run index block", "location out of range"))?;
+        let bytes = files.read(self.id, ix.off, to)?;
+        let (fences, ends) = decode_index(&ix, &bytes)?;
+        self.fences = Fences::Fps(fences);
+        self.ends = Some(ends);
+        Ok(())
+    }
+
+    /// Decodes a directory entry and loads the run's index block. An index
+    /// block that cannot be read leaves the run `broken` (an `Err` only for
+    /// an unreadable directory entry).
+    fn load(id: u64, bytes: &[u8], files: &RunFiles) -> std::result::Result<Run, CodecError> {
+        let mut run = Run::decode(id, bytes)?;
+        if let Err(e) = run.load_index(files) {
+            run.broken = Some(format!("index block: {e}"));
+        }
+        Ok(run)
+    }
+
+    /// The error of a lookup in (or merge of) a run whose index block is
+    /// unreadable.
+    fn check_broken(&self) -> Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some(why) => Err(StorageError::decode(
+                T::RequestRunDir.name(),
+                &self.id.to_be_bytes(),
+                CodecError::new("request run", why.clone()),
+            )),
+        }
     }
 
     fn group_bits(&self) -> u32 {
@@ -568,6 +716,7 @@ impl Run {
     /// The entry of the id with sort key `key` and fingerprint `fp` in
     /// this run (looked up by whichever its chunks are keyed by), if any.
     fn find(&self, db: &Db, files: &RunFiles, key: &[u8], fp: u64) -> Result<Option<RequestRef>> {
+        self.check_broken()?;
         let i = match &self.fences {
             Fences::Keys(f) => f.partition_point(|f| f.as_slice() <= key),
             Fences::Fps(f) => f.partition_point(|&f| f <= fp),
@@ -638,6 +787,8 @@ fn build_key_run(id: u64, seq: u64, entries: &[Entry], groups: Vec<GroupKey>) ->
         groups,
         fences: Fences::Keys(Vec::new()),
         ends: None,
+        index: None,
+        broken: None,
     };
     let gb = run.group_bits();
     let mut chunks = Vec::new();
@@ -660,6 +811,8 @@ fn build_fp_run(id: u64, seq: u64, entries: &[FpEntry], groups: Vec<GroupKey>) -
         groups,
         fences: Fences::Fps(Vec::new()),
         ends: None,
+        index: None,
+        broken: None,
     };
     let gb = run.group_bits();
     let mut chunks = Vec::new();
@@ -809,8 +962,13 @@ impl RequestIndex {
                 continue;
             }
             fp_runs |= v.first() == Some(&FP_RUN_VERSION);
-            match Run::decode(id, &v) {
-                Ok(r) => runs.push(r),
+            match Run::load(id, &v, &files) {
+                Ok(r) => {
+                    if let Some(why) = &r.broken {
+                        tracing::error!(run = id, error = %why, "unreadable request run index block; lookups in the run fail");
+                    }
+                    runs.push(r)
+                }
                 Err(e) => {
                     unreadable = true;
                     tracing::error!(run = id, error = %e, "unreadable request run directory entry; run skipped, unowned run files and chunks kept")
@@ -941,6 +1099,7 @@ impl RequestIndex {
 /// sort-key run's entries get their fingerprints here; of two of its ids
 /// with one fingerprint, the one with the later timestamp is kept.
 fn read_run(db: &Db, files: &RunFiles, fp: &FpKey, run: &Run, map: &[u32]) -> Result<Vec<FpEntry>> {
+    run.check_broken()?;
     let mut out: Vec<FpEntry> = Vec::with_capacity(run.count as usize);
     let mapped = |ck: &[u8], g: u32| {
         map.get(g as usize).copied().ok_or_else(|| {
@@ -1052,8 +1211,28 @@ pub(crate) fn delete_chunks(db: &Db, files: &RunFiles, id: u64) -> Result<()> {
 /// Writes a new run's chunks to its file (durably) and records their
 /// offsets in the run, before the transaction that publishes it.
 pub(crate) fn write_file(files: &RunFiles, new: &mut NewRun) -> Result<()> {
-    let chunks: Vec<&[u8]> = new.chunks.iter().map(|(_, v)| v.as_slice()).collect();
-    let ends = files.write(new.run.id, &chunks).map_err(file_err)?;
+    let mut parts: Vec<&[u8]> = new.chunks.iter().map(|(_, v)| v.as_slice()).collect();
+    let mut ends = Vec::with_capacity(parts.len());
+    let mut end = 0u64;
+    for p in &parts {
+        end += p.len() as u64;
+        ends.push(end);
+    }
+    // A fingerprint run's fences and chunk lengths go after its chunks.
+    let block = match &new.run.fences {
+        Fences::Fps(fences) => Some(encode_index(fences, &ends)),
+        Fences::Keys(_) => None,
+    };
+    if let Some(b) = &block {
+        parts.push(b);
+    }
+    files.write(new.run.id, &parts).map_err(file_err)?;
+    new.run.index = block.map(|b| IndexLoc {
+        chunks: ends.len() as u64,
+        off: end,
+        len: b.len() as u64,
+        crc: crc32fast::hash(&b),
+    });
     new.run.ends = Some(ends);
     Ok(())
 }
@@ -1124,7 +1303,9 @@ pub(crate) fn verify_run_file(
         return Ok(());
     }
     let id = u64_from(key).ok_or("key is not a run id")?;
-    let run = Run::decode(id, value).map_err(|e| e.to_string())?;
+    let mut run = Run::decode(id, value).map_err(|e| e.to_string())?;
+    run.load_index(files)
+        .map_err(|e| format!("index block: {e}"))?;
     if run.ends.is_none() {
         for i in 0..run.fences.len() {
             let ck = chunk_key(id, i as u32);
@@ -1354,11 +1535,14 @@ mod tests {
                 reqs.iter()
                     .map(|(k, r)| (k.as_str(), r.timestamp_ms, gi[k])),
             );
-            fp_run.run.ends = Some(vec![0; fp_run.run.fences.len()]);
+            let dir = tempfile::tempdir().unwrap();
+            let files = RunFiles::open(dir.path()).unwrap();
+            write_file(&files, &mut fp_run).unwrap();
+            assert!(fp_run.run.index.is_some());
             for nr in [&key_run, &fp_run] {
                 assert_eq!(nr.run.count as usize, reqs.len());
                 assert_eq!(nr.run.fences.len(), n.div_ceil(CHUNK));
-                let run = Run::decode(1, &nr.run.encode()).unwrap();
+                let run = Run::load(1, &nr.run.encode(), &files).unwrap();
                 assert_eq!(run, nr.run);
                 for (id, r) in &reqs {
                     assert_eq!(lookup(nr, &fp, id).as_ref(), Some(r), "{id}");
@@ -1413,19 +1597,73 @@ mod tests {
             &[g("m")],
             calls.iter().map(|(id, ts, g)| (id.as_str(), *ts, *g)),
         );
-        nr.run.ends = Some(vec![10, 20, 30]);
+        let dir = tempfile::tempdir().unwrap();
+        let files = RunFiles::open(dir.path()).unwrap();
+        write_file(&files, &mut nr).unwrap();
         let d = nr.run.encode();
         assert_eq!(d[0], FP_RUN_VERSION);
-        assert_eq!(Run::decode(3, &d).unwrap(), nr.run);
+        // The entry is small and bounded: no fences in it.
+        assert!(d.len() < 40, "{} bytes", d.len());
+        assert_eq!(Run::load(3, &d, &files).unwrap(), nr.run);
         for cut in 0..d.len() {
             assert!(Run::decode(3, &d[..cut]).is_err());
         }
-        // Fences out of order.
-        let Fences::Fps(f) = &mut nr.run.fences else {
+        // Every damaged or cut index block leaves the run broken, naming
+        // the block; lookups and merges in it are errors.
+        let ix = nr.run.index.unwrap();
+        let good = files.read(3, ix.off, ix.off + ix.len).unwrap();
+        let chunks: Vec<&[u8]> = nr.chunks.iter().map(|(_, v)| v.as_slice()).collect();
+        let broken = |block: &[u8], entry: &[u8]| {
+            let mut parts = chunks.clone();
+            parts.push(block);
+            files.write(3, &parts).unwrap();
+            let run = Run::load(3, entry, &files).unwrap();
+            let why = run.broken.clone().expect("broken");
+            assert!(why.contains("index block"), "{why}");
+            let err = run.check_broken().unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Corrupted);
+            assert!(err.to_string().contains(&hex(&3u64.to_be_bytes())), "{err}");
+            why
+        };
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x21;
+            broken(&bad, &d);
+        }
+        broken(&good[..good.len() - 1], &d);
+        // A well-framed block that disagrees with the entry: fences out of
+        // order, another chunk count, chunks ending elsewhere.
+        let Fences::Fps(f) = &nr.run.fences else {
             unreachable!()
         };
-        f.swap(0, 1);
-        assert!(Run::decode(3, &nr.run.encode()).is_err());
+        let ends = nr.run.ends.clone().unwrap();
+        let mut swapped = f.clone();
+        swapped.swap(0, 1);
+        let mut shorter = ends.clone();
+        *shorter.last_mut().unwrap() -= 1;
+        for (fences, ends, what) in [
+            (swapped, ends.clone(), "ascending"),
+            (f[1..].to_vec(), ends[1..].to_vec(), "chunk count"),
+            (f.clone(), shorter, "do not end"),
+        ] {
+            let block = encode_index(&fences, &ends);
+            let mut run = nr.run.clone();
+            run.index = Some(IndexLoc {
+                len: block.len() as u64,
+                crc: crc32fast::hash(&block),
+                ..ix
+            });
+            let why = broken(&block, &run.encode());
+            assert!(why.contains(what), "{why}");
+        }
+        // The block must be the one the entry names (its CRC).
+        let mut other = nr.run.clone();
+        other.index = Some(IndexLoc {
+            crc: ix.crc ^ 1,
+            ..ix
+        });
+        let why = broken(&good, &other.encode());
+        assert!(why.contains("checksum"), "{why}");
     }
 
     fn call(id: &str, ts: i64, model: &str) -> sextant_model::LlmCall {
@@ -1869,8 +2107,10 @@ mod tests {
             .path()
             .join(crate::run_files::DIR_NAME)
             .join(format!("{:016x}.run", run.id));
-        let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
+        let good = std::fs::read(&path).unwrap();
+        let mut bytes = good.clone();
+        // The last byte of the second chunk (the index block follows).
+        let last = run.ends.as_ref().unwrap()[1] as usize - 1;
         bytes[last] ^= 0x55;
         std::fs::write(&path, &bytes).unwrap();
         // The handle cache holds the same inode: the damage is visible.
@@ -1891,5 +2131,39 @@ mod tests {
         let err = store.request(in_second).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupted);
         assert!(store.request(in_first).unwrap().is_some());
+        drop(store);
+        // A damaged index block (the file's last byte): the store opens,
+        // verify names the run's entry and lookups in it fail.
+        let mut bytes = good;
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+        let store = Store::open(
+            dir.path(),
+            StoreConfig {
+                background_maintenance: false,
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap();
+        let report = store.verify().unwrap();
+        assert_eq!(report.problems.len(), 1, "{report:?}");
+        let (where_, msg) = &report.problems[0];
+        assert_eq!(
+            where_,
+            &format!("request_runs/{}", crate::error::hex(&run.id.to_be_bytes()))
+        );
+        assert!(msg.contains("index block"), "{msg}");
+        for id in [in_first, in_second] {
+            let err = store.request(id).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupted);
+            assert!(
+                err.to_string()
+                    .contains(&crate::error::hex(&run.id.to_be_bytes())),
+                "{err}"
+            );
+        }
+        // The file is kept (it has a published entry).
+        assert!(path.exists());
     }
 }
