@@ -178,12 +178,16 @@ pub(crate) struct DbOptions {
 /// separate blob files, and sled 0.34 leaks the blob file of a node that
 /// was a single blob when it is freed or replaced (see docs/format.md,
 /// "sled"). The WAL, whose leaves are the big ones, has its own database
-/// ([`WAL_SEGMENT_SIZE`]); here 2 MiB keeps request-index and rollup
-/// leaves (≤ ~160 KB) in the log, and sled reclaims a smaller segment
-/// sooner: 10M events at steady ingest took 132–147 bytes/event with
-/// 2 MiB against 161–175 with 8 MiB (docs/benchmarks.md, "Disk footprint
-/// (s5-disk)").
-const NEW_SEGMENT_SIZE: usize = 2 << 20;
+/// ([`WAL_SEGMENT_SIZE`]); request-index chunks and their fences are in
+/// run files, so here the largest leaves are rollups' (≤ 16 values of
+/// ~2 KB) and traces' (16 spans; a quarter segment, 256 KiB, holds 16
+/// spans of 16 KiB). Smaller segments are reclaimed sooner, but below
+/// 1 MiB sled's log grew again: 10M events at steady ingest left a main
+/// database of 92.8–93.9 MB with 1 MiB, 99.1–101.2 with 2 MiB and
+/// 104.3–106.4 with 512 KiB (docs/benchmarks.md, "Run indexes in files,
+/// sled segment size (s8-fence)"). Stores created before kept the size
+/// they were created with: 2 MiB (formats 4–8), 8 MiB or 512 KiB.
+const NEW_SEGMENT_SIZE: usize = 1 << 20;
 
 /// The segment size an existing sled directory was created with (sled
 /// refuses to open it with another), from its `conf` file.

@@ -7,7 +7,10 @@
 //!
 //! A file is the concatenation of the run's framed chunks (version + CRC,
 //! as the chunk values of tree `request_runs` were), so a read checks the
-//! checksum as before.
+//! checksum as before; a fingerprint run's file (format 7) ends with the
+//! run's framed index block (fences and chunk lengths, written by
+//! `requests::write_file` as one more part), so its directory entry holds
+//! only the block's location.
 //!
 //! **Invariant:** a run file is written and `sync_data`ed, and the
 //! directory fsynced, by [`RunFiles::write`] before the transaction that

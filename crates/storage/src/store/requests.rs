@@ -37,9 +37,14 @@
 //! `requests`; they are still read (after every run) and never rewritten.
 //!
 //! Since format 6 a run's chunks are not in tree `request_runs` but in a
-//! file of their own (`run_files.rs`), and its directory entry (version 2,
-//! or 3 for fingerprint runs) records each chunk's end offset in it. The
-//! file is written and synced before the entry is committed, and deleted
+//! file of their own (`run_files.rs`), and its directory entry (version 2)
+//! records each chunk's end offset in it. A fingerprint run's fences and
+//! chunk lengths are not in its directory entry (version 3) but in an
+//! index block at the end of its file, which the entry locates (offset,
+//! length, CRC): the entry stays a few bytes plus the group table however
+//! big the run, and the block is read at open (one read per run). The
+//! file (chunks and index block) is written and synced before the entry is
+//! committed, and deleted
 //! only once the entry's tombstone is durable; at open, files without a
 //! published entry are deleted, and runs of a format ≤ 5 store (chunks in
 //! `request_runs`, version 1 entry) are moved into files: file first, then
