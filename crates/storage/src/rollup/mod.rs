@@ -31,8 +31,21 @@ use crate::error::CodecError;
 use crate::frame;
 use wire::Reader;
 
-/// Version byte of a framed rollup value.
-pub(crate) const ROLLUP_FORMAT_VERSION: u8 = 1;
+/// Version byte of a framed rollup value as written (readers also accept
+/// [`ROLLUP_FORMAT_V1`]).
+pub(crate) const ROLLUP_FORMAT_VERSION: u8 = 2;
+
+/// The first rollup version (varint digests, f64 bounds), still read.
+pub(crate) const ROLLUP_FORMAT_V1: u8 = 1;
+
+/// The payload of a framed rollup value of either version, and its version.
+pub(crate) fn unframe_rollup(bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
+    let version = match bytes.first() {
+        Some(&v @ (ROLLUP_FORMAT_V1 | ROLLUP_FORMAT_VERSION)) => v,
+        _ => ROLLUP_FORMAT_VERSION,
+    };
+    Ok((version, frame::unframe("rollup", version, bytes)?))
+}
 
 /// Digest size of [`Rollup::default`].
 pub(crate) const DEFAULT_DIGEST_SIZE: usize = 100;
@@ -364,12 +377,16 @@ impl Rollup {
 
     /// Framed encoding (version + CRC; see docs/format/rollup.md).
     pub fn encode(&self) -> Vec<u8> {
-        frame::frame(ROLLUP_FORMAT_VERSION, &self.encode_payload())
+        frame::frame(
+            ROLLUP_FORMAT_VERSION,
+            &self.encode_payload(ROLLUP_FORMAT_VERSION),
+        )
     }
 
+    /// Decodes a framed rollup of version 1 or 2.
     pub fn decode(bytes: &[u8]) -> Result<Rollup, CodecError> {
-        let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, bytes)?;
-        Rollup::decode_payload(payload)
+        let (version, payload) = unframe_rollup(bytes)?;
+        Rollup::decode_payload(payload, version)
     }
 
     pub fn cost_usd(&self) -> f64 {
@@ -416,11 +433,23 @@ mod field {
     pub(super) const ALL: u64 = (1 << 28) - 1;
 }
 
+/// Appends `d` in digest format `version` (2; 1 in tests only).
+fn encode_digest(d: &Digest, out: &mut Vec<u8>, version: u8) {
+    #[cfg(test)]
+    if version == ROLLUP_FORMAT_V1 {
+        return d.encode_v1_into(out);
+    }
+    debug_assert_eq!(version, ROLLUP_FORMAT_VERSION);
+    d.encode_into(out);
+}
+
 /// Finish-reason names longer than this are rejected by the decoder.
 const MAX_REASON_BYTES: usize = 4096;
 
 impl Rollup {
-    fn encode_payload(&self) -> Vec<u8> {
+    /// The payload in rollup format `version` (2; 1 only for tests of
+    /// reading what earlier builds wrote).
+    fn encode_payload(&self, version: u8) -> Vec<u8> {
         use field::*;
         let u64s: [(u32, u64); 15] = [
             (COUNT, self.count),
@@ -480,11 +509,40 @@ impl Rollup {
             } else if let Some((_, v)) = u128s.iter().find(|(b, _)| *b == bit) {
                 wire::put_u128(&mut out, *v);
             } else if let Some((_, Some(d))) = digests.iter().find(|(b, _)| *b == bit) {
-                d.encode_into(&mut out);
+                encode_digest(d, &mut out, version);
             } else {
                 match bit {
-                    LATENCY_MIN_MS => wire::put_f64(&mut out, self.latency_min_ms),
-                    LATENCY_MAX_MS => wire::put_f64(&mut out, self.latency_max_ms),
+                    // Version 2: one byte of number tags (min low nibble,
+                    // max high nibble, 0 for an absent bound), then each
+                    // present bound as a number.
+                    LATENCY_MIN_MS | LATENCY_MAX_MS if version == ROLLUP_FORMAT_V1 => {
+                        let x = if bit == LATENCY_MIN_MS {
+                            self.latency_min_ms
+                        } else {
+                            self.latency_max_ms
+                        };
+                        wire::put_f64(&mut out, x);
+                    }
+                    LATENCY_MIN_MS => {
+                        let tag = |present: bool, x: f64| {
+                            if present {
+                                wire::num_tag(x)
+                            } else {
+                                (0, 0)
+                            }
+                        };
+                        let tmin = tag(true, self.latency_min_ms);
+                        let tmax = tag(has(LATENCY_MAX_MS), self.latency_max_ms);
+                        out.push(tmin.0 | tmax.0 << 4);
+                        wire::put_num(&mut out, self.latency_min_ms, tmin);
+                    }
+                    LATENCY_MAX_MS => {
+                        if !has(LATENCY_MIN_MS) {
+                            out.push(wire::num_tag(self.latency_max_ms).0 << 4);
+                        }
+                        let t = wire::num_tag(self.latency_max_ms);
+                        wire::put_num(&mut out, self.latency_max_ms, t);
+                    }
                     SENTIMENT_SUM_MICRO => wire::put_i128(&mut out, self.sentiment_sum_micro),
                     RATING_SUM => wire::put_i64(&mut out, self.rating_sum),
                     FINISH_REASONS => {
@@ -502,10 +560,10 @@ impl Rollup {
         out
     }
 
-    fn decode_payload(payload: &[u8]) -> Result<Rollup, CodecError> {
+    fn decode_payload(payload: &[u8], version: u8) -> Result<Rollup, CodecError> {
         use field::*;
         let mut r = Reader::new("rollup", payload);
-        let (mask, t) = decode_totals(&mut r)?;
+        let (mask, t) = decode_totals(&mut r, version)?;
         let mut x = Rollup::from_totals(&t);
         // One shared copy of the payload holds every digest, undecoded.
         let mut shared: Option<Arc<[u8]>> = None;
@@ -524,6 +582,7 @@ impl Rollup {
                         shared,
                         stringify!($f),
                         x.digest_size,
+                        version,
                     )?);
                 }
             };
@@ -601,7 +660,7 @@ impl Rollup {
 /// Reads the presence mask, the digest size and fields 0..=22 (every exact
 /// field), validated exactly as [`Rollup::decode`] validates them; leaves
 /// the reader at the finish reasons (or the first digest).
-fn decode_totals(r: &mut Reader<'_>) -> Result<(u64, RollupTotals), CodecError> {
+fn decode_totals(r: &mut Reader<'_>, version: u8) -> Result<(u64, RollupTotals), CodecError> {
     use field::*;
     let (mask, size) = read_totals_head(r)?;
     let mut x = RollupTotals::empty(size);
@@ -630,11 +689,22 @@ fn decode_totals(r: &mut Reader<'_>) -> Result<(u64, RollupTotals), CodecError> 
     u128f!(COST_NANO_USD, cost_nano_usd);
     u64f!(COST_UNKNOWN, cost_unknown);
     u128f!(LATENCY_SUM_US, latency_sum_us);
-    if has(LATENCY_MIN_MS) {
-        x.latency_min_ms = finite(r, "latency_min_ms")?;
-    }
-    if has(LATENCY_MAX_MS) {
-        x.latency_max_ms = finite(r, "latency_max_ms")?;
+    if version >= 2 {
+        if let Some((tmin, tmax)) = bound_tags(r, mask)? {
+            if has(LATENCY_MIN_MS) {
+                x.latency_min_ms = r.num("latency_min_ms", tmin)?;
+            }
+            if has(LATENCY_MAX_MS) {
+                x.latency_max_ms = r.num("latency_max_ms", tmax)?;
+            }
+        }
+    } else {
+        if has(LATENCY_MIN_MS) {
+            x.latency_min_ms = finite(r, "latency_min_ms")?;
+        }
+        if has(LATENCY_MAX_MS) {
+            x.latency_max_ms = finite(r, "latency_max_ms")?;
+        }
     }
     u64f!(TTFT_COUNT, ttft_count);
     u128f!(TTFT_SUM_US, ttft_sum_us);
@@ -680,16 +750,49 @@ fn read_totals_head(r: &mut Reader<'_>) -> Result<(u64, usize), CodecError> {
 /// the fields are varints, but for the two latency bounds (8 bytes each)
 /// between fields 9 and 12. Only the varints' ends are checked; their values
 /// are validated by `decode_totals` when someone reads them.
-fn skip_totals_fields(r: &mut Reader<'_>, mask: u64) -> Result<(), CodecError> {
+fn skip_totals_fields(r: &mut Reader<'_>, mask: u64, version: u8) -> Result<(), CodecError> {
     use field::*;
     let varints = |from: u32, to: u32| (mask & ((1 << to) - (1 << from))).count_ones() as usize;
     r.skip_varints("exact fields", varints(COUNT, LATENCY_MIN_MS))?;
-    for bound in [LATENCY_MIN_MS, LATENCY_MAX_MS] {
-        if mask & (1 << bound) != 0 {
-            r.bytes("latency bounds", 8)?;
+    if version >= 2 {
+        if let Some((tmin, tmax)) = bound_tags(r, mask)? {
+            for (bound, tag) in [(LATENCY_MIN_MS, tmin), (LATENCY_MAX_MS, tmax)] {
+                if mask & (1 << bound) != 0 {
+                    r.skip_num("latency bounds", tag)?;
+                }
+            }
+        }
+    } else {
+        for bound in [LATENCY_MIN_MS, LATENCY_MAX_MS] {
+            if mask & (1 << bound) != 0 {
+                r.bytes("latency bounds", 8)?;
+            }
         }
     }
     r.skip_varints("exact fields", varints(TTFT_COUNT, FINISH_REASONS))
+}
+
+/// Version 2: the number tags of the latency bounds (a byte, present when
+/// either bound is: min in the low nibble, max in the high one, 0 for an
+/// absent bound).
+fn bound_tags(r: &mut Reader<'_>, mask: u64) -> Result<Option<(u8, u8)>, CodecError> {
+    use field::*;
+    let (min, max) = (
+        mask & (1 << LATENCY_MIN_MS) != 0,
+        mask & (1 << LATENCY_MAX_MS) != 0,
+    );
+    if !(min || max) {
+        return Ok(None);
+    }
+    let tags = r.bytes("latency bounds", 1)?[0];
+    let (tmin, tmax) = (tags & 15, tags >> 4);
+    if (!min && tmin != 0) || (!max && tmax != 0) {
+        return Err(r.err(
+            "latency bounds",
+            format!("tag of an absent bound in {tags:#x}"),
+        ));
+    }
+    Ok(Some((tmin, tmax)))
 }
 
 /// Reads the finish-reason entries (field 23, present), calling `f(name,

@@ -69,6 +69,11 @@ fn add(r: &mut Rollup, e: &Ev) {
     }
 }
 
+/// `r` framed in rollup format 1, as builds before store format 7 wrote it.
+fn encode_v1(r: &Rollup) -> Vec<u8> {
+    frame::frame(ROLLUP_FORMAT_V1, &r.encode_payload(ROLLUP_FORMAT_V1))
+}
+
 fn rollup_of(events: &[Ev], size: usize) -> Rollup {
     let mut r = Rollup::new(size);
     for e in events {
@@ -487,13 +492,18 @@ proptest! {
         size in 1usize..80,
         payload in proptest::collection::vec(any::<u8>(), 0..120),
     ) {
-        let bytes = rollup_of(&events, size).encode();
-        let framed = &bytes[frame::FRAME_HEADER..];
-        for p in [framed, &payload[..]] {
+        let r = rollup_of(&events, size);
+        let (bytes, v1) = (r.encode(), encode_v1(&r));
+        for (version, p) in [
+            (2, &bytes[frame::FRAME_HEADER..]),
+            (1, &v1[frame::FRAME_HEADER..]),
+            (2, &payload[..]),
+            (1, &payload[..]),
+        ] {
             let (mut a, mut b) = (Reader::new("t", p), Reader::new("t", p));
-            let decoded = super::decode_totals(&mut a);
+            let decoded = super::decode_totals(&mut a, version);
             let skipped = super::read_totals_head(&mut b)
-                .and_then(|h| super::skip_totals_fields(&mut b, h.0).map(|()| h));
+                .and_then(|h| super::skip_totals_fields(&mut b, h.0, version).map(|()| h));
             if let Ok((mask, t)) = decoded {
                 prop_assert_eq!(skipped.unwrap(), (mask, t.digest_size));
                 prop_assert_eq!(a.pos(), b.pos());

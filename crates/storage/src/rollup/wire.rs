@@ -63,6 +63,11 @@ impl<'a> Reader<'a> {
         out
     }
 
+    /// The whole buffer read.
+    pub(crate) fn buf(&self) -> &'a [u8] {
+        self.buf
+    }
+
     /// Offset of the next byte to read.
     pub(crate) fn pos(&self) -> usize {
         self.pos
@@ -235,6 +240,251 @@ fn varint_long(b: &[u8], pos: &mut usize) -> Option<u64> {
         }
     }
     None
+}
+
+// ---------------------------------------------------------------------------
+// Version 2 (docs/format/rollup.md): bit streams of Rice codes, and decimal numbers.
+
+/// Bits of a Rice code of `v` with parameter `k`: the quotient `v >> k` in
+/// unary (that many 0 bits, then a 1), then the low `k` bits of `v`.
+#[inline]
+pub(crate) fn rice_bits(v: u64, k: u32) -> u64 {
+    (v >> k) + 1 + u64::from(k)
+}
+
+/// The parameter in `0..=max_k` that codes `values` in the fewest bits
+/// (the smallest such), and that number of bits.
+pub(crate) fn best_rice_k(values: impl Iterator<Item = u64> + Clone, max_k: u32) -> (u32, u64) {
+    let mut best = (0, u64::MAX);
+    for k in 0..=max_k {
+        let bits = values.clone().map(|v| rice_bits(v, k)).sum::<u64>();
+        if bits < best.1 {
+            best = (k, bits);
+        }
+    }
+    best
+}
+
+/// Writes bits least significant first: bit `i` of the stream is bit
+/// `i % 8` of byte `i / 8`; the last byte is padded with 0 bits.
+#[derive(Debug, Default)]
+pub(crate) struct BitWriter {
+    out: Vec<u8>,
+    buf: u64,
+    /// Bits held in `buf` (< 8 between calls).
+    n: u32,
+}
+
+impl BitWriter {
+    /// Appends the low `count` (≤ 56) bits of `bits`.
+    #[inline]
+    fn put(&mut self, bits: u64, count: u32) {
+        debug_assert!(count <= 56);
+        self.buf |= (bits & low_mask(count)) << self.n;
+        self.n += count;
+        while self.n >= 8 {
+            self.out.push(self.buf as u8);
+            self.buf >>= 8;
+            self.n -= 8;
+        }
+    }
+
+    /// Appends the Rice code of `v` with parameter `k` (≤ 52).
+    pub(crate) fn rice(&mut self, v: u64, k: u32) {
+        let mut q = v >> k;
+        while q >= 32 {
+            self.put(0, 32);
+            q -= 32;
+        }
+        self.put(1 << q, q as u32 + 1);
+        self.put(v, k);
+    }
+
+    /// The bytes written, the last one padded with 0 bits.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.out.push(self.buf as u8);
+        }
+        self.out
+    }
+}
+
+#[inline]
+fn low_mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    }
+}
+
+/// Reads what [`BitWriter`] wrote, from untrusted bytes: never panics,
+/// never reads past its slice.
+#[derive(Debug, Clone)]
+pub(crate) struct BitReader<'a> {
+    b: &'a [u8],
+    /// Next byte to load into `buf`.
+    pos: usize,
+    /// The next `n` bits of the stream, the rest 0.
+    buf: u64,
+    n: u32,
+}
+
+impl<'a> BitReader<'a> {
+    pub(crate) fn new(b: &'a [u8]) -> BitReader<'a> {
+        BitReader {
+            b,
+            pos: 0,
+            buf: 0,
+            n: 0,
+        }
+    }
+
+    /// Loads whole bytes until `buf` holds at least 56 bits (at most 63)
+    /// or the stream is exhausted.
+    #[inline(always)]
+    fn refill(&mut self) {
+        if self.n >= 56 {
+            return;
+        }
+        if let Some(chunk) = self.b.get(self.pos..self.pos + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            let take = (63 - self.n) >> 3;
+            self.buf |= (word & low_mask(take * 8)) << self.n;
+            self.pos += take as usize;
+            self.n += take * 8;
+        } else {
+            self.refill_tail();
+        }
+    }
+
+    #[inline(never)]
+    fn refill_tail(&mut self) {
+        while self.n < 56 {
+            let Some(&byte) = self.b.get(self.pos) else {
+                return;
+            };
+            self.buf |= u64::from(byte) << self.n;
+            self.pos += 1;
+            self.n += 8;
+        }
+    }
+
+    /// A Rice code with parameter `k` (≤ 56) whose quotient is at most
+    /// `max_q`; `None` when the stream ends first or the quotient is larger.
+    #[inline(always)]
+    pub(crate) fn rice(&mut self, k: u32, max_q: u64) -> Option<u64> {
+        self.refill();
+        let tz = self.buf.trailing_zeros();
+        let q = if tz < self.n {
+            self.buf >>= tz + 1;
+            self.n -= tz + 1;
+            u64::from(tz)
+        } else {
+            self.long_unary(max_q)?
+        };
+        if q > max_q {
+            return None;
+        }
+        if self.n < k {
+            self.refill();
+            if self.n < k {
+                return None;
+            }
+        }
+        let r = self.buf & low_mask(k);
+        // k < 64: `buf >> k` is defined.
+        self.buf >>= k;
+        self.n -= k;
+        Some(q << k | r)
+    }
+
+    /// The unary quotient when it does not end within the bits held.
+    #[inline(never)]
+    fn long_unary(&mut self, max_q: u64) -> Option<u64> {
+        let mut q: u64 = 0;
+        loop {
+            let tz = self.buf.trailing_zeros();
+            if tz < self.n {
+                self.buf >>= tz + 1;
+                self.n -= tz + 1;
+                return Some(q + u64::from(tz));
+            }
+            q += u64::from(self.n);
+            self.buf = 0;
+            self.n = 0;
+            if q > max_q {
+                return None;
+            }
+            self.refill();
+            if self.n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// True when what is left is at most 7 bits, all 0 (the padding of
+    /// the last byte).
+    pub(crate) fn at_padding(&self) -> bool {
+        self.pos == self.b.len() && self.n < 8 && self.buf == 0
+    }
+}
+
+/// Powers of ten exact in f64, for decimal numbers.
+const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// Tag of a number stored as its raw 8 bytes.
+pub(crate) const NUM_RAW: u8 = 15;
+
+/// How a finite `x` is stored: `(d, m)` when `x` is exactly `m / 10^d`
+/// (`d` ≤ 9, the smallest such, |m| < 2^53) as the decoder computes it —
+/// tag `d`, then `m` as a zigzag varint — else `(NUM_RAW, 0)`: the 8 bytes
+/// of `x`.
+pub(crate) fn num_tag(x: f64) -> (u8, i64) {
+    for (d, &p) in POW10.iter().enumerate() {
+        let m = (x * p).round();
+        if !(m.abs() < (1u64 << 53) as f64) {
+            break;
+        }
+        if (m / p).to_bits() == x.to_bits() {
+            return (d as u8, m as i64);
+        }
+    }
+    (NUM_RAW, 0)
+}
+
+/// Writes the body of a number tagged by [`num_tag`].
+pub(crate) fn put_num(out: &mut Vec<u8>, x: f64, (tag, m): (u8, i64)) {
+    if tag == NUM_RAW {
+        put_f64(out, x);
+    } else {
+        put_i64(out, m);
+    }
+}
+
+impl Reader<'_> {
+    /// The body of a number with `tag` (see [`num_tag`]); finite.
+    pub(crate) fn num(&mut self, field: &str, tag: u8) -> Result<f64, CodecError> {
+        let x = match tag {
+            NUM_RAW => self.f64(field)?,
+            d if (d as usize) < POW10.len() => self.i64(field)? as f64 / POW10[d as usize],
+            _ => return Err(self.err(field, format!("number tag {tag}"))),
+        };
+        if x.is_finite() {
+            Ok(x)
+        } else {
+            Err(self.err(field, format!("{x} is not finite")))
+        }
+    }
+
+    /// Steps over the body of a number with `tag`, checking only its extent.
+    pub(crate) fn skip_num(&mut self, field: &str, tag: u8) -> Result<(), CodecError> {
+        match tag {
+            NUM_RAW => self.bytes(field, 8).map(|_| ()),
+            d if (d as usize) < POW10.len() => self.skip_varints(field, 1),
+            _ => Err(self.err(field, format!("number tag {tag}"))),
+        }
+    }
 }
 
 #[cfg(test)]
