@@ -437,28 +437,30 @@ const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 pub(crate) const NUM_RAW: u8 = 15;
 
 /// How a finite `x` is stored: `(d, m)` when `x` is exactly `m / 10^d`
-/// (`d` ≤ 9, the smallest such, |m| < 2^53) as the decoder computes it —
-/// tag `d`, then `m` as a zigzag varint — else `(NUM_RAW, 0)`: the 8 bytes
-/// of `x`.
-pub(crate) fn num_tag(x: f64) -> (u8, i64) {
-    for (d, &p) in POW10.iter().enumerate() {
-        let m = (x * p).round();
-        if !(m.abs() < (1u64 << 53) as f64) {
-            break;
-        }
-        if (m / p).to_bits() == x.to_bits() {
-            return (d as u8, m as i64);
+/// as the decoder computes it (`d` ≤ 9, the smallest such; `m` < 2^53; so
+/// `x` is +0.0 or positive) — tag `d`, then `m` as a varint — else
+/// `(NUM_RAW, 0)`: the 8 bytes of `x`.
+pub(crate) fn num_tag(x: f64) -> (u8, u64) {
+    if x.is_sign_positive() {
+        for (d, &p) in POW10.iter().enumerate() {
+            let m = (x * p).round();
+            if !(m < (1u64 << 53) as f64) {
+                break;
+            }
+            if (m / p).to_bits() == x.to_bits() {
+                return (d as u8, m as u64);
+            }
         }
     }
     (NUM_RAW, 0)
 }
 
 /// Writes the body of a number tagged by [`num_tag`].
-pub(crate) fn put_num(out: &mut Vec<u8>, x: f64, (tag, m): (u8, i64)) {
+pub(crate) fn put_num(out: &mut Vec<u8>, x: f64, (tag, m): (u8, u64)) {
     if tag == NUM_RAW {
         put_f64(out, x);
     } else {
-        put_i64(out, m);
+        put_u64(out, m);
     }
 }
 
@@ -467,7 +469,7 @@ impl Reader<'_> {
     pub(crate) fn num(&mut self, field: &str, tag: u8) -> Result<f64, CodecError> {
         let x = match tag {
             NUM_RAW => self.f64(field)?,
-            d if (d as usize) < POW10.len() => self.i64(field)? as f64 / POW10[d as usize],
+            d if (d as usize) < POW10.len() => self.u64(field)? as f64 / POW10[d as usize],
             _ => return Err(self.err(field, format!("number tag {tag}"))),
         };
         if x.is_finite() {
@@ -528,6 +530,88 @@ mod tests {
                 prop_assert_eq!(fast.pos(), slow.pos());
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Rice codes read back what was written, for any parameter, and
+        /// a cut-off stream is `None` (never a panic, never a wrong value
+        /// before the cut).
+        #[test]
+        fn rice_codes_round_trip_and_cut_streams_end(
+            values in proptest::collection::vec(prop_oneof![0u64..4, 0u64..5000, 0u64..(1 << 24)], 0..200),
+            k in 0u32..=24,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut w = BitWriter::default();
+            let mut bits = 0;
+            for &v in &values {
+                w.rice(v, k);
+                bits += rice_bits(v, k);
+            }
+            let bytes = w.finish();
+            prop_assert_eq!(bytes.len() as u64, bits.div_ceil(8));
+            let mut r = BitReader::new(&bytes);
+            for &v in &values {
+                prop_assert_eq!(r.rice(k, u64::MAX >> k), Some(v));
+            }
+            prop_assert!(r.at_padding());
+            let cut = cut.index(bytes.len() + 1);
+            let mut r = BitReader::new(&bytes[..cut]);
+            for &v in &values {
+                match r.rice(k, u64::MAX >> k) {
+                    Some(got) => prop_assert_eq!(got, v),
+                    None => break,
+                }
+            }
+            // A quotient above the limit is refused.
+            if let Some(&v) = values.iter().find(|&&v| v >> k > 0) {
+                let mut w = BitWriter::default();
+                w.rice(v, k);
+                let b = w.finish();
+                prop_assert_eq!(BitReader::new(&b).rice(k, (v >> k) - 1), None);
+            }
+        }
+
+        #[test]
+        fn numbers_round_trip_bit_for_bit(
+            x in prop_oneof![any::<f64>(), -1e6f64..1e6, (0u64..10_000_000).prop_map(|m| m as f64 / 1000.0), (0u64..100_000).prop_map(|m| m as f64)],
+        ) {
+            prop_assume!(x.is_finite());
+            let t = num_tag(x);
+            let mut out = Vec::new();
+            put_num(&mut out, x, t);
+            let mut r = Reader::new("t", &out);
+            prop_assert_eq!(r.num("x", t.0).unwrap().to_bits(), x.to_bits());
+            prop_assert!(r.is_at_end());
+            let mut r = Reader::new("t", &out);
+            r.skip_num("x", t.0).unwrap();
+            prop_assert!(r.is_at_end());
+        }
+    }
+
+    #[test]
+    fn decimal_numbers_take_few_bytes() {
+        for (x, tag, len) in [
+            (0.0, 0, 1),
+            (150.0, 0, 2),
+            (1096.123, 3, 3),
+            (0.1, 1, 1),
+            (2.5, 1, 1),
+            (-2.5, NUM_RAW, 8),
+        ] {
+            let t = num_tag(x);
+            let mut out = Vec::new();
+            put_num(&mut out, x, t);
+            assert_eq!((t.0, out.len()), (tag, len), "{x}");
+        }
+        for x in [-0.0, 1.0 / 3.0, f64::MAX, 1e300] {
+            assert_eq!(num_tag(x).0, NUM_RAW, "{x}");
+        }
+        let mut r = Reader::new("t", &[0u8; 9]);
+        assert!(r.num("x", 12).is_err());
+        let inf = f64::INFINITY.to_le_bytes();
+        assert!(Reader::new("t", &inf).num("x", NUM_RAW).is_err());
     }
 
     #[test]
