@@ -506,17 +506,20 @@ impl Digest {
     /// weight above `n`, the Rice parameters, min and max as numbers, then
     /// the bit stream of Rice-coded weights − 1 and quantized-mean deltas
     /// (the first relative to min), preceded by its length in bytes.
-    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
-        // A digest that is exactly one decoded version-2 run re-encodes to its bytes.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>, version: u8) {
+        // A digest that is exactly one decoded run of this version re-encodes to its bytes.
         if let [run] = self.encoded.as_slice() {
             if self.centroids.is_empty()
                 && self.pending.is_empty()
                 && run.n <= self.max_centroids
-                && run.v2.is_some()
+                && run.v2.is_some() == (version >= 2)
             {
                 out.extend_from_slice(&run.bytes[run.start..run.end]);
                 return;
             }
+        }
+        if version < 2 {
+            return self.encode_v1_into(out);
         }
         let cs = self.view().centroids();
         // (quantized mean, weight) in the centroids' order, which is sorted by
@@ -572,10 +575,8 @@ impl Digest {
     }
 
     /// The version-1 encoding (`n` varint, min f64, max f64, `n` weight
-    /// varints, `n` quantized-mean varints, the first relative to min):
-    /// what builds before format 7 wrote; kept for tests of their reading.
-    #[cfg(test)]
-    pub(crate) fn encode_v1_into(&self, out: &mut Vec<u8>) {
+    /// varints, `n` quantized-mean varints, the first relative to min).
+    fn encode_v1_into(&self, out: &mut Vec<u8>) {
         let cs = self.view().centroids();
         wire::put_u64(out, cs.len() as u64);
         wire::put_f64(out, self.min);
@@ -1128,7 +1129,7 @@ mod tests {
         d.min = 1000.0;
         d.max = 5000.0;
         let mut out = Vec::new();
-        d.encode_into(&mut out);
+        d.encode_into(&mut out, 2);
         let shared: Arc<[u8]> = Arc::from(out.as_slice());
         let back = Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", 10, 2).unwrap();
         let eps = 2f64.powi(-(MEAN_MANTISSA_BITS as i32 + 1));
@@ -1146,7 +1147,7 @@ mod tests {
             let mut d = Digest::new(size);
             for v in &values { d.add(*v); }
             let mut out = Vec::new();
-            d.encode_into(&mut out);
+            d.encode_into(&mut out, 2);
             let shared: Arc<[u8]> = Arc::from(out.as_slice());
             let back = Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", size, 2).unwrap();
             prop_assert_eq!(back.count(), d.count());
@@ -1159,7 +1160,7 @@ mod tests {
             }
             // Re-encoding a decoded digest is a fixed point.
             let mut again = Vec::new();
-            back.encode_into(&mut again);
+            back.encode_into(&mut again, 2);
             prop_assert_eq!(again, out);
         }
     }
@@ -1211,7 +1212,7 @@ mod tests {
                 let mut d = Digest::new(size);
                 for v in vs { d.add(*v); }
                 let mut out = Vec::new();
-                d.encode_into(&mut out);
+                d.encode_into(&mut out, 2);
                 out
             }).collect();
             let decode = |b: &Vec<u8>| {
@@ -1343,7 +1344,7 @@ mod fast_path_tests {
             d.add(*v);
         }
         let mut out = Vec::new();
-        d.encode_into(&mut out);
+        d.encode_into(&mut out, 2);
         let shared: Arc<[u8]> = Arc::from(out.as_slice());
         Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", size, 2).unwrap()
     }
@@ -1743,7 +1744,7 @@ mod stored_digest_tests {
             let mut d = Digest::new(size);
             values.iter().for_each(|&v| d.add(v));
             let mut out = vec![9u8];
-            d.encode_into(&mut out);
+            d.encode_into(&mut out, 2);
             out.push(7);
             let shared: Arc<[u8]> = Arc::from(out.as_slice());
             let mut r = Reader::new("t", &out);
@@ -1770,7 +1771,7 @@ mod stored_digest_tests {
             let mut d = Digest::new(40);
             values.iter().for_each(|&v| d.add(v));
             let mut out = Vec::new();
-            d.encode_into(&mut out);
+            d.encode_into(&mut out, 2);
             let i = at.index(out.len());
             out[i] ^= xor;
             let mut r = Reader::new("t", &out);

@@ -47,6 +47,16 @@ pub(crate) fn unframe_rollup(bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
     Ok((version, frame::unframe("rollup", version, bytes)?))
 }
 
+/// Largest digest size whose rollups [`Rollup::encode`] writes in version 2.
+/// Version 2 digests take a third fewer bytes but cost about twice the time
+/// to decode (two serial Rice codes per centroid against one varint and a
+/// vectorized weight scan). Minute rollups (digest size 50) are ~90 % of the
+/// rollup bytes and mostly read from the hot mirror, decoded once; hour, day
+/// and week rollups (200) are ~10 % of the bytes and decoded by every
+/// long-range query (docs/format/rollup.md, docs/benchmarks.md "Compact
+/// rollups (s8-rollz)").
+pub(crate) const COMPACT_MAX_DIGEST_SIZE: usize = 100;
+
 /// Digest size of [`Rollup::default`].
 pub(crate) const DEFAULT_DIGEST_SIZE: usize = 100;
 
@@ -375,12 +385,16 @@ impl Rollup {
         ]
     }
 
-    /// Framed encoding (version + CRC; see docs/format/rollup.md).
+    /// Framed encoding (version + CRC; see docs/format/rollup.md): version
+    /// 2 when the digest size is at most [`COMPACT_MAX_DIGEST_SIZE`] (the
+    /// minute tier), else version 1.
     pub fn encode(&self) -> Vec<u8> {
-        frame::frame(
-            ROLLUP_FORMAT_VERSION,
-            &self.encode_payload(ROLLUP_FORMAT_VERSION),
-        )
+        let version = if self.digest_size <= COMPACT_MAX_DIGEST_SIZE {
+            ROLLUP_FORMAT_VERSION
+        } else {
+            ROLLUP_FORMAT_V1
+        };
+        frame::frame(version, &self.encode_payload(version))
     }
 
     /// Decodes a framed rollup of version 1 or 2.
@@ -431,24 +445,44 @@ mod field {
     pub(super) const TOTAL_TOKENS_DIGEST: u32 = 26;
     pub(super) const RESPONSE_LENGTH: u32 = 27;
     pub(super) const ALL: u64 = (1 << 28) - 1;
+    /// Version 2 stores the presence mask XOR this: the fields of a
+    /// typical minute of calls (errors, ttft, no quality or feedback),
+    /// so that such a mask takes one byte instead of four.
+    pub(super) const TYPICAL_V2: u64 = 1 << COUNT
+        | 1 << ERRORS
+        | 1 << PROMPT_TOKENS
+        | 1 << COMPLETION_TOKENS
+        | 1 << TOTAL_TOKENS
+        | 1 << CACHED_INPUT_TOKENS
+        | 1 << COST_NANO_USD
+        | 1 << LATENCY_SUM_US
+        | 1 << LATENCY_MIN_MS
+        | 1 << LATENCY_MAX_MS
+        | 1 << TTFT_COUNT
+        | 1 << TTFT_SUM_US
+        | 1 << FINISH_REASONS
+        | 1 << LATENCY
+        | 1 << TTFT
+        | 1 << TOTAL_TOKENS_DIGEST;
 }
 
-/// Appends `d` in digest format `version` (2; 1 in tests only).
+/// `r` framed in rollup format 1, as builds before store format 7 wrote
+/// it (tests of reading such values).
+#[cfg(test)]
+pub(crate) fn encode_v1(r: &Rollup) -> Vec<u8> {
+    frame::frame(ROLLUP_FORMAT_V1, &r.encode_payload(ROLLUP_FORMAT_V1))
+}
+
+/// Appends `d` in digest format `version` (1 or 2).
 fn encode_digest(d: &Digest, out: &mut Vec<u8>, version: u8) {
-    #[cfg(test)]
-    if version == ROLLUP_FORMAT_V1 {
-        return d.encode_v1_into(out);
-    }
-    debug_assert_eq!(version, ROLLUP_FORMAT_VERSION);
-    d.encode_into(out);
+    d.encode_into(out, version);
 }
 
 /// Finish-reason names longer than this are rejected by the decoder.
 const MAX_REASON_BYTES: usize = 4096;
 
 impl Rollup {
-    /// The payload in rollup format `version` (2; 1 only for tests of
-    /// reading what earlier builds wrote).
+    /// The payload in rollup format `version` (1 or 2).
     fn encode_payload(&self, version: u8) -> Vec<u8> {
         use field::*;
         let u64s: [(u32, u64); 15] = [
@@ -497,14 +531,23 @@ impl Rollup {
         mask |= u64::from(!self.finish_reasons.is_empty()) << FINISH_REASONS;
 
         let mut out = Vec::with_capacity(256);
-        wire::put_u64(&mut out, mask);
+        let stored_mask = if version == ROLLUP_FORMAT_V1 {
+            mask
+        } else {
+            mask ^ field::TYPICAL_V2
+        };
+        wire::put_u64(&mut out, stored_mask);
         wire::put_u64(&mut out, self.digest_size as u64);
         let has = |bit: u32| mask & (1 << bit) != 0;
         for bit in 0..28 {
             if !has(bit) {
                 continue;
             }
-            if let Some((_, v)) = u64s.iter().find(|(b, _)| *b == bit) {
+            if bit == TOTAL_TOKENS && version != ROLLUP_FORMAT_V1 {
+                // Version 2: relative to prompt + completion tokens.
+                let sum = i128::from(self.prompt_tokens) + i128::from(self.completion_tokens);
+                wire::put_i128(&mut out, i128::from(self.total_tokens) - sum);
+            } else if let Some((_, v)) = u64s.iter().find(|(b, _)| *b == bit) {
                 wire::put_u64(&mut out, *v);
             } else if let Some((_, v)) = u128s.iter().find(|(b, _)| *b == bit) {
                 wire::put_u128(&mut out, *v);
@@ -548,8 +591,21 @@ impl Rollup {
                     FINISH_REASONS => {
                         wire::put_u64(&mut out, self.finish_reasons.len() as u64);
                         for (reason, n) in &self.finish_reasons {
-                            wire::put_u64(&mut out, reason.len() as u64);
-                            out.extend_from_slice(reason.as_bytes());
+                            let known = KNOWN_REASONS.iter().position(|k| k == reason);
+                            match known.filter(|_| version != ROLLUP_FORMAT_V1) {
+                                // Version 2: a well-known name as its index.
+                                Some(i) => wire::put_u64(&mut out, 2 * i as u64 + 1),
+                                None => {
+                                    let len = reason.len() as u64;
+                                    let h = if version == ROLLUP_FORMAT_V1 {
+                                        len
+                                    } else {
+                                        2 * len
+                                    };
+                                    wire::put_u64(&mut out, h);
+                                    out.extend_from_slice(reason.as_bytes());
+                                }
+                            }
                             wire::put_u64(&mut out, *n);
                         }
                     }
@@ -569,7 +625,7 @@ impl Rollup {
         let mut shared: Option<Arc<[u8]>> = None;
         let has = |bit: u32| mask & (1 << bit) != 0;
         if has(FINISH_REASONS) {
-            read_finish_reasons(&mut r, |name, c| {
+            read_finish_reasons(&mut r, version, |name, c| {
                 x.finish_reasons.insert(name.to_owned(), c);
             })?;
         }
@@ -662,7 +718,7 @@ impl Rollup {
 /// the reader at the finish reasons (or the first digest).
 fn decode_totals(r: &mut Reader<'_>, version: u8) -> Result<(u64, RollupTotals), CodecError> {
     use field::*;
-    let (mask, size) = read_totals_head(r)?;
+    let (mask, size) = read_totals_head(r, version)?;
     let mut x = RollupTotals::empty(size);
     let has = |bit: u32| mask & (1 << bit) != 0;
     macro_rules! u64f {
@@ -683,7 +739,18 @@ fn decode_totals(r: &mut Reader<'_>, version: u8) -> Result<(u64, RollupTotals),
     u64f!(ERRORS, errors);
     u64f!(PROMPT_TOKENS, prompt_tokens);
     u64f!(COMPLETION_TOKENS, completion_tokens);
-    u64f!(TOTAL_TOKENS, total_tokens);
+    if version >= 2 {
+        if has(TOTAL_TOKENS) {
+            let delta = r.i128("total_tokens")?;
+            let sum = i128::from(x.prompt_tokens) + i128::from(x.completion_tokens);
+            x.total_tokens = sum
+                .checked_add(delta)
+                .and_then(|t| u64::try_from(t).ok())
+                .ok_or_else(|| r.err("total_tokens", format!("{sum} + {delta} out of range")))?;
+        }
+    } else {
+        u64f!(TOTAL_TOKENS, total_tokens);
+    }
     u64f!(CACHED_INPUT_TOKENS, cached_input_tokens);
     u64f!(REASONING_TOKENS, reasoning_tokens);
     u128f!(COST_NANO_USD, cost_nano_usd);
@@ -726,9 +793,12 @@ fn decode_totals(r: &mut Reader<'_>, version: u8) -> Result<(u64, RollupTotals),
 
 /// The presence mask and digest size that open a payload, validated as
 /// [`decode_totals`] validates them.
-fn read_totals_head(r: &mut Reader<'_>) -> Result<(u64, usize), CodecError> {
+fn read_totals_head(r: &mut Reader<'_>, version: u8) -> Result<(u64, usize), CodecError> {
     use field::*;
-    let mask = r.u64("presence mask")?;
+    let mut mask = r.u64("presence mask")?;
+    if version >= 2 {
+        mask ^= TYPICAL_V2;
+    }
     if mask & !ALL != 0 {
         return Err(r.err(
             "presence mask",
@@ -799,6 +869,7 @@ fn bound_tags(r: &mut Reader<'_>, mask: u64) -> Result<Option<(u8, u8)>, CodecEr
 /// count)` for each, validated as [`Rollup::decode`] validates them.
 fn read_finish_reasons<'a>(
     r: &mut Reader<'a>,
+    version: u8,
     mut f: impl FnMut(&'a str, u64),
 ) -> Result<(), CodecError> {
     let n = r.u64("finish_reasons")?;
@@ -808,12 +879,13 @@ fn read_finish_reasons<'a>(
     }
     let mut last: Option<&str> = None;
     for _ in 0..n {
-        let len = r.u64("finish_reasons")?;
-        if len > MAX_REASON_BYTES as u64 {
-            return Err(r.err("finish_reasons", format!("name of {len} bytes")));
-        }
-        let bytes = r.bytes("finish_reasons", len as usize)?;
-        let name = std::str::from_utf8(bytes).map_err(|e| r.err("finish_reasons", e))?;
+        let name = match reason_head(r, version)? {
+            Ok(i) => KNOWN_REASONS[i],
+            Err(len) => {
+                let bytes = r.bytes("finish_reasons", len)?;
+                std::str::from_utf8(bytes).map_err(|e| r.err("finish_reasons", e))?
+            }
+        };
         let c = r.u64("finish_reasons")?;
         if last.is_some_and(|l| l >= name) {
             return Err(r.err("finish_reasons", "names not strictly ascending"));
@@ -827,20 +899,58 @@ fn read_finish_reasons<'a>(
 /// Steps over the finish-reason entries (field 23, present) as
 /// [`read_finish_reasons`] reads them, checking only their extent (names
 /// are validated when someone reads them): a digest read needs their end.
-fn skip_finish_reasons(r: &mut Reader<'_>) -> Result<(), CodecError> {
+fn skip_finish_reasons(r: &mut Reader<'_>, version: u8) -> Result<(), CodecError> {
     let n = r.u64("finish_reasons")?;
     if n == 0 || n > (r.remaining() / 2) as u64 {
         return Err(r.err("finish_reasons", format!("{n} entries do not fit")));
     }
     for _ in 0..n {
-        let len = r.u64("finish_reasons")?;
-        if len > MAX_REASON_BYTES as u64 {
-            return Err(r.err("finish_reasons", format!("name of {len} bytes")));
+        if let Err(len) = reason_head(r, version)? {
+            r.bytes("finish_reasons", len)?;
         }
-        r.bytes("finish_reasons", len as usize)?;
         r.skip_varints("finish_reasons", 1)?;
     }
     Ok(())
+}
+
+/// Finish-reason names a version 2 rollup stores as their index (one
+/// byte); append only (the index is the stored form).
+const KNOWN_REASONS: [&str; 12] = [
+    "",
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "function_call",
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "error",
+    "cancelled",
+];
+
+/// The head of a finish-reason entry: `Ok(index)` of a well-known name
+/// (version 2: odd `2 × index + 1`), or `Err(length)` of a name whose
+/// bytes follow (version 1: the length; version 2: twice it).
+fn reason_head(r: &mut Reader<'_>, version: u8) -> Result<Result<usize, usize>, CodecError> {
+    let h = r.u64("finish_reasons")?;
+    let len = if version >= 2 {
+        if h & 1 == 1 {
+            let i = (h >> 1) as usize;
+            if i >= KNOWN_REASONS.len() {
+                return Err(r.err("finish_reasons", format!("unknown name index {i}")));
+            }
+            return Ok(Ok(i));
+        }
+        h >> 1
+    } else {
+        h
+    };
+    if len > MAX_REASON_BYTES as u64 {
+        return Err(r.err("finish_reasons", format!("name of {len} bytes")));
+    }
+    Ok(Err(len as usize))
 }
 
 fn finite(r: &mut Reader<'_>, field: &str) -> Result<f64, CodecError> {

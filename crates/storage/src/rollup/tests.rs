@@ -69,11 +69,6 @@ fn add(r: &mut Rollup, e: &Ev) {
     }
 }
 
-/// `r` framed in rollup format 1, as builds before store format 7 wrote it.
-fn encode_v1(r: &Rollup) -> Vec<u8> {
-    frame::frame(ROLLUP_FORMAT_V1, &r.encode_payload(ROLLUP_FORMAT_V1))
-}
-
 fn rollup_of(events: &[Ev], size: usize) -> Rollup {
     let mut r = Rollup::new(size);
     for e in events {
@@ -221,9 +216,12 @@ fn empty_rollup_round_trips_and_has_infinite_extremes() {
     assert_eq!(r.latency_min_ms, f64::INFINITY);
     assert_eq!(r.latency_max_ms, f64::NEG_INFINITY);
     assert!(r.latency.is_none());
+    // Version 1: mask and digest size, a byte each; version 2 stores the
+    // mask XOR the typical one, 4 bytes when nothing is present.
+    assert_eq!(encode_v1(&r).len(), frame::FRAME_HEADER + 2);
     let bytes = r.encode();
     assert!(
-        bytes.len() <= frame::FRAME_HEADER + 2,
+        bytes.len() <= frame::FRAME_HEADER + 5,
         "empty rollup is {} bytes",
         bytes.len()
     );
@@ -362,6 +360,37 @@ fn decode_rejects_wrong_version_unknown_bits_and_trailing_bytes() {
     payload.push(0);
     let err = Rollup::decode(&frame::frame(ROLLUP_FORMAT_VERSION, &payload)).unwrap_err();
     assert!(err.reason.contains("trailing"), "{err}");
+}
+
+#[test]
+fn rollups_of_large_digests_are_written_in_version_1_and_small_ones_in_version_2() {
+    for (size, version) in [
+        (COMPACT_MAX_DIGEST_SIZE, ROLLUP_FORMAT_VERSION),
+        (COMPACT_MAX_DIGEST_SIZE + 1, ROLLUP_FORMAT_V1),
+        (200, ROLLUP_FORMAT_V1),
+    ] {
+        let mut r = Rollup::new(size);
+        for i in 0..3_000u64 {
+            r.add_call(&call(
+                i,
+                (i % 997) as f64 * 1.25,
+                Some(3.0),
+                Some(0.01),
+                "stop",
+                false,
+            ));
+        }
+        let bytes = r.encode();
+        assert_eq!(bytes[0], version, "digest size {size}");
+        let back = Rollup::decode(&bytes).unwrap();
+        assert!(back.exact_eq(&r));
+        assert_eq!(back.encode(), bytes);
+        // Resized into the other version's range, it is written in that version.
+        let mut other = back.clone();
+        other.resize_digests(if version == ROLLUP_FORMAT_V1 { 50 } else { 200 });
+        assert_ne!(other.encode()[0], version);
+        assert!(Rollup::decode(&other.encode()).unwrap().exact_eq(&r));
+    }
 }
 
 /// Raw segment bytes per event assumed by the size bound: the low end of the
@@ -565,16 +594,16 @@ proptest! {
         ] {
             let (mut a, mut b) = (Reader::new("t", p), Reader::new("t", p));
             let decoded = super::decode_totals(&mut a, version);
-            let skipped = super::read_totals_head(&mut b)
+            let skipped = super::read_totals_head(&mut b, version)
                 .and_then(|h| super::skip_totals_fields(&mut b, h.0, version).map(|()| h));
             if let Ok((mask, t)) = decoded {
                 prop_assert_eq!(skipped.unwrap(), (mask, t.digest_size));
                 prop_assert_eq!(a.pos(), b.pos());
                 // Likewise the finish reasons, which a digest read steps over.
                 if mask & (1 << field::FINISH_REASONS) != 0
-                    && super::read_finish_reasons(&mut a, |_, _| {}).is_ok()
+                    && super::read_finish_reasons(&mut a, version, |_, _| {}).is_ok()
                 {
-                    prop_assert!(super::skip_finish_reasons(&mut b).is_ok());
+                    prop_assert!(super::skip_finish_reasons(&mut b, version).is_ok());
                     prop_assert_eq!(a.pos(), b.pos());
                 }
             }

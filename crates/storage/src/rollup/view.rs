@@ -159,12 +159,12 @@ impl Layout {
     pub(crate) fn of(value: &[u8]) -> Result<Layout, CodecError> {
         let (version, payload) = unframe_rollup(value)?;
         let mut r = Reader::new("rollup", payload);
-        let (mask, digest_size) = read_totals_head(&mut r)?;
+        let (mask, digest_size) = read_totals_head(&mut r, version)?;
         let totals_at = r.pos();
         skip_totals_fields(&mut r, mask, version)?;
         let reasons_at = r.pos();
         if mask & (1 << field::FINISH_REASONS) != 0 {
-            skip_finish_reasons(&mut r)?;
+            skip_finish_reasons(&mut r, version)?;
         }
         let digests_at = r.pos();
         let small = |x: usize| {
@@ -273,7 +273,7 @@ impl<'a> RollupView<'a> {
         let wrap = |e: CodecError| StorageError::decode(tree, key, e);
         let (version, payload) = unframe_rollup(value).map_err(wrap)?;
         let mut r = Reader::new("rollup", payload);
-        let (mask, digest_size) = read_totals_head(&mut r).map_err(wrap)?;
+        let (mask, digest_size) = read_totals_head(&mut r, version).map_err(wrap)?;
         Ok(RollupView {
             totals: OnceCell::new(),
             digest_size,
@@ -422,7 +422,7 @@ impl<'a> RollupView<'a> {
             } => {
                 let mut r = self.at_reasons(payload, *version, *mask, *totals_at, reasons_at)?;
                 if mask & (1 << field::FINISH_REASONS) != 0 {
-                    read_finish_reasons(&mut r, f).map_err(|e| self.err(e))?;
+                    read_finish_reasons(&mut r, *version, f).map_err(|e| self.err(e))?;
                 }
                 digests_at.set(Some(r.pos()));
                 Ok(())
@@ -465,7 +465,7 @@ impl<'a> RollupView<'a> {
             None => {
                 let mut r = self.at_reasons(payload, version, mask, totals_at, reasons_at)?;
                 if mask & (1 << field::FINISH_REASONS) != 0 {
-                    skip_finish_reasons(&mut r).map_err(|e| self.err(e))?;
+                    skip_finish_reasons(&mut r, version).map_err(|e| self.err(e))?;
                 }
                 digests_at.set(Some(r.pos()));
                 r.pos()

@@ -319,13 +319,19 @@ fn low_mask(bits: u32) -> u64 {
 }
 
 /// Reads what [`BitWriter`] wrote, from untrusted bytes: never panics,
-/// never reads past its slice.
+/// never reads past its slice (bits past its end read as 0, and a code
+/// that reaches into them is `None`).
+///
+/// Invariant: bit `i < n` of `buf` is bit `8 × pos − n + i` of the stream;
+/// the bits of `buf` above `n` are 0 or the stream's next bits. The loads
+/// are the branch-light refill of F. Giesen's "reading bits in far too
+/// many ways" (variant 4); the rare paths are plain functions of copies,
+/// so a reader in a decoding loop stays in registers.
 #[derive(Debug, Clone)]
 pub(crate) struct BitReader<'a> {
     b: &'a [u8],
-    /// Next byte to load into `buf`.
+    /// Next byte to load into `buf` (may pass the end: zeros).
     pos: usize,
-    /// The next `n` bits of the stream, the rest 0.
     buf: u64,
     n: u32,
 }
@@ -340,93 +346,111 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    /// Loads whole bytes until `buf` holds at least 56 bits (at most 63)
-    /// or the stream is exhausted.
+    /// Makes `n` ≥ 56 (at most 63).
     #[inline(always)]
     fn refill(&mut self) {
-        if self.n >= 56 {
-            return;
-        }
-        if let Some(chunk) = self.b.get(self.pos..self.pos + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-            let take = (63 - self.n) >> 3;
-            self.buf |= (word & low_mask(take * 8)) << self.n;
-            self.pos += take as usize;
-            self.n += take * 8;
-        } else {
-            self.refill_tail();
-        }
+        let word = match self.b.get(self.pos..self.pos + 8) {
+            Some(chunk) => u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])),
+            None => tail_word(self.b, self.pos),
+        };
+        self.buf |= word << self.n;
+        self.pos += ((63 - self.n) >> 3) as usize;
+        self.n |= 56;
     }
 
-    #[inline(never)]
-    fn refill_tail(&mut self) {
-        while self.n < 56 {
-            let Some(&byte) = self.b.get(self.pos) else {
-                return;
-            };
-            self.buf |= u64::from(byte) << self.n;
-            self.pos += 1;
-            self.n += 8;
-        }
+    /// Bits read so far.
+    #[inline(always)]
+    fn consumed(&self) -> usize {
+        8 * self.pos - self.n as usize
     }
 
     /// A Rice code with parameter `k` (≤ 56) whose quotient is at most
     /// `max_q`; `None` when the stream ends first or the quotient is larger.
     #[inline(always)]
     pub(crate) fn rice(&mut self, k: u32, max_q: u64) -> Option<u64> {
-        self.refill();
+        if self.n < 56 {
+            self.refill();
+        }
         let tz = self.buf.trailing_zeros();
         let q = if tz < self.n {
             self.buf >>= tz + 1;
             self.n -= tz + 1;
             u64::from(tz)
         } else {
-            self.long_unary(max_q)?
+            let (q, pos, buf, n) = long_unary(self.b, self.pos, self.buf, self.n, max_q)?;
+            (self.pos, self.buf, self.n) = (pos, buf, n);
+            q
         };
         if q > max_q {
             return None;
         }
         if self.n < k {
             self.refill();
-            if self.n < k {
-                return None;
-            }
         }
+        // k ≤ 56 ≤ n: the shifts are defined.
         let r = self.buf & low_mask(k);
-        // k < 64: `buf >> k` is defined.
         self.buf >>= k;
         self.n -= k;
-        Some(q << k | r)
-    }
-
-    /// The unary quotient when it does not end within the bits held.
-    #[inline(never)]
-    fn long_unary(&mut self, max_q: u64) -> Option<u64> {
-        let mut q: u64 = 0;
-        loop {
-            let tz = self.buf.trailing_zeros();
-            if tz < self.n {
-                self.buf >>= tz + 1;
-                self.n -= tz + 1;
-                return Some(q + u64::from(tz));
-            }
-            q += u64::from(self.n);
-            self.buf = 0;
-            self.n = 0;
-            if q > max_q {
-                return None;
-            }
-            self.refill();
-            if self.n == 0 {
-                return None;
-            }
+        if self.consumed() > 8 * self.b.len() {
+            return None;
         }
+        Some(q << k | r)
     }
 
     /// True when what is left is at most 7 bits, all 0 (the padding of
     /// the last byte).
     pub(crate) fn at_padding(&self) -> bool {
-        self.pos == self.b.len() && self.n < 8 && self.buf == 0
+        let Some(left) = (8 * self.b.len()).checked_sub(self.consumed()) else {
+            return false;
+        };
+        // left < 8 ≤ 56 ≤ n once anything was read.
+        left < 8 && (left == 0 || (left as u32 <= self.n && self.buf & low_mask(left as u32) == 0))
+    }
+}
+
+/// The 8 bytes at `pos` of `b`, zero past its end.
+#[inline(never)]
+fn tail_word(b: &[u8], pos: usize) -> u64 {
+    let mut word = [0u8; 8];
+    if let Some(rest) = b.get(pos..) {
+        word[..rest.len().min(8)].copy_from_slice(&rest[..rest.len().min(8)]);
+    }
+    u64::from_le_bytes(word)
+}
+
+/// A unary quotient that does not end within the `n` bits held: the
+/// quotient and the reader's new `(pos, buf, n)`; `None` past the end of
+/// `b` or above `max_q`.
+#[inline(never)]
+fn long_unary(
+    b: &[u8],
+    pos: usize,
+    _buf: u64,
+    n: u32,
+    max_q: u64,
+) -> Option<(u64, usize, u64, u32)> {
+    let mut r = BitReader {
+        b,
+        pos,
+        buf: 0,
+        n: 0,
+    };
+    // The n bits held are all 0.
+    let mut q = u64::from(n);
+    loop {
+        if q > max_q || r.pos > b.len() {
+            return None;
+        }
+        r.refill();
+        let tz = r.buf.trailing_zeros();
+        if tz < r.n {
+            r.buf >>= tz + 1;
+            r.n -= tz + 1;
+            return Some((q + u64::from(tz), r.pos, r.buf, r.n));
+        }
+        q += u64::from(r.n);
+        r.buf = 0;
+        r.n = 0;
     }
 }
 
