@@ -468,7 +468,8 @@ pub(crate) fn num_tag(x: f64) -> (u8, u64) {
     if x.is_sign_positive() {
         for (d, &p) in POW10.iter().enumerate() {
             let m = (x * p).round();
-            if !(m < (1u64 << 53) as f64) {
+            // x is finite and ≥ 0: m is never NaN (+inf when x × p overflows).
+            if m >= (1u64 << 53) as f64 {
                 break;
             }
             if (m / p).to_bits() == x.to_bits() {
