@@ -27,9 +27,14 @@
 //! - `view`, when set, is the compression of the current contents; every
 //!   `&mut` method that changes the contents resets it.
 //!
-//! Encoding (inside a rollup, see docs/format/rollup.md): centroid count,
-//! exact f64 min and max, weights as varints, means quantized to
-//! [`MEAN_MANTISSA_BITS`] mantissa bits and delta-coded as varints.
+//! Encoding (inside a rollup, see docs/format/rollup.md): means quantized
+//! to [`MEAN_MANTISSA_BITS`] mantissa bits and delta-coded. Version 2
+//! (written for small digest sizes): centroid count, `count − n`, Rice
+//! parameters, min and max as decimal-or-raw numbers, then one bit stream
+//! of Rice-coded weights − 1 and mean deltas, preceded by its byte length.
+//! Version 1 (read; written for large digest sizes): centroid count, exact
+//! f64 min and max, weights as varints, mean deltas as varints. Both give
+//! the same centroids for the same digest.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -106,8 +111,11 @@ impl Stream {
             let mut sum: u64 = 0;
             for _ in 0..n {
                 let w = r.rice(self.kw, max_qw).ok_or(BAD_WEIGHT)? + 1;
-                // w ≤ 2^53 and at most 2^16 of them: no overflow.
+                // w < 2^54 and sum ≤ count ≤ 2^52: no overflow.
                 sum += w;
+                if sum > count {
+                    return Err("centroid weights sum above the count");
+                }
                 let d = r.rice(self.km, max_qm).ok_or(BAD_MEAN)?;
                 q = next_mean(q, d)?;
                 f(q, w);

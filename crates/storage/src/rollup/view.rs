@@ -431,7 +431,8 @@ impl<'a> RollupView<'a> {
     }
 
     /// The digest `which` (`None` when empty), read in place; its header
-    /// and weights are validated here, its means as they are visited.
+    /// is validated here (version 1: and its weights), the rest as it is
+    /// visited.
     pub fn digest(&self, which: DigestField) -> Result<Option<DigestRef<'a>>, StorageError> {
         let (payload, version, mask, totals_at, reasons_at, digests_at) = match &self.src {
             Src::Memory(r) => {
