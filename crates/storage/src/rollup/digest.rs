@@ -1621,17 +1621,28 @@ impl StoredDigest<'_> {
         ws: &mut Vec<u64>,
     ) -> Result<bool, String> {
         let (q_before, w_before) = (qs.len(), ws.len());
-        qs.reserve(self.n);
+        // Filled in place (no capacity check per centroid); `for_each`
+        // visits at most `n` centroids.
+        qs.resize(q_before + self.n, 0);
+        let slots = &mut qs[q_before..];
+        let mut i = 0;
         let res = if s.unit {
-            // Below MEAN_Q_END: 24 bits.
             s.for_each(self.bytes, self.n, self.count, self.min, |q, _| {
-                qs.push(q as u32)
+                if let Some(slot) = slots.get_mut(i) {
+                    // Below MEAN_Q_END: 24 bits.
+                    *slot = q as u32;
+                }
+                i += 1;
             })
         } else {
-            ws.reserve(self.n);
+            ws.resize(w_before + self.n, 0);
+            let wslots = &mut ws[w_before..];
             s.for_each(self.bytes, self.n, self.count, self.min, |q, w| {
-                qs.push(q as u32);
-                ws.push(w);
+                if let (Some(slot), Some(wslot)) = (slots.get_mut(i), wslots.get_mut(i)) {
+                    *slot = q as u32;
+                    *wslot = w;
+                }
+                i += 1;
             })
         };
         match res {

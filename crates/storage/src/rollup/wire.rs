@@ -408,14 +408,23 @@ impl<'a> BitReader<'a> {
     }
 }
 
-/// The 8 bytes at `pos` of `b`, zero past its end.
-#[inline(never)]
+/// The 8 bytes at `pos` of `b` (fewer than 8 left), zero past its end:
+/// the last 8 bytes shifted down when `b` has 8.
+#[inline]
 fn tail_word(b: &[u8], pos: usize) -> u64 {
-    let mut word = [0u8; 8];
-    if let Some(rest) = b.get(pos..) {
-        word[..rest.len().min(8)].copy_from_slice(&rest[..rest.len().min(8)]);
+    let len = b.len();
+    if pos >= len {
+        return 0;
     }
-    u64::from_le_bytes(word)
+    if let Some(last) = len.checked_sub(8).and_then(|at| b.get(at..)) {
+        let word = u64::from_le_bytes(last.try_into().unwrap_or([0; 8]));
+        // pos + 8 − len in 1..=7 (pos > len − 8, else the caller read 8).
+        return word >> (8 * (pos + 8 - len).min(7));
+    }
+    b[pos..]
+        .iter()
+        .rev()
+        .fold(0u64, |w, &byte| w << 8 | u64::from(byte))
 }
 
 /// A unary quotient that does not end within the `n` bits held: the
