@@ -43,6 +43,7 @@ pub const STEPS: &[Step] = &[
     steps::SEGMENT_FILES,
     steps::REQUEST_RUN_FILES,
     steps::REQUEST_FINGERPRINTS,
+    steps::ROLLUP_V2,
 ];
 
 /// The newest format version these steps produce.
@@ -151,11 +152,11 @@ mod tests {
     #[test]
     fn migrate_brings_an_empty_store_to_the_latest_version_once() {
         let mut m = Mem::default();
-        assert_eq!(migrate(&mut m).unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(migrate(&mut m).unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(current_version(&m).unwrap(), latest_version());
-        assert_eq!(m.commits, 7);
+        assert_eq!(m.commits, 8);
         assert_eq!(migrate(&mut m).unwrap(), Vec::<u32>::new());
-        assert_eq!(m.commits, 7);
+        assert_eq!(m.commits, 8);
         // A new store gets no week watermarks: weeks start with its data.
         assert_eq!(m.get(META_TREE, b"wm.week_until").unwrap(), None);
     }
@@ -185,7 +186,7 @@ mod tests {
         // Days deleted before Wednesday: weeks start the next Monday.
         let mut m = at_version(2, &[(b"wm.day_from", ts(monday + 2 * DAY))]);
         let before = m.committed.len();
-        assert_eq!(migrate(&mut m).unwrap(), vec![3, 4, 5, 6, 7]);
+        assert_eq!(migrate(&mut m).unwrap(), vec![3, 4, 5, 6, 7, 8]);
         let next = ts(monday + 7 * DAY);
         assert_eq!(
             m.get(META_TREE, b"wm.week_from").unwrap(),
@@ -203,7 +204,7 @@ mod tests {
         // No day deleted: no week watermark, weeks are built from every day.
         for meta in [vec![], vec![(&b"wm.day_from"[..], ts(i64::MIN))]] {
             let mut m = at_version(1, &meta);
-            assert_eq!(migrate(&mut m).unwrap(), vec![2, 3, 4, 5, 6, 7]);
+            assert_eq!(migrate(&mut m).unwrap(), vec![2, 3, 4, 5, 6, 7, 8]);
             assert_eq!(m.get(META_TREE, b"wm.week_until").unwrap(), None);
             assert_eq!(m.get(META_TREE, b"wm.week_from").unwrap(), None);
         }

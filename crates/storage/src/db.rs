@@ -237,8 +237,14 @@ const WAL_SEGMENT_SIZE: usize = 8 << 20;
 /// The WAL database's page cache: it is read only when the store opens.
 const WAL_CACHE_BYTES: u64 = 64 << 20;
 
-/// An empty WAL database bigger than this is replaced at open.
-const WAL_RESET_BYTES: u64 = 2 * WAL_SEGMENT_SIZE as u64;
+/// An empty WAL database bigger than this is replaced at open. sled
+/// 0.34.7 allocates a whole log segment (8 MiB, not sparse) whenever it
+/// reopens an existing database, even an empty one, so every open of an
+/// empty WAL database would leave 8 MiB behind; a fresh database is
+/// ~200 bytes until something is written. Half a segment tells the two
+/// apart (a fresh database that was written to is not empty, or is
+/// replaced at the next open).
+const WAL_RESET_BYTES: u64 = WAL_SEGMENT_SIZE as u64 / 2;
 
 /// Removes a directory that holds nothing live (an empty WAL database set
 /// aside); a failure is logged and retried at the next open.
@@ -694,6 +700,17 @@ mod tests {
         assert_eq!(db.get(T::Meta, b"k").unwrap().as_deref(), Some(&b"v"[..]));
         assert!(wal_size() < WAL_RESET_BYTES, "{} bytes", wal_size());
         assert!(!dir.path().join("wal.old").exists());
+        drop(db);
+        // Reopening an empty database makes sled allocate a whole log
+        // segment; it is replaced again, so an idle store's WAL stays
+        // the size of a fresh database however often it is opened.
+        for _ in 0..3 {
+            let db = Db::open(dir.path(), options()).unwrap();
+            assert_eq!(db.range(T::Wal, ..).count(), 0);
+            drop(db);
+            assert!(wal_size() < 64 << 10, "{} bytes", wal_size());
+        }
+        let db = Db::open(dir.path(), options()).unwrap();
         db.insert(T::Wal, &1u64.to_be_bytes(), b"x").unwrap();
         db.flush().unwrap();
         drop(db);

@@ -32,4 +32,4 @@ pub use rollup::{
 pub use store::{PartSink, Store};
 
 /// The on-disk format version this build writes.
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;

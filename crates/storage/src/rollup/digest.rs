@@ -27,16 +27,21 @@
 //! - `view`, when set, is the compression of the current contents; every
 //!   `&mut` method that changes the contents resets it.
 //!
-//! Encoding (inside a rollup, see docs/format/rollup.md): centroid count,
-//! exact f64 min and max, weights as varints, means quantized to
-//! [`MEAN_MANTISSA_BITS`] mantissa bits and delta-coded as varints.
+//! Encoding (inside a rollup, see docs/format/rollup.md): means quantized
+//! to [`MEAN_MANTISSA_BITS`] mantissa bits and delta-coded. Version 2
+//! (written for small digest sizes): centroid count, `count − n`, Rice
+//! parameters, min and max as decimal-or-raw numbers, then one bit stream
+//! of Rice-coded weights − 1 and mean deltas, preceded by its byte length.
+//! Version 1 (read; written for large digest sizes): centroid count, exact
+//! f64 min and max, weights as varints, mean deltas as varints. Both give
+//! the same centroids for the same digest.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use tdigest::Centroid;
 
-use super::wire::{self, varint, Reader};
+use super::wire::{self, varint, BitReader, Reader};
 use crate::error::CodecError;
 
 /// Pending entries (raw values or merged centroids) allowed per maximum
@@ -60,6 +65,143 @@ pub(crate) const MAX_DIGEST_SIZE: usize = 1 << 16;
 /// Largest centroid weight and total count a decoder accepts (f64-exact).
 const MAX_WEIGHT: u64 = 1 << 52;
 
+/// Largest Rice parameter of version-2 mean deltas (deltas are below
+/// [`MEAN_Q_END`] < 2^24) and of weights − 1 (below [`MAX_WEIGHT`]).
+const MAX_K_MEAN: u32 = 24;
+const MAX_K_WEIGHT: u32 = 52;
+
+/// A version-2 digest's bit stream: where it lies in its buffer and its
+/// Rice parameters. `unit`: every weight is 1 (none coded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stream {
+    at: usize,
+    end: usize,
+    kw: u32,
+    km: u32,
+    unit: bool,
+}
+
+impl Stream {
+    /// Decodes the `n` centroids of the stream in `buf[self.at..self.end]`,
+    /// calling `f(quantized mean, weight)` for each, and validates them as
+    /// it goes: each mean finite (below [`MEAN_Q_END`]), weights summing to
+    /// `count`, nothing but 0 padding after the last centroid. On an error
+    /// `f` has seen a prefix.
+    #[inline]
+    fn for_each(
+        &self,
+        buf: &[u8],
+        n: usize,
+        count: u64,
+        min: f64,
+        mut f: impl FnMut(u64, u64),
+    ) -> Result<(), &'static str> {
+        let bits = buf.get(self.at..self.end).ok_or("stream out of range")?;
+        let mut r = BitReader::new(bits);
+        let mut q = quantize_floor(min);
+        let max_qm = MEAN_Q_END >> self.km;
+        if self.unit {
+            for _ in 0..n {
+                let d = r.rice(self.km, max_qm).ok_or(BAD_MEAN)?;
+                q = next_mean(q, d)?;
+                f(q, 1);
+            }
+        } else {
+            let max_qw = MAX_WEIGHT >> self.kw;
+            let mut sum: u64 = 0;
+            for _ in 0..n {
+                let w = r.rice(self.kw, max_qw).ok_or(BAD_WEIGHT)? + 1;
+                // w < 2^54 and sum ≤ count ≤ 2^52: no overflow.
+                sum += w;
+                if sum > count {
+                    return Err("centroid weights sum above the count");
+                }
+                let d = r.rice(self.km, max_qm).ok_or(BAD_MEAN)?;
+                q = next_mean(q, d)?;
+                f(q, w);
+            }
+            if sum != count {
+                return Err("centroid weights do not sum to the count");
+            }
+        }
+        if !r.at_padding() {
+            return Err("bits left after the last centroid");
+        }
+        Ok(())
+    }
+}
+
+const BAD_MEAN: &str = "mean delta cut off or out of range";
+const BAD_WEIGHT: &str = "centroid weight cut off or out of range";
+
+/// A version-2 digest's header, read and checked (see [`read_header_v2`]).
+#[derive(Debug, Clone, Copy)]
+struct HeaderV2 {
+    n: usize,
+    count: u64,
+    min: f64,
+    max: f64,
+    stream: Stream,
+}
+
+/// Reads a version-2 digest up to the end of its bit stream (whose bytes
+/// are stepped over, not decoded): centroid count (non-zero, at most the
+/// digest size and the stream's bits), the weight above it (the total at
+/// most [`MAX_WEIGHT`]), Rice parameters in range, min and max finite and
+/// ordered, the stream within the bytes left.
+fn read_header_v2(
+    r: &mut Reader<'_>,
+    field: &str,
+    max_centroids: usize,
+) -> Result<HeaderV2, CodecError> {
+    let n = r.u64(field)?;
+    if n == 0 || n > max_centroids as u64 {
+        return Err(r.err(
+            field,
+            format!("centroid count {n} is zero or exceeds the digest size {max_centroids}"),
+        ));
+    }
+    let extra = r.u64(field)?;
+    let count = n
+        .checked_add(extra)
+        .filter(|&c| c <= MAX_WEIGHT)
+        .ok_or_else(|| r.err(field, format!("total weight {n} + {extra} out of range")))?;
+    let ks = r.u64(field)?;
+    let (km, kw) = ((ks & 31) as u32, ks >> 5);
+    if km > MAX_K_MEAN || kw > u64::from(MAX_K_WEIGHT) {
+        return Err(r.err(field, format!("Rice parameters {km} / {kw} out of range")));
+    }
+    let tags = r.bytes(field, 1)?[0];
+    let min = r.num(field, tags & 15)?;
+    let max = r.num(field, tags >> 4)?;
+    if min > max {
+        return Err(r.err(field, format!("min {min} above max {max}")));
+    }
+    let len = r.u64(field)?;
+    // Each centroid takes at least one bit.
+    if len > r.remaining() as u64 || n > len.saturating_mul(8) {
+        return Err(r.err(
+            field,
+            format!("bit stream of {len} bytes does not fit or cannot hold {n} centroids"),
+        ));
+    }
+    let at = r.pos();
+    r.bytes(field, len as usize)?;
+    Ok(HeaderV2 {
+        n: n as usize,
+        count,
+        min,
+        max,
+        stream: Stream {
+            at,
+            end: r.pos(),
+            kw: kw as u32,
+            km,
+            unit: extra == 0,
+        },
+    })
+}
+
 /// A validated, not yet decoded digest encoding inside a shared payload.
 #[derive(Clone)]
 struct EncodedRun {
@@ -72,6 +214,8 @@ struct EncodedRun {
     means_at: usize,
     /// Offset one past the digest's last byte.
     end: usize,
+    /// A version-2 digest's bit stream (`weights_at`, `means_at` unused).
+    v2: Option<Stream>,
     /// Number of centroids.
     n: usize,
     count: u64,
@@ -92,6 +236,16 @@ impl fmt::Debug for EncodedRun {
 impl EncodedRun {
     /// Appends the run's centroids (sorted by mean) to `out`.
     fn decode_into(&self, out: &mut Vec<Centroid>) {
+        if let Some(s) = self.v2 {
+            out.reserve(self.n);
+            let (min, max) = (self.min, self.max);
+            let res = s.for_each(&self.bytes[..self.end], self.n, self.count, min, |q, w| {
+                let mean = from_order_key(q << MEAN_SHIFT).clamp(min, max);
+                out.push(Centroid::new(mean, w as f64));
+            });
+            debug_assert!(res.is_ok(), "validated digest run failed to decode");
+            return;
+        }
         let b = &self.bytes[..self.end];
         let (mut wp, mut mp) = (self.weights_at, self.means_at);
         let mut q = quantize_floor(self.min);
@@ -356,20 +510,26 @@ impl Digest {
         cur
     }
 
-    /// Appends the encoding: `n` varint, min f64, max f64, `n` weight
-    /// varints, `n` quantized-mean varints (first relative to min, then deltas).
-    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
-        // A digest that is exactly one decoded run re-encodes to its bytes.
+    /// Appends the version-2 encoding (docs/format/rollup.md): `n`, the
+    /// weight above `n`, the Rice parameters, min and max as numbers, then
+    /// the bit stream of Rice-coded weights − 1 and quantized-mean deltas
+    /// (the first relative to min), preceded by its length in bytes.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>, version: u8) {
+        // A digest that is exactly one decoded run of this version re-encodes to its bytes.
         if let [run] = self.encoded.as_slice() {
-            if self.centroids.is_empty() && self.pending.is_empty() && run.n <= self.max_centroids {
+            if self.centroids.is_empty()
+                && self.pending.is_empty()
+                && run.n <= self.max_centroids
+                && run.v2.is_some() == (version >= 2)
+            {
                 out.extend_from_slice(&run.bytes[run.start..run.end]);
                 return;
             }
         }
+        if version < 2 {
+            return self.encode_v1_into(out);
+        }
         let cs = self.view().centroids();
-        wire::put_u64(out, cs.len() as u64);
-        wire::put_f64(out, self.min);
-        wire::put_f64(out, self.max);
         // (quantized mean, weight) in the centroids' order, which is sorted by
         // mean; quantizing is monotone, so the quantized means ascend too.
         // Centroids whose means quantize to one value keep their order: the
@@ -385,12 +545,64 @@ impl Digest {
                 )
             })
             .collect();
+        let mut prev = quantize_floor(self.min);
+        let deltas: Vec<u64> = qw
+            .iter()
+            .map(|&(q, _)| {
+                // quantize(mean ≥ min) ≥ floor(min), and qw is sorted: never negative.
+                let d = q.saturating_sub(prev);
+                prev = prev.max(q);
+                d
+            })
+            .collect();
+        let n = qw.len() as u64;
+        let extra = qw.iter().map(|&(_, w)| w - 1).sum::<u64>();
+        let (km, _) = wire::best_rice_k(deltas.iter().copied(), MAX_K_MEAN);
+        let kw = if extra == 0 {
+            0
+        } else {
+            wire::best_rice_k(qw.iter().map(|&(_, w)| w - 1), MAX_K_WEIGHT).0
+        };
+        wire::put_u64(out, n);
+        wire::put_u64(out, extra);
+        wire::put_u64(out, u64::from(km | kw << 5));
+        let (tmin, tmax) = (wire::num_tag(self.min), wire::num_tag(self.max));
+        out.push(tmin.0 | tmax.0 << 4);
+        wire::put_num(out, self.min, tmin);
+        wire::put_num(out, self.max, tmax);
+        let mut bits = wire::BitWriter::default();
+        for (&(_, w), &d) in qw.iter().zip(&deltas) {
+            if extra > 0 {
+                bits.rice(w - 1, kw);
+            }
+            bits.rice(d, km);
+        }
+        let stream = bits.finish();
+        wire::put_u64(out, stream.len() as u64);
+        out.extend_from_slice(&stream);
+    }
+
+    /// The version-1 encoding (`n` varint, min f64, max f64, `n` weight
+    /// varints, `n` quantized-mean varints, the first relative to min).
+    fn encode_v1_into(&self, out: &mut Vec<u8>) {
+        let cs = self.view().centroids();
+        wire::put_u64(out, cs.len() as u64);
+        wire::put_f64(out, self.min);
+        wire::put_f64(out, self.max);
+        let mut prev = quantize_floor(self.min);
+        let qw: Vec<(u64, u64)> = cs
+            .iter()
+            .map(|c| {
+                (
+                    quantize(c.mean().clamp(self.min, self.max)),
+                    c.weight().round().max(1.0) as u64,
+                )
+            })
+            .collect();
         for &(_, w) in &qw {
             wire::put_u64(out, w);
         }
-        let mut prev = quantize_floor(self.min);
         for &(q, _) in &qw {
-            // quantize(mean ≥ min) ≥ floor(min), and qw is sorted: never negative.
             wire::put_u64(out, q.saturating_sub(prev));
             prev = prev.max(q);
         }
@@ -404,12 +616,22 @@ impl Digest {
         shared: &Arc<[u8]>,
         field: &str,
         max_centroids: usize,
+        version: u8,
     ) -> Result<Digest, CodecError> {
         let start = r.pos();
-        let (n, min, max) = read_header(r, field, max_centroids)?;
-        let weights_at = r.pos();
-        let scanned = r.with_cursor(|b, pos| scan_centroids(b, pos, n, min));
-        let (count, means_at) = scanned.map_err(|reason| r.err(field, reason))?;
+        let (n, count, min, max, weights_at, means_at, v2) = if version >= 2 {
+            let h = read_header_v2(r, field, max_centroids)?;
+            let s = h.stream;
+            let checked = s.for_each(r.buf(), h.n, h.count, h.min, |_, _| {});
+            checked.map_err(|reason| r.err(field, reason))?;
+            (h.n, h.count, h.min, h.max, 0, 0, Some(s))
+        } else {
+            let (n, min, max) = read_header(r, field, max_centroids)?;
+            let weights_at = r.pos();
+            let scanned = r.with_cursor(|b, pos| scan_centroids(b, pos, n, min));
+            let (count, means_at) = scanned.map_err(|reason| r.err(field, reason))?;
+            (n, count, min, max, weights_at, means_at, None)
+        };
         let end = r.pos();
         if shared.len() < end {
             return Err(r.err(field, "reader and shared payload differ"));
@@ -420,6 +642,7 @@ impl Digest {
             weights_at,
             means_at,
             end,
+            v2,
             n,
             count,
             min,
@@ -914,9 +1137,9 @@ mod tests {
         d.min = 1000.0;
         d.max = 5000.0;
         let mut out = Vec::new();
-        d.encode_into(&mut out);
+        d.encode_into(&mut out, 2);
         let shared: Arc<[u8]> = Arc::from(out.as_slice());
-        let back = Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", 10).unwrap();
+        let back = Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", 10, 2).unwrap();
         let eps = 2f64.powi(-(MEAN_MANTISSA_BITS as i32 + 1));
         for i in 0..=100 {
             let q = f64::from(i) / 100.0;
@@ -932,9 +1155,9 @@ mod tests {
             let mut d = Digest::new(size);
             for v in &values { d.add(*v); }
             let mut out = Vec::new();
-            d.encode_into(&mut out);
+            d.encode_into(&mut out, 2);
             let shared: Arc<[u8]> = Arc::from(out.as_slice());
-            let back = Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", size).unwrap();
+            let back = Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", size, 2).unwrap();
             prop_assert_eq!(back.count(), d.count());
             prop_assert_eq!(back.min(), d.min());
             prop_assert_eq!(back.max(), d.max());
@@ -945,7 +1168,7 @@ mod tests {
             }
             // Re-encoding a decoded digest is a fixed point.
             let mut again = Vec::new();
-            back.encode_into(&mut again);
+            back.encode_into(&mut again, 2);
             prop_assert_eq!(again, out);
         }
     }
@@ -997,12 +1220,12 @@ mod tests {
                 let mut d = Digest::new(size);
                 for v in vs { d.add(*v); }
                 let mut out = Vec::new();
-                d.encode_into(&mut out);
+                d.encode_into(&mut out, 2);
                 out
             }).collect();
             let decode = |b: &Vec<u8>| {
                 let shared: Arc<[u8]> = Arc::from(b.as_slice());
-                Digest::decode_from(&mut Reader::new("t", b), &shared, "d", size).unwrap()
+                Digest::decode_from(&mut Reader::new("t", b), &shared, "d", size, 2).unwrap()
             };
             let lazy: Vec<Digest> = encoded.iter().map(decode).collect();
             let eager: Vec<Digest> = encoded.iter().map(|b| { let mut d = decode(b); d.compress(); d }).collect();
@@ -1086,6 +1309,14 @@ impl EncodedRun {
     /// Calls `f(mean, weight)` for each centroid, in stored order.
     #[inline]
     fn for_each_pair(&self, mut f: impl FnMut(f64, u64)) {
+        if let Some(s) = self.v2 {
+            let (min, max) = (self.min, self.max);
+            let res = s.for_each(&self.bytes[..self.end], self.n, self.count, min, |q, w| {
+                f(from_order_key(q << MEAN_SHIFT).clamp(min, max), w);
+            });
+            debug_assert!(res.is_ok(), "validated digest run failed to decode");
+            return;
+        }
         let b = &self.bytes[..self.end];
         let (mut wp, mut mp) = (self.weights_at, self.means_at);
         let mut q = quantize_floor(self.min);
@@ -1121,9 +1352,9 @@ mod fast_path_tests {
             d.add(*v);
         }
         let mut out = Vec::new();
-        d.encode_into(&mut out);
+        d.encode_into(&mut out, 2);
         let shared: Arc<[u8]> = Arc::from(out.as_slice());
-        Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", size).unwrap()
+        Digest::decode_from(&mut Reader::new("t", &out), &shared, "d", size, 2).unwrap()
     }
 
     #[test]
@@ -1186,6 +1417,8 @@ pub(crate) struct StoredDigest<'a> {
     bytes: &'a [u8],
     weights_at: usize,
     means_at: usize,
+    /// A version-2 digest's bit stream (`weights_at`, `means_at` unused).
+    v2: Option<Stream>,
     n: usize,
     count: u64,
     min: f64,
@@ -1234,7 +1467,21 @@ impl<'a> StoredDigest<'a> {
         r: &mut Reader<'a>,
         field: &str,
         max_centroids: usize,
+        version: u8,
     ) -> Result<StoredDigest<'a>, CodecError> {
+        if version >= 2 {
+            let h = read_header_v2(r, field, max_centroids)?;
+            return Ok(StoredDigest {
+                bytes: r.buf(),
+                weights_at: 0,
+                means_at: 0,
+                v2: Some(h.stream),
+                n: h.n,
+                count: h.count,
+                min: h.min,
+                max: h.max,
+            });
+        }
         let (n, min, max) = read_header(r, field, max_centroids)?;
         let weights_at = r.pos();
         let scanned = r.with_cursor(|b, pos| scan_weights(b, pos, n).map(|count| (count, b)));
@@ -1243,6 +1490,7 @@ impl<'a> StoredDigest<'a> {
             bytes,
             weights_at,
             means_at: r.pos(),
+            v2: None,
             n,
             count,
             min,
@@ -1253,6 +1501,10 @@ impl<'a> StoredDigest<'a> {
     /// Moves the reader past the digest's means (validating that they are
     /// well-formed varints, not their values).
     pub(crate) fn skip_means(&self, r: &mut Reader<'a>, field: &str) -> Result<(), CodecError> {
+        if self.v2.is_some() {
+            // `open` stepped over the whole stream.
+            return Ok(());
+        }
         let n = self.n;
         let res = r.with_cursor(|b, pos| {
             for _ in 0..n {
@@ -1291,6 +1543,9 @@ impl<'a> StoredDigest<'a> {
         qs: &mut Vec<u32>,
         ws: &mut Vec<u64>,
     ) -> Result<bool, String> {
+        if let Some(s) = self.v2 {
+            return self.decode_quantized_v2(s, qs, ws);
+        }
         let b = self.bytes;
         let (mut wp, mut mp) = (self.weights_at, self.means_at);
         let unit = self.count == self.n as u64;
@@ -1328,6 +1583,14 @@ impl<'a> StoredDigest<'a> {
     }
 
     pub(crate) fn try_for_each(&self, mut f: impl FnMut(f64, u64)) -> Result<(), String> {
+        if let Some(s) = self.v2 {
+            let (min, max) = (self.min, self.max);
+            return s
+                .for_each(self.bytes, self.n, self.count, min, |q, w| {
+                    f(from_order_key(q << MEAN_SHIFT).clamp(min, max), w);
+                })
+                .map_err(String::from);
+        }
         let b = self.bytes;
         let (mut wp, mut mp) = (self.weights_at, self.means_at);
         // Weights are ≥ 1 and sum to `count` (validated by `open`): when
@@ -1346,6 +1609,50 @@ impl<'a> StoredDigest<'a> {
             f(mean.clamp(self.min, self.max), w);
         }
         Ok(())
+    }
+}
+
+impl StoredDigest<'_> {
+    /// [`StoredDigest::decode_quantized`] of a version-2 digest.
+    fn decode_quantized_v2(
+        &self,
+        s: Stream,
+        qs: &mut Vec<u32>,
+        ws: &mut Vec<u64>,
+    ) -> Result<bool, String> {
+        let (q_before, w_before) = (qs.len(), ws.len());
+        // Filled in place (no capacity check per centroid); `for_each`
+        // visits at most `n` centroids.
+        qs.resize(q_before + self.n, 0);
+        let slots = &mut qs[q_before..];
+        let mut i = 0;
+        let res = if s.unit {
+            s.for_each(self.bytes, self.n, self.count, self.min, |q, _| {
+                if let Some(slot) = slots.get_mut(i) {
+                    // Below MEAN_Q_END: 24 bits.
+                    *slot = q as u32;
+                }
+                i += 1;
+            })
+        } else {
+            ws.resize(w_before + self.n, 0);
+            let wslots = &mut ws[w_before..];
+            s.for_each(self.bytes, self.n, self.count, self.min, |q, w| {
+                if let (Some(slot), Some(wslot)) = (slots.get_mut(i), wslots.get_mut(i)) {
+                    *slot = q as u32;
+                    *wslot = w;
+                }
+                i += 1;
+            })
+        };
+        match res {
+            Ok(()) => Ok(s.unit),
+            Err(e) => {
+                qs.truncate(q_before);
+                ws.truncate(w_before);
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -1456,15 +1763,15 @@ mod stored_digest_tests {
             let mut d = Digest::new(size);
             values.iter().for_each(|&v| d.add(v));
             let mut out = vec![9u8];
-            d.encode_into(&mut out);
+            d.encode_into(&mut out, 2);
             out.push(7);
             let shared: Arc<[u8]> = Arc::from(out.as_slice());
             let mut r = Reader::new("t", &out);
             r.u64("pad").unwrap();
-            let decoded = Digest::decode_from(&mut r, &shared, "d", size).unwrap();
+            let decoded = Digest::decode_from(&mut r, &shared, "d", size, 2).unwrap();
             let mut r = Reader::new("t", &out);
             r.u64("pad").unwrap();
-            let s = StoredDigest::open(&mut r, "d", size).unwrap();
+            let s = StoredDigest::open(&mut r, "d", size, 2).unwrap();
             s.skip_means(&mut r, "d").unwrap();
             prop_assert_eq!(r.u64("tail").unwrap(), 7);
             prop_assert!(r.is_at_end());
@@ -1483,18 +1790,18 @@ mod stored_digest_tests {
             let mut d = Digest::new(40);
             values.iter().for_each(|&v| d.add(v));
             let mut out = Vec::new();
-            d.encode_into(&mut out);
+            d.encode_into(&mut out, 2);
             let i = at.index(out.len());
             out[i] ^= xor;
             let mut r = Reader::new("t", &out);
-            if let Ok(s) = StoredDigest::open(&mut r, "d", 40) {
+            if let Ok(s) = StoredDigest::open(&mut r, "d", 40, 2) {
                 let mut w = 0u64;
                 if s.try_for_each(|m, x| { assert!(m.is_finite()); w += x; }).is_ok() {
                     prop_assert_eq!(w, s.count());
                 }
             }
             let mut r = Reader::new("t", &out[..i]);
-            if let Ok(s) = StoredDigest::open(&mut r, "d", 40) {
+            if let Ok(s) = StoredDigest::open(&mut r, "d", 40, 2) {
                 let _ = s.skip_means(&mut r, "d");
                 let _ = s.try_for_each(|_, _| {});
             }

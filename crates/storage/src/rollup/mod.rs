@@ -31,8 +31,31 @@ use crate::error::CodecError;
 use crate::frame;
 use wire::Reader;
 
-/// Version byte of a framed rollup value.
-pub(crate) const ROLLUP_FORMAT_VERSION: u8 = 1;
+/// Version byte of a framed rollup value as written (readers also accept
+/// [`ROLLUP_FORMAT_V1`]).
+pub(crate) const ROLLUP_FORMAT_VERSION: u8 = 2;
+
+/// The first rollup version (varint digests, f64 bounds), still read.
+pub(crate) const ROLLUP_FORMAT_V1: u8 = 1;
+
+/// The payload of a framed rollup value of either version, and its version.
+pub(crate) fn unframe_rollup(bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
+    let version = match bytes.first() {
+        Some(&v @ (ROLLUP_FORMAT_V1 | ROLLUP_FORMAT_VERSION)) => v,
+        _ => ROLLUP_FORMAT_VERSION,
+    };
+    Ok((version, frame::unframe("rollup", version, bytes)?))
+}
+
+/// Largest digest size whose rollups [`Rollup::encode`] writes in version 2.
+/// Version 2 digests take a third fewer bytes but cost about twice the time
+/// to decode (two serial Rice codes per centroid against one varint and a
+/// vectorized weight scan). Minute rollups (digest size 50) are ~90 % of the
+/// rollup bytes and mostly read from the hot mirror, decoded once; hour, day
+/// and week rollups (200) are ~10 % of the bytes and decoded by every
+/// long-range query (docs/format/rollup.md, docs/benchmarks.md "Compact
+/// rollups (s8-rollz)").
+pub(crate) const COMPACT_MAX_DIGEST_SIZE: usize = 100;
 
 /// Digest size of [`Rollup::default`].
 pub(crate) const DEFAULT_DIGEST_SIZE: usize = 100;
@@ -362,14 +385,22 @@ impl Rollup {
         ]
     }
 
-    /// Framed encoding (version + CRC; see docs/format/rollup.md).
+    /// Framed encoding (version + CRC; see docs/format/rollup.md): version
+    /// 2 when the digest size is at most [`COMPACT_MAX_DIGEST_SIZE`] (the
+    /// minute tier), else version 1.
     pub fn encode(&self) -> Vec<u8> {
-        frame::frame(ROLLUP_FORMAT_VERSION, &self.encode_payload())
+        let version = if self.digest_size <= COMPACT_MAX_DIGEST_SIZE {
+            ROLLUP_FORMAT_VERSION
+        } else {
+            ROLLUP_FORMAT_V1
+        };
+        frame::frame(version, &self.encode_payload(version))
     }
 
+    /// Decodes a framed rollup of version 1 or 2.
     pub fn decode(bytes: &[u8]) -> Result<Rollup, CodecError> {
-        let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, bytes)?;
-        Rollup::decode_payload(payload)
+        let (version, payload) = unframe_rollup(bytes)?;
+        Rollup::decode_payload(payload, version)
     }
 
     pub fn cost_usd(&self) -> f64 {
@@ -414,13 +445,45 @@ mod field {
     pub(super) const TOTAL_TOKENS_DIGEST: u32 = 26;
     pub(super) const RESPONSE_LENGTH: u32 = 27;
     pub(super) const ALL: u64 = (1 << 28) - 1;
+    /// Version 2 stores the presence mask XOR this: the fields of a
+    /// typical minute of calls (errors, ttft, no quality or feedback),
+    /// so that such a mask takes one byte instead of four.
+    pub(super) const TYPICAL_V2: u64 = 1 << COUNT
+        | 1 << ERRORS
+        | 1 << PROMPT_TOKENS
+        | 1 << COMPLETION_TOKENS
+        | 1 << TOTAL_TOKENS
+        | 1 << CACHED_INPUT_TOKENS
+        | 1 << COST_NANO_USD
+        | 1 << LATENCY_SUM_US
+        | 1 << LATENCY_MIN_MS
+        | 1 << LATENCY_MAX_MS
+        | 1 << TTFT_COUNT
+        | 1 << TTFT_SUM_US
+        | 1 << FINISH_REASONS
+        | 1 << LATENCY
+        | 1 << TTFT
+        | 1 << TOTAL_TOKENS_DIGEST;
+}
+
+/// `r` framed in rollup format 1, as builds before store format 8 wrote
+/// it (tests of reading such values).
+#[cfg(test)]
+pub(crate) fn encode_v1(r: &Rollup) -> Vec<u8> {
+    frame::frame(ROLLUP_FORMAT_V1, &r.encode_payload(ROLLUP_FORMAT_V1))
+}
+
+/// Appends `d` in digest format `version` (1 or 2).
+fn encode_digest(d: &Digest, out: &mut Vec<u8>, version: u8) {
+    d.encode_into(out, version);
 }
 
 /// Finish-reason names longer than this are rejected by the decoder.
 const MAX_REASON_BYTES: usize = 4096;
 
 impl Rollup {
-    fn encode_payload(&self) -> Vec<u8> {
+    /// The payload in rollup format `version` (1 or 2).
+    fn encode_payload(&self, version: u8) -> Vec<u8> {
         use field::*;
         let u64s: [(u32, u64); 15] = [
             (COUNT, self.count),
@@ -468,30 +531,81 @@ impl Rollup {
         mask |= u64::from(!self.finish_reasons.is_empty()) << FINISH_REASONS;
 
         let mut out = Vec::with_capacity(256);
-        wire::put_u64(&mut out, mask);
+        let stored_mask = if version == ROLLUP_FORMAT_V1 {
+            mask
+        } else {
+            mask ^ field::TYPICAL_V2
+        };
+        wire::put_u64(&mut out, stored_mask);
         wire::put_u64(&mut out, self.digest_size as u64);
         let has = |bit: u32| mask & (1 << bit) != 0;
         for bit in 0..28 {
             if !has(bit) {
                 continue;
             }
-            if let Some((_, v)) = u64s.iter().find(|(b, _)| *b == bit) {
+            if bit == TOTAL_TOKENS && version != ROLLUP_FORMAT_V1 {
+                // Version 2: relative to prompt + completion tokens.
+                let sum = i128::from(self.prompt_tokens) + i128::from(self.completion_tokens);
+                wire::put_i128(&mut out, i128::from(self.total_tokens) - sum);
+            } else if let Some((_, v)) = u64s.iter().find(|(b, _)| *b == bit) {
                 wire::put_u64(&mut out, *v);
             } else if let Some((_, v)) = u128s.iter().find(|(b, _)| *b == bit) {
                 wire::put_u128(&mut out, *v);
             } else if let Some((_, Some(d))) = digests.iter().find(|(b, _)| *b == bit) {
-                d.encode_into(&mut out);
+                encode_digest(d, &mut out, version);
             } else {
                 match bit {
-                    LATENCY_MIN_MS => wire::put_f64(&mut out, self.latency_min_ms),
-                    LATENCY_MAX_MS => wire::put_f64(&mut out, self.latency_max_ms),
+                    // Version 2: one byte of number tags (min low nibble,
+                    // max high nibble, 0 for an absent bound), then each
+                    // present bound as a number.
+                    LATENCY_MIN_MS | LATENCY_MAX_MS if version == ROLLUP_FORMAT_V1 => {
+                        let x = if bit == LATENCY_MIN_MS {
+                            self.latency_min_ms
+                        } else {
+                            self.latency_max_ms
+                        };
+                        wire::put_f64(&mut out, x);
+                    }
+                    LATENCY_MIN_MS => {
+                        let tag = |present: bool, x: f64| {
+                            if present {
+                                wire::num_tag(x)
+                            } else {
+                                (0, 0)
+                            }
+                        };
+                        let tmin = tag(true, self.latency_min_ms);
+                        let tmax = tag(has(LATENCY_MAX_MS), self.latency_max_ms);
+                        out.push(tmin.0 | tmax.0 << 4);
+                        wire::put_num(&mut out, self.latency_min_ms, tmin);
+                    }
+                    LATENCY_MAX_MS => {
+                        if !has(LATENCY_MIN_MS) {
+                            out.push(wire::num_tag(self.latency_max_ms).0 << 4);
+                        }
+                        let t = wire::num_tag(self.latency_max_ms);
+                        wire::put_num(&mut out, self.latency_max_ms, t);
+                    }
                     SENTIMENT_SUM_MICRO => wire::put_i128(&mut out, self.sentiment_sum_micro),
                     RATING_SUM => wire::put_i64(&mut out, self.rating_sum),
                     FINISH_REASONS => {
                         wire::put_u64(&mut out, self.finish_reasons.len() as u64);
                         for (reason, n) in &self.finish_reasons {
-                            wire::put_u64(&mut out, reason.len() as u64);
-                            out.extend_from_slice(reason.as_bytes());
+                            let known = KNOWN_REASONS.iter().position(|k| k == reason);
+                            match known.filter(|_| version != ROLLUP_FORMAT_V1) {
+                                // Version 2: a well-known name as its index.
+                                Some(i) => wire::put_u64(&mut out, 2 * i as u64 + 1),
+                                None => {
+                                    let len = reason.len() as u64;
+                                    let h = if version == ROLLUP_FORMAT_V1 {
+                                        len
+                                    } else {
+                                        2 * len
+                                    };
+                                    wire::put_u64(&mut out, h);
+                                    out.extend_from_slice(reason.as_bytes());
+                                }
+                            }
                             wire::put_u64(&mut out, *n);
                         }
                     }
@@ -502,16 +616,16 @@ impl Rollup {
         out
     }
 
-    fn decode_payload(payload: &[u8]) -> Result<Rollup, CodecError> {
+    fn decode_payload(payload: &[u8], version: u8) -> Result<Rollup, CodecError> {
         use field::*;
         let mut r = Reader::new("rollup", payload);
-        let (mask, t) = decode_totals(&mut r)?;
+        let (mask, t) = decode_totals(&mut r, version)?;
         let mut x = Rollup::from_totals(&t);
         // One shared copy of the payload holds every digest, undecoded.
         let mut shared: Option<Arc<[u8]>> = None;
         let has = |bit: u32| mask & (1 << bit) != 0;
         if has(FINISH_REASONS) {
-            read_finish_reasons(&mut r, |name, c| {
+            read_finish_reasons(&mut r, version, |name, c| {
                 x.finish_reasons.insert(name.to_owned(), c);
             })?;
         }
@@ -524,6 +638,7 @@ impl Rollup {
                         shared,
                         stringify!($f),
                         x.digest_size,
+                        version,
                     )?);
                 }
             };
@@ -601,9 +716,9 @@ impl Rollup {
 /// Reads the presence mask, the digest size and fields 0..=22 (every exact
 /// field), validated exactly as [`Rollup::decode`] validates them; leaves
 /// the reader at the finish reasons (or the first digest).
-fn decode_totals(r: &mut Reader<'_>) -> Result<(u64, RollupTotals), CodecError> {
+fn decode_totals(r: &mut Reader<'_>, version: u8) -> Result<(u64, RollupTotals), CodecError> {
     use field::*;
-    let (mask, size) = read_totals_head(r)?;
+    let (mask, size) = read_totals_head(r, version)?;
     let mut x = RollupTotals::empty(size);
     let has = |bit: u32| mask & (1 << bit) != 0;
     macro_rules! u64f {
@@ -624,17 +739,39 @@ fn decode_totals(r: &mut Reader<'_>) -> Result<(u64, RollupTotals), CodecError> 
     u64f!(ERRORS, errors);
     u64f!(PROMPT_TOKENS, prompt_tokens);
     u64f!(COMPLETION_TOKENS, completion_tokens);
-    u64f!(TOTAL_TOKENS, total_tokens);
+    if version >= 2 {
+        if has(TOTAL_TOKENS) {
+            let delta = r.i128("total_tokens")?;
+            let sum = i128::from(x.prompt_tokens) + i128::from(x.completion_tokens);
+            x.total_tokens = sum
+                .checked_add(delta)
+                .and_then(|t| u64::try_from(t).ok())
+                .ok_or_else(|| r.err("total_tokens", format!("{sum} + {delta} out of range")))?;
+        }
+    } else {
+        u64f!(TOTAL_TOKENS, total_tokens);
+    }
     u64f!(CACHED_INPUT_TOKENS, cached_input_tokens);
     u64f!(REASONING_TOKENS, reasoning_tokens);
     u128f!(COST_NANO_USD, cost_nano_usd);
     u64f!(COST_UNKNOWN, cost_unknown);
     u128f!(LATENCY_SUM_US, latency_sum_us);
-    if has(LATENCY_MIN_MS) {
-        x.latency_min_ms = finite(r, "latency_min_ms")?;
-    }
-    if has(LATENCY_MAX_MS) {
-        x.latency_max_ms = finite(r, "latency_max_ms")?;
+    if version >= 2 {
+        if let Some((tmin, tmax)) = bound_tags(r, mask)? {
+            if has(LATENCY_MIN_MS) {
+                x.latency_min_ms = r.num("latency_min_ms", tmin)?;
+            }
+            if has(LATENCY_MAX_MS) {
+                x.latency_max_ms = r.num("latency_max_ms", tmax)?;
+            }
+        }
+    } else {
+        if has(LATENCY_MIN_MS) {
+            x.latency_min_ms = finite(r, "latency_min_ms")?;
+        }
+        if has(LATENCY_MAX_MS) {
+            x.latency_max_ms = finite(r, "latency_max_ms")?;
+        }
     }
     u64f!(TTFT_COUNT, ttft_count);
     u128f!(TTFT_SUM_US, ttft_sum_us);
@@ -656,9 +793,12 @@ fn decode_totals(r: &mut Reader<'_>) -> Result<(u64, RollupTotals), CodecError> 
 
 /// The presence mask and digest size that open a payload, validated as
 /// [`decode_totals`] validates them.
-fn read_totals_head(r: &mut Reader<'_>) -> Result<(u64, usize), CodecError> {
+fn read_totals_head(r: &mut Reader<'_>, version: u8) -> Result<(u64, usize), CodecError> {
     use field::*;
-    let mask = r.u64("presence mask")?;
+    let mut mask = r.u64("presence mask")?;
+    if version >= 2 {
+        mask ^= TYPICAL_V2;
+    }
     if mask & !ALL != 0 {
         return Err(r.err(
             "presence mask",
@@ -680,22 +820,56 @@ fn read_totals_head(r: &mut Reader<'_>) -> Result<(u64, usize), CodecError> {
 /// the fields are varints, but for the two latency bounds (8 bytes each)
 /// between fields 9 and 12. Only the varints' ends are checked; their values
 /// are validated by `decode_totals` when someone reads them.
-fn skip_totals_fields(r: &mut Reader<'_>, mask: u64) -> Result<(), CodecError> {
+fn skip_totals_fields(r: &mut Reader<'_>, mask: u64, version: u8) -> Result<(), CodecError> {
     use field::*;
     let varints = |from: u32, to: u32| (mask & ((1 << to) - (1 << from))).count_ones() as usize;
     r.skip_varints("exact fields", varints(COUNT, LATENCY_MIN_MS))?;
-    for bound in [LATENCY_MIN_MS, LATENCY_MAX_MS] {
-        if mask & (1 << bound) != 0 {
-            r.bytes("latency bounds", 8)?;
+    if version >= 2 {
+        if let Some((tmin, tmax)) = bound_tags(r, mask)? {
+            for (bound, tag) in [(LATENCY_MIN_MS, tmin), (LATENCY_MAX_MS, tmax)] {
+                if mask & (1 << bound) != 0 {
+                    r.skip_num("latency bounds", tag)?;
+                }
+            }
+        }
+    } else {
+        for bound in [LATENCY_MIN_MS, LATENCY_MAX_MS] {
+            if mask & (1 << bound) != 0 {
+                r.bytes("latency bounds", 8)?;
+            }
         }
     }
     r.skip_varints("exact fields", varints(TTFT_COUNT, FINISH_REASONS))
+}
+
+/// Version 2: the number tags of the latency bounds (a byte, present when
+/// either bound is: min in the low nibble, max in the high one, 0 for an
+/// absent bound).
+fn bound_tags(r: &mut Reader<'_>, mask: u64) -> Result<Option<(u8, u8)>, CodecError> {
+    use field::*;
+    let (min, max) = (
+        mask & (1 << LATENCY_MIN_MS) != 0,
+        mask & (1 << LATENCY_MAX_MS) != 0,
+    );
+    if !(min || max) {
+        return Ok(None);
+    }
+    let tags = r.bytes("latency bounds", 1)?[0];
+    let (tmin, tmax) = (tags & 15, tags >> 4);
+    if (!min && tmin != 0) || (!max && tmax != 0) {
+        return Err(r.err(
+            "latency bounds",
+            format!("tag of an absent bound in {tags:#x}"),
+        ));
+    }
+    Ok(Some((tmin, tmax)))
 }
 
 /// Reads the finish-reason entries (field 23, present), calling `f(name,
 /// count)` for each, validated as [`Rollup::decode`] validates them.
 fn read_finish_reasons<'a>(
     r: &mut Reader<'a>,
+    version: u8,
     mut f: impl FnMut(&'a str, u64),
 ) -> Result<(), CodecError> {
     let n = r.u64("finish_reasons")?;
@@ -705,12 +879,13 @@ fn read_finish_reasons<'a>(
     }
     let mut last: Option<&str> = None;
     for _ in 0..n {
-        let len = r.u64("finish_reasons")?;
-        if len > MAX_REASON_BYTES as u64 {
-            return Err(r.err("finish_reasons", format!("name of {len} bytes")));
-        }
-        let bytes = r.bytes("finish_reasons", len as usize)?;
-        let name = std::str::from_utf8(bytes).map_err(|e| r.err("finish_reasons", e))?;
+        let name = match reason_head(r, version)? {
+            Ok(i) => KNOWN_REASONS[i],
+            Err(len) => {
+                let bytes = r.bytes("finish_reasons", len)?;
+                std::str::from_utf8(bytes).map_err(|e| r.err("finish_reasons", e))?
+            }
+        };
         let c = r.u64("finish_reasons")?;
         if last.is_some_and(|l| l >= name) {
             return Err(r.err("finish_reasons", "names not strictly ascending"));
@@ -724,20 +899,58 @@ fn read_finish_reasons<'a>(
 /// Steps over the finish-reason entries (field 23, present) as
 /// [`read_finish_reasons`] reads them, checking only their extent (names
 /// are validated when someone reads them): a digest read needs their end.
-fn skip_finish_reasons(r: &mut Reader<'_>) -> Result<(), CodecError> {
+fn skip_finish_reasons(r: &mut Reader<'_>, version: u8) -> Result<(), CodecError> {
     let n = r.u64("finish_reasons")?;
     if n == 0 || n > (r.remaining() / 2) as u64 {
         return Err(r.err("finish_reasons", format!("{n} entries do not fit")));
     }
     for _ in 0..n {
-        let len = r.u64("finish_reasons")?;
-        if len > MAX_REASON_BYTES as u64 {
-            return Err(r.err("finish_reasons", format!("name of {len} bytes")));
+        if let Err(len) = reason_head(r, version)? {
+            r.bytes("finish_reasons", len)?;
         }
-        r.bytes("finish_reasons", len as usize)?;
         r.skip_varints("finish_reasons", 1)?;
     }
     Ok(())
+}
+
+/// Finish-reason names a version 2 rollup stores as their index (one
+/// byte); append only (the index is the stored form).
+const KNOWN_REASONS: [&str; 12] = [
+    "",
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "function_call",
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "error",
+    "cancelled",
+];
+
+/// The head of a finish-reason entry: `Ok(index)` of a well-known name
+/// (version 2: odd `2 × index + 1`), or `Err(length)` of a name whose
+/// bytes follow (version 1: the length; version 2: twice it).
+fn reason_head(r: &mut Reader<'_>, version: u8) -> Result<Result<usize, usize>, CodecError> {
+    let h = r.u64("finish_reasons")?;
+    let len = if version >= 2 {
+        if h & 1 == 1 {
+            let i = (h >> 1) as usize;
+            if i >= KNOWN_REASONS.len() {
+                return Err(r.err("finish_reasons", format!("unknown name index {i}")));
+            }
+            return Ok(Ok(i));
+        }
+        h >> 1
+    } else {
+        h
+    };
+    if len > MAX_REASON_BYTES as u64 {
+        return Err(r.err("finish_reasons", format!("name of {len} bytes")));
+    }
+    Ok(Err(len as usize))
 }
 
 fn finite(r: &mut Reader<'_>, field: &str) -> Result<f64, CodecError> {

@@ -130,17 +130,65 @@ proptest! {
         prop_assert_eq!(back.encode(), bytes);
     }
 
+    /// Rollup format 2 stores exactly what format 1 stored: a rollup
+    /// encoded either way decodes to the same exact fields and the same
+    /// centroids (so the accuracy figures of docs/format/rollup.md hold for
+    /// both), and a format 1 value decoded and encoded again (a late
+    /// merge's rewrite) is the format 2 encoding, byte for byte.
+    #[test]
+    fn format_1_and_2_decode_to_the_same_rollup(events in proptest::collection::vec(ev_strategy(), 0..300), size in 1usize..80) {
+        let r = rollup_of(&events, size);
+        let (v1, v2) = (encode_v1(&r), r.encode());
+        prop_assert_eq!(v1[0], ROLLUP_FORMAT_V1);
+        prop_assert_eq!(v2[0], ROLLUP_FORMAT_VERSION);
+        let (a, b) = (Rollup::decode(&v1).unwrap(), Rollup::decode(&v2).unwrap());
+        prop_assert!(a.exact_eq(&b));
+        prop_assert_eq!(a.digest_size, b.digest_size);
+        prop_assert_eq!(read_rollup(&a), read_rollup(&b));
+        prop_assert_eq!(read_view(&RollupView::decode(&v1).unwrap()).unwrap(), read_rollup(&b));
+        prop_assert_eq!(read_view(&RollupView::decode(&v2).unwrap()).unwrap(), read_rollup(&b));
+        let qa = read_quantized(&RollupView::decode(&v1).unwrap()).unwrap();
+        prop_assert_eq!(qa, read_quantized(&RollupView::decode(&v2).unwrap()).unwrap());
+        prop_assert_eq!(a.encode(), v2.clone());
+        // Merged, both give the same centroids too.
+        let (mut ma, mut mb) = (Rollup::new(size), Rollup::new(size));
+        ma.merge(&a);
+        ma.merge(&Rollup::decode(&v2).unwrap());
+        mb.merge(&b);
+        mb.merge(&Rollup::decode(&v1).unwrap());
+        prop_assert_eq!(read_rollup(&ma), read_rollup(&mb));
+    }
+
     #[test]
     fn decode_of_random_payload_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..300)) {
         // Framed correctly so the CRC passes and the payload decoder is exercised.
-        let _ = Rollup::decode(&frame::frame(ROLLUP_FORMAT_VERSION, &payload));
+        for version in [ROLLUP_FORMAT_V1, ROLLUP_FORMAT_VERSION] {
+            let framed = frame::frame(version, &payload);
+            let _ = Rollup::decode(&framed);
+            if let Ok(v) = RollupView::decode(&framed) {
+                let _ = read_view(&v);
+                let _ = read_quantized(&v);
+            }
+        }
         prop_assert!(Rollup::decode(&payload).is_err() || payload.len() >= frame::FRAME_HEADER);
     }
 
     #[test]
-    fn decode_of_damaged_rollup_is_an_error_or_consistent(events in proptest::collection::vec(ev_strategy(), 1..60), at in any::<prop::sample::Index>(), xor in 1u8..=255) {
-        let bytes = rollup_of(&events, 10).encode();
+    fn decode_of_damaged_rollup_is_an_error_or_consistent(events in proptest::collection::vec(ev_strategy(), 1..60), at in any::<prop::sample::Index>(), xor in 1u8..=255, v1 in any::<bool>()) {
+        let r = rollup_of(&events, 10);
+        let bytes = if v1 { encode_v1(&r) } else { r.encode() };
+        let version = bytes[0];
         let payload = &bytes[frame::FRAME_HEADER..];
+        // Every strict prefix of the payload, framed with a valid checksum,
+        // is an error too (views read an error or what decode reads).
+        for n in 0..payload.len() {
+            let cut = frame::frame(version, &payload[..n]);
+            prop_assert!(Rollup::decode(&cut).is_err(), "payload prefix of {} bytes accepted", n);
+            if let Ok(v) = RollupView::decode(&cut) {
+                let _ = read_view(&v);
+                let _ = read_quantized(&v);
+            }
+        }
         // Every strict prefix of the framed bytes is rejected.
         for n in 0..bytes.len() {
             prop_assert!(Rollup::decode(&bytes[..n]).is_err(), "prefix of {} bytes accepted", n);
@@ -150,7 +198,7 @@ proptest! {
         let mut bad = payload.to_vec();
         let i = at.index(bad.len());
         bad[i] ^= xor;
-        if let Ok(r) = Rollup::decode(&frame::frame(ROLLUP_FORMAT_VERSION, &bad)) {
+        if let Ok(r) = Rollup::decode(&frame::frame(version, &bad)) {
             let _ = r.encode();
             let _ = r.latency.as_ref().map(|d| d.quantile(0.5));
         }
@@ -168,9 +216,12 @@ fn empty_rollup_round_trips_and_has_infinite_extremes() {
     assert_eq!(r.latency_min_ms, f64::INFINITY);
     assert_eq!(r.latency_max_ms, f64::NEG_INFINITY);
     assert!(r.latency.is_none());
+    // Version 1: mask and digest size, a byte each; version 2 stores the
+    // mask XOR the typical one, 4 bytes when nothing is present.
+    assert_eq!(encode_v1(&r).len(), frame::FRAME_HEADER + 2);
     let bytes = r.encode();
     assert!(
-        bytes.len() <= frame::FRAME_HEADER + 2,
+        bytes.len() <= frame::FRAME_HEADER + 5,
         "empty rollup is {} bytes",
         bytes.len()
     );
@@ -287,6 +338,20 @@ fn decode_rejects_wrong_version_unknown_bits_and_trailing_bytes() {
     let mut bytes = r.encode();
     bytes[0] = ROLLUP_FORMAT_VERSION + 1;
     assert!(Rollup::decode(&bytes).is_err());
+    bytes[0] = 0;
+    assert!(Rollup::decode(&bytes).is_err());
+    // A version 2 payload framed as version 1 (and the reverse) does not decode.
+    let v1 = encode_v1(&r);
+    assert!(Rollup::decode(&frame::frame(
+        ROLLUP_FORMAT_V1,
+        &r.encode()[frame::FRAME_HEADER..]
+    ))
+    .is_err());
+    assert!(Rollup::decode(&frame::frame(
+        ROLLUP_FORMAT_VERSION,
+        &v1[frame::FRAME_HEADER..]
+    ))
+    .is_err());
     let mut payload = Vec::new();
     wire::put_u64(&mut payload, 1 << 40);
     wire::put_u64(&mut payload, 10);
@@ -295,6 +360,37 @@ fn decode_rejects_wrong_version_unknown_bits_and_trailing_bytes() {
     payload.push(0);
     let err = Rollup::decode(&frame::frame(ROLLUP_FORMAT_VERSION, &payload)).unwrap_err();
     assert!(err.reason.contains("trailing"), "{err}");
+}
+
+#[test]
+fn rollups_of_large_digests_are_written_in_version_1_and_small_ones_in_version_2() {
+    for (size, version) in [
+        (COMPACT_MAX_DIGEST_SIZE, ROLLUP_FORMAT_VERSION),
+        (COMPACT_MAX_DIGEST_SIZE + 1, ROLLUP_FORMAT_V1),
+        (200, ROLLUP_FORMAT_V1),
+    ] {
+        let mut r = Rollup::new(size);
+        for i in 0..3_000u64 {
+            r.add_call(&call(
+                i,
+                (i % 997) as f64 * 1.25,
+                Some(3.0),
+                Some(0.01),
+                "stop",
+                false,
+            ));
+        }
+        let bytes = r.encode();
+        assert_eq!(bytes[0], version, "digest size {size}");
+        let back = Rollup::decode(&bytes).unwrap();
+        assert!(back.exact_eq(&r));
+        assert_eq!(back.encode(), bytes);
+        // Resized into the other version's range, it is written in that version.
+        let mut other = back.clone();
+        other.resize_digests(if version == ROLLUP_FORMAT_V1 { 50 } else { 200 });
+        assert_ne!(other.encode()[0], version);
+        assert!(Rollup::decode(&other.encode()).unwrap().exact_eq(&r));
+    }
 }
 
 /// Raw segment bytes per event assumed by the size bound: the low end of the
@@ -453,8 +549,9 @@ fn read_rollup(r: &Rollup) -> Parts {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
     #[test]
-    fn a_view_yields_what_decode_yields_and_never_panics_on_damage(events in proptest::collection::vec(ev_strategy(), 1..60), at in any::<prop::sample::Index>(), xor in 1u8..=255) {
-        let bytes = rollup_of(&events, 10).encode();
+    fn a_view_yields_what_decode_yields_and_never_panics_on_damage(events in proptest::collection::vec(ev_strategy(), 1..60), at in any::<prop::sample::Index>(), xor in 1u8..=255, v1 in any::<bool>()) {
+        let r = rollup_of(&events, 10);
+        let bytes = if v1 { encode_v1(&r) } else { r.encode() };
         let v = RollupView::decode(&bytes).unwrap();
         prop_assert_eq!(read_view(&v).unwrap(), read_rollup(&Rollup::decode(&bytes).unwrap()));
         // Damaged with a recomputed CRC: the view reads an error or what a
@@ -462,7 +559,7 @@ proptest! {
         let mut bad = bytes[frame::FRAME_HEADER..].to_vec();
         let i = at.index(bad.len());
         bad[i] ^= xor;
-        let framed = frame::frame(ROLLUP_FORMAT_VERSION, &bad);
+        let framed = frame::frame(bytes[0], &bad);
         let decoded = Rollup::decode(&framed);
         let viewed = RollupView::decode(&framed).and_then(|v| read_view(&v));
         if let Ok(r) = &decoded {
@@ -487,21 +584,26 @@ proptest! {
         size in 1usize..80,
         payload in proptest::collection::vec(any::<u8>(), 0..120),
     ) {
-        let bytes = rollup_of(&events, size).encode();
-        let framed = &bytes[frame::FRAME_HEADER..];
-        for p in [framed, &payload[..]] {
+        let r = rollup_of(&events, size);
+        let (bytes, v1) = (r.encode(), encode_v1(&r));
+        for (version, p) in [
+            (2, &bytes[frame::FRAME_HEADER..]),
+            (1, &v1[frame::FRAME_HEADER..]),
+            (2, &payload[..]),
+            (1, &payload[..]),
+        ] {
             let (mut a, mut b) = (Reader::new("t", p), Reader::new("t", p));
-            let decoded = super::decode_totals(&mut a);
-            let skipped = super::read_totals_head(&mut b)
-                .and_then(|h| super::skip_totals_fields(&mut b, h.0).map(|()| h));
+            let decoded = super::decode_totals(&mut a, version);
+            let skipped = super::read_totals_head(&mut b, version)
+                .and_then(|h| super::skip_totals_fields(&mut b, h.0, version).map(|()| h));
             if let Ok((mask, t)) = decoded {
                 prop_assert_eq!(skipped.unwrap(), (mask, t.digest_size));
                 prop_assert_eq!(a.pos(), b.pos());
                 // Likewise the finish reasons, which a digest read steps over.
                 if mask & (1 << field::FINISH_REASONS) != 0
-                    && super::read_finish_reasons(&mut a, |_, _| {}).is_ok()
+                    && super::read_finish_reasons(&mut a, version, |_, _| {}).is_ok()
                 {
-                    prop_assert!(super::skip_finish_reasons(&mut b).is_ok());
+                    prop_assert!(super::skip_finish_reasons(&mut b, version).is_ok());
                     prop_assert_eq!(a.pos(), b.pos());
                 }
             }
@@ -533,13 +635,15 @@ proptest! {
         at in any::<prop::sample::Index>(),
         xor in 1u8..=255,
         recrc in any::<bool>(),
+        v1 in any::<bool>(),
     ) {
-        let good = rollup_of(&events, size).encode();
+        let r = rollup_of(&events, size);
+        let good = if v1 { encode_v1(&r) } else { r.encode() };
         let mut bad = good.clone();
         let i = frame::FRAME_HEADER + at.index(bad.len() - frame::FRAME_HEADER);
         bad[i] ^= xor;
         if recrc {
-            bad = frame::frame(ROLLUP_FORMAT_VERSION, &bad[frame::FRAME_HEADER..]);
+            bad = frame::frame(good[0], &bad[frame::FRAME_HEADER..]);
         }
         let p = Prepared::of(&good);
         prop_assert!(p.is_some());

@@ -30,7 +30,7 @@ use super::digest::{QuantDigest, StoredDigest};
 use super::wire::Reader;
 use super::{
     decode_totals, field, read_finish_reasons, read_totals_head, skip_finish_reasons,
-    skip_totals_fields, Digest, Rollup, ROLLUP_FORMAT_VERSION,
+    skip_totals_fields, unframe_rollup, Digest, Rollup,
 };
 use crate::error::{CodecError, StorageError};
 use crate::frame;
@@ -143,6 +143,7 @@ impl DigestField {
 /// from; whoever keeps one keeps it with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Layout {
+    version: u8,
     mask: u64,
     digest_size: u32,
     /// Offsets in the payload (the bytes after the frame header).
@@ -156,20 +157,21 @@ impl Layout {
     /// here is the error a [`RollupView::stored`] of the same bytes gives
     /// when made, or on the first read that walks that far.
     pub(crate) fn of(value: &[u8]) -> Result<Layout, CodecError> {
-        let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, value)?;
+        let (version, payload) = unframe_rollup(value)?;
         let mut r = Reader::new("rollup", payload);
-        let (mask, digest_size) = read_totals_head(&mut r)?;
+        let (mask, digest_size) = read_totals_head(&mut r, version)?;
         let totals_at = r.pos();
-        skip_totals_fields(&mut r, mask)?;
+        skip_totals_fields(&mut r, mask, version)?;
         let reasons_at = r.pos();
         if mask & (1 << field::FINISH_REASONS) != 0 {
-            skip_finish_reasons(&mut r)?;
+            skip_finish_reasons(&mut r, version)?;
         }
         let digests_at = r.pos();
         let small = |x: usize| {
             u32::try_from(x).map_err(|_| CodecError::new("rollup", format!("{x} is over 4 GiB")))
         };
         Ok(Layout {
+            version,
             mask,
             digest_size: small(digest_size)?,
             totals_at: small(totals_at)?,
@@ -248,6 +250,8 @@ enum Src<'a> {
     /// `digests_at` once the finish reasons were walked.
     Stored {
         payload: &'a [u8],
+        /// Rollup format version (1 or 2).
+        version: u8,
         mask: u64,
         totals_at: usize,
         reasons_at: Cell<Option<usize>>,
@@ -267,14 +271,15 @@ impl<'a> RollupView<'a> {
         value: &'a [u8],
     ) -> Result<RollupView<'a>, StorageError> {
         let wrap = |e: CodecError| StorageError::decode(tree, key, e);
-        let payload = frame::unframe("rollup", ROLLUP_FORMAT_VERSION, value).map_err(wrap)?;
+        let (version, payload) = unframe_rollup(value).map_err(wrap)?;
         let mut r = Reader::new("rollup", payload);
-        let (mask, digest_size) = read_totals_head(&mut r).map_err(wrap)?;
+        let (mask, digest_size) = read_totals_head(&mut r, version).map_err(wrap)?;
         Ok(RollupView {
             totals: OnceCell::new(),
             digest_size,
             src: Src::Stored {
                 payload,
+                version,
                 mask,
                 totals_at: r.pos(),
                 reasons_at: Cell::new(None),
@@ -318,6 +323,7 @@ impl<'a> RollupView<'a> {
             digest_size: l.digest_size as usize,
             src: Src::Stored {
                 payload: value.get(frame::FRAME_HEADER..)?,
+                version: l.version,
                 mask: l.mask,
                 totals_at: l.totals_at as usize,
                 reasons_at: Cell::new(Some(l.reasons_at as usize)),
@@ -352,17 +358,18 @@ impl<'a> RollupView<'a> {
         if let Some(t) = self.totals.get() {
             return Ok(t);
         }
-        let (payload, reasons_at) = match &self.src {
+        let (payload, version, reasons_at) = match &self.src {
             Src::Stored {
                 payload,
+                version,
                 reasons_at,
                 ..
-            } => (*payload, reasons_at),
+            } => (*payload, *version, reasons_at),
             // Set when the view was made.
             Src::Memory(r) => return Ok(self.totals.get_or_init(|| r.totals())),
         };
         let mut r = Reader::new("rollup", payload);
-        let (_, t) = decode_totals(&mut r).map_err(|e| self.err(e))?;
+        let (_, t) = decode_totals(&mut r, version).map_err(|e| self.err(e))?;
         reasons_at.set(Some(r.pos()));
         Ok(self.totals.get_or_init(|| t))
     }
@@ -372,6 +379,7 @@ impl<'a> RollupView<'a> {
     fn at_reasons(
         &self,
         payload: &'a [u8],
+        version: u8,
         mask: u64,
         totals_at: usize,
         reasons_at: &Cell<Option<usize>>,
@@ -384,7 +392,7 @@ impl<'a> RollupView<'a> {
             None => {
                 r.bytes("exact fields", totals_at)
                     .map_err(|e| self.err(e))?;
-                skip_totals_fields(&mut r, mask).map_err(|e| self.err(e))?;
+                skip_totals_fields(&mut r, mask, version).map_err(|e| self.err(e))?;
                 reasons_at.set(Some(r.pos()));
             }
         }
@@ -406,14 +414,15 @@ impl<'a> RollupView<'a> {
             }
             Src::Stored {
                 payload,
+                version,
                 mask,
                 totals_at,
                 reasons_at,
                 digests_at,
             } => {
-                let mut r = self.at_reasons(payload, *mask, *totals_at, reasons_at)?;
+                let mut r = self.at_reasons(payload, *version, *mask, *totals_at, reasons_at)?;
                 if mask & (1 << field::FINISH_REASONS) != 0 {
-                    read_finish_reasons(&mut r, f).map_err(|e| self.err(e))?;
+                    read_finish_reasons(&mut r, *version, f).map_err(|e| self.err(e))?;
                 }
                 digests_at.set(Some(r.pos()));
                 Ok(())
@@ -422,9 +431,10 @@ impl<'a> RollupView<'a> {
     }
 
     /// The digest `which` (`None` when empty), read in place; its header
-    /// and weights are validated here, its means as they are visited.
+    /// is validated here (version 1: and its weights), the rest as it is
+    /// visited.
     pub fn digest(&self, which: DigestField) -> Result<Option<DigestRef<'a>>, StorageError> {
-        let (payload, mask, totals_at, reasons_at, digests_at) = match &self.src {
+        let (payload, version, mask, totals_at, reasons_at, digests_at) = match &self.src {
             Src::Memory(r) => {
                 return Ok(which
                     .of(r)
@@ -433,11 +443,14 @@ impl<'a> RollupView<'a> {
             }
             Src::Stored {
                 payload,
+                version,
                 mask,
                 totals_at,
                 reasons_at,
                 digests_at,
-            } => (*payload, *mask, *totals_at, reasons_at, digests_at),
+            } => (
+                *payload, *version, *mask, *totals_at, reasons_at, digests_at,
+            ),
         };
         if mask & (1 << which.bit()) == 0 {
             return Ok(None);
@@ -451,9 +464,9 @@ impl<'a> RollupView<'a> {
         let start = match digests_at.get() {
             Some(at) => at,
             None => {
-                let mut r = self.at_reasons(payload, mask, totals_at, reasons_at)?;
+                let mut r = self.at_reasons(payload, version, mask, totals_at, reasons_at)?;
                 if mask & (1 << field::FINISH_REASONS) != 0 {
-                    skip_finish_reasons(&mut r).map_err(|e| self.err(e))?;
+                    skip_finish_reasons(&mut r, version).map_err(|e| self.err(e))?;
                 }
                 digests_at.set(Some(r.pos()));
                 r.pos()
@@ -463,14 +476,14 @@ impl<'a> RollupView<'a> {
         r.bytes(which.name(), start).map_err(|e| self.err(e))?;
         for bit in field::LATENCY..which.bit() {
             if mask & (1 << bit) != 0 {
-                let d = StoredDigest::open(&mut r, which.name(), self.digest_size)
+                let d = StoredDigest::open(&mut r, which.name(), self.digest_size, version)
                     .map_err(|e| self.err(e))?;
                 d.skip_means(&mut r, which.name())
                     .map_err(|e| self.err(e))?;
             }
         }
-        let d =
-            StoredDigest::open(&mut r, which.name(), self.digest_size).map_err(|e| self.err(e))?;
+        let d = StoredDigest::open(&mut r, which.name(), self.digest_size, version)
+            .map_err(|e| self.err(e))?;
         Ok(Some(DigestRef(DRef::Stored {
             d,
             max_centroids: self.digest_size,
@@ -484,7 +497,9 @@ impl<'a> RollupView<'a> {
     pub fn to_rollup(&self) -> Result<Rollup, StorageError> {
         match &self.src {
             Src::Memory(r) => Ok((*r).clone()),
-            Src::Stored { payload, .. } => Rollup::decode_payload(payload).map_err(|e| self.err(e)),
+            Src::Stored {
+                payload, version, ..
+            } => Rollup::decode_payload(payload, *version).map_err(|e| self.err(e)),
         }
     }
 }

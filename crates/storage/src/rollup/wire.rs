@@ -63,6 +63,11 @@ impl<'a> Reader<'a> {
         out
     }
 
+    /// The whole buffer read.
+    pub(crate) fn buf(&self) -> &'a [u8] {
+        self.buf
+    }
+
     /// Offset of the next byte to read.
     pub(crate) fn pos(&self) -> usize {
         self.pos
@@ -237,6 +242,287 @@ fn varint_long(b: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
+// ---------------------------------------------------------------------------
+// Version 2 (docs/format/rollup.md): bit streams of Rice codes, and decimal numbers.
+
+/// Bits of a Rice code of `v` with parameter `k`: the quotient `v >> k` in
+/// unary (that many 0 bits, then a 1), then the low `k` bits of `v`.
+#[inline]
+pub(crate) fn rice_bits(v: u64, k: u32) -> u64 {
+    (v >> k) + 1 + u64::from(k)
+}
+
+/// The parameter in `0..=max_k` that codes `values` in the fewest bits
+/// (the smallest such), and that number of bits.
+pub(crate) fn best_rice_k(values: impl Iterator<Item = u64> + Clone, max_k: u32) -> (u32, u64) {
+    let mut best = (0, u64::MAX);
+    for k in 0..=max_k {
+        let bits = values.clone().map(|v| rice_bits(v, k)).sum::<u64>();
+        if bits < best.1 {
+            best = (k, bits);
+        }
+    }
+    best
+}
+
+/// Writes bits least significant first: bit `i` of the stream is bit
+/// `i % 8` of byte `i / 8`; the last byte is padded with 0 bits.
+#[derive(Debug, Default)]
+pub(crate) struct BitWriter {
+    out: Vec<u8>,
+    buf: u64,
+    /// Bits held in `buf` (< 8 between calls).
+    n: u32,
+}
+
+impl BitWriter {
+    /// Appends the low `count` (≤ 56) bits of `bits`.
+    #[inline]
+    fn put(&mut self, bits: u64, count: u32) {
+        debug_assert!(count <= 56);
+        self.buf |= (bits & low_mask(count)) << self.n;
+        self.n += count;
+        while self.n >= 8 {
+            self.out.push(self.buf as u8);
+            self.buf >>= 8;
+            self.n -= 8;
+        }
+    }
+
+    /// Appends the Rice code of `v` with parameter `k` (≤ 52).
+    pub(crate) fn rice(&mut self, v: u64, k: u32) {
+        let mut q = v >> k;
+        while q >= 32 {
+            self.put(0, 32);
+            q -= 32;
+        }
+        self.put(1 << q, q as u32 + 1);
+        self.put(v, k);
+    }
+
+    /// The bytes written, the last one padded with 0 bits.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.out.push(self.buf as u8);
+        }
+        self.out
+    }
+}
+
+#[inline]
+fn low_mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    }
+}
+
+/// Reads what [`BitWriter`] wrote, from untrusted bytes: never panics,
+/// never reads past its slice (bits past its end read as 0, and a code
+/// that reaches into them is `None`).
+///
+/// Invariant: bit `i < n` of `buf` is bit `8 × pos − n + i` of the stream;
+/// the bits of `buf` above `n` are 0 or the stream's next bits. The loads
+/// are the branch-light refill of F. Giesen's "reading bits in far too
+/// many ways" (variant 4); the rare paths are plain functions of copies,
+/// so a reader in a decoding loop stays in registers.
+#[derive(Debug, Clone)]
+pub(crate) struct BitReader<'a> {
+    b: &'a [u8],
+    /// Next byte to load into `buf` (may pass the end: zeros).
+    pos: usize,
+    buf: u64,
+    n: u32,
+}
+
+impl<'a> BitReader<'a> {
+    pub(crate) fn new(b: &'a [u8]) -> BitReader<'a> {
+        BitReader {
+            b,
+            pos: 0,
+            buf: 0,
+            n: 0,
+        }
+    }
+
+    /// Makes `n` ≥ 56 (at most 63).
+    #[inline(always)]
+    fn refill(&mut self) {
+        let word = match self.b.get(self.pos..self.pos + 8) {
+            Some(chunk) => u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])),
+            None => tail_word(self.b, self.pos),
+        };
+        self.buf |= word << self.n;
+        self.pos += ((63 - self.n) >> 3) as usize;
+        self.n |= 56;
+    }
+
+    /// Bits read so far.
+    #[inline(always)]
+    fn consumed(&self) -> usize {
+        8 * self.pos - self.n as usize
+    }
+
+    /// A Rice code with parameter `k` (≤ 56) whose quotient is at most
+    /// `max_q`; `None` when the stream ends first or the quotient is larger.
+    #[inline(always)]
+    pub(crate) fn rice(&mut self, k: u32, max_q: u64) -> Option<u64> {
+        if self.n < 56 {
+            self.refill();
+        }
+        let tz = self.buf.trailing_zeros();
+        let q = if tz < self.n {
+            self.buf >>= tz + 1;
+            self.n -= tz + 1;
+            u64::from(tz)
+        } else {
+            let (q, pos, buf, n) = long_unary(self.b, self.pos, self.buf, self.n, max_q)?;
+            (self.pos, self.buf, self.n) = (pos, buf, n);
+            q
+        };
+        if q > max_q {
+            return None;
+        }
+        if self.n < k {
+            self.refill();
+        }
+        // k ≤ 56 ≤ n: the shifts are defined.
+        let r = self.buf & low_mask(k);
+        self.buf >>= k;
+        self.n -= k;
+        if self.consumed() > 8 * self.b.len() {
+            return None;
+        }
+        Some(q << k | r)
+    }
+
+    /// True when what is left is at most 7 bits, all 0 (the padding of
+    /// the last byte).
+    pub(crate) fn at_padding(&self) -> bool {
+        let Some(left) = (8 * self.b.len()).checked_sub(self.consumed()) else {
+            return false;
+        };
+        // left < 8 ≤ 56 ≤ n once anything was read.
+        left < 8 && (left == 0 || (left as u32 <= self.n && self.buf & low_mask(left as u32) == 0))
+    }
+}
+
+/// The 8 bytes at `pos` of `b` (fewer than 8 left), zero past its end:
+/// the last 8 bytes shifted down when `b` has 8.
+#[inline]
+fn tail_word(b: &[u8], pos: usize) -> u64 {
+    let len = b.len();
+    if pos >= len {
+        return 0;
+    }
+    if let Some(last) = len.checked_sub(8).and_then(|at| b.get(at..)) {
+        let word = u64::from_le_bytes(last.try_into().unwrap_or([0; 8]));
+        // pos + 8 − len in 1..=7 (pos > len − 8, else the caller read 8).
+        return word >> (8 * (pos + 8 - len).min(7));
+    }
+    b[pos..]
+        .iter()
+        .rev()
+        .fold(0u64, |w, &byte| w << 8 | u64::from(byte))
+}
+
+/// A unary quotient that does not end within the `n` bits held: the
+/// quotient and the reader's new `(pos, buf, n)`; `None` past the end of
+/// `b` or above `max_q`.
+#[inline(never)]
+fn long_unary(
+    b: &[u8],
+    pos: usize,
+    _buf: u64,
+    n: u32,
+    max_q: u64,
+) -> Option<(u64, usize, u64, u32)> {
+    let mut r = BitReader {
+        b,
+        pos,
+        buf: 0,
+        n: 0,
+    };
+    // The n bits held are all 0.
+    let mut q = u64::from(n);
+    loop {
+        if q > max_q || r.pos > b.len() {
+            return None;
+        }
+        r.refill();
+        let tz = r.buf.trailing_zeros();
+        if tz < r.n {
+            r.buf >>= tz + 1;
+            r.n -= tz + 1;
+            return Some((q + u64::from(tz), r.pos, r.buf, r.n));
+        }
+        q += u64::from(r.n);
+        r.buf = 0;
+        r.n = 0;
+    }
+}
+
+/// Powers of ten exact in f64, for decimal numbers.
+const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// Tag of a number stored as its raw 8 bytes.
+pub(crate) const NUM_RAW: u8 = 15;
+
+/// How a finite `x` is stored: `(d, m)` when `x` is exactly `m / 10^d`
+/// as the decoder computes it (`d` ≤ 9, the smallest such; `m` < 2^53; so
+/// `x` is +0.0 or positive) — tag `d`, then `m` as a varint — else
+/// `(NUM_RAW, 0)`: the 8 bytes of `x`.
+pub(crate) fn num_tag(x: f64) -> (u8, u64) {
+    if x.is_sign_positive() {
+        for (d, &p) in POW10.iter().enumerate() {
+            let m = (x * p).round();
+            // x is finite and ≥ 0: m is never NaN (+inf when x × p overflows).
+            if m >= (1u64 << 53) as f64 {
+                break;
+            }
+            if (m / p).to_bits() == x.to_bits() {
+                return (d as u8, m as u64);
+            }
+        }
+    }
+    (NUM_RAW, 0)
+}
+
+/// Writes the body of a number tagged by [`num_tag`].
+pub(crate) fn put_num(out: &mut Vec<u8>, x: f64, (tag, m): (u8, u64)) {
+    if tag == NUM_RAW {
+        put_f64(out, x);
+    } else {
+        put_u64(out, m);
+    }
+}
+
+impl Reader<'_> {
+    /// The body of a number with `tag` (see [`num_tag`]); finite.
+    pub(crate) fn num(&mut self, field: &str, tag: u8) -> Result<f64, CodecError> {
+        let x = match tag {
+            NUM_RAW => self.f64(field)?,
+            d if (d as usize) < POW10.len() => self.u64(field)? as f64 / POW10[d as usize],
+            _ => return Err(self.err(field, format!("number tag {tag}"))),
+        };
+        if x.is_finite() {
+            Ok(x)
+        } else {
+            Err(self.err(field, format!("{x} is not finite")))
+        }
+    }
+
+    /// Steps over the body of a number with `tag`, checking only its extent.
+    pub(crate) fn skip_num(&mut self, field: &str, tag: u8) -> Result<(), CodecError> {
+        match tag {
+            NUM_RAW => self.bytes(field, 8).map(|_| ()),
+            d if (d as usize) < POW10.len() => self.skip_varints(field, 1),
+            _ => Err(self.err(field, format!("number tag {tag}"))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +564,88 @@ mod tests {
                 prop_assert_eq!(fast.pos(), slow.pos());
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Rice codes read back what was written, for any parameter, and
+        /// a cut-off stream is `None` (never a panic, never a wrong value
+        /// before the cut).
+        #[test]
+        fn rice_codes_round_trip_and_cut_streams_end(
+            values in proptest::collection::vec(prop_oneof![0u64..4, 0u64..5000, 0u64..(1 << 24)], 0..200),
+            k in 0u32..=24,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut w = BitWriter::default();
+            let mut bits = 0;
+            for &v in &values {
+                w.rice(v, k);
+                bits += rice_bits(v, k);
+            }
+            let bytes = w.finish();
+            prop_assert_eq!(bytes.len() as u64, bits.div_ceil(8));
+            let mut r = BitReader::new(&bytes);
+            for &v in &values {
+                prop_assert_eq!(r.rice(k, u64::MAX >> k), Some(v));
+            }
+            prop_assert!(r.at_padding());
+            let cut = cut.index(bytes.len() + 1);
+            let mut r = BitReader::new(&bytes[..cut]);
+            for &v in &values {
+                match r.rice(k, u64::MAX >> k) {
+                    Some(got) => prop_assert_eq!(got, v),
+                    None => break,
+                }
+            }
+            // A quotient above the limit is refused.
+            if let Some(&v) = values.iter().find(|&&v| v >> k > 0) {
+                let mut w = BitWriter::default();
+                w.rice(v, k);
+                let b = w.finish();
+                prop_assert_eq!(BitReader::new(&b).rice(k, (v >> k) - 1), None);
+            }
+        }
+
+        #[test]
+        fn numbers_round_trip_bit_for_bit(
+            x in prop_oneof![any::<f64>(), -1e6f64..1e6, (0u64..10_000_000).prop_map(|m| m as f64 / 1000.0), (0u64..100_000).prop_map(|m| m as f64)],
+        ) {
+            prop_assume!(x.is_finite());
+            let t = num_tag(x);
+            let mut out = Vec::new();
+            put_num(&mut out, x, t);
+            let mut r = Reader::new("t", &out);
+            prop_assert_eq!(r.num("x", t.0).unwrap().to_bits(), x.to_bits());
+            prop_assert!(r.is_at_end());
+            let mut r = Reader::new("t", &out);
+            r.skip_num("x", t.0).unwrap();
+            prop_assert!(r.is_at_end());
+        }
+    }
+
+    #[test]
+    fn decimal_numbers_take_few_bytes() {
+        for (x, tag, len) in [
+            (0.0, 0, 1),
+            (150.0, 0, 2),
+            (1096.123, 3, 3),
+            (0.1, 1, 1),
+            (2.5, 1, 1),
+            (-2.5, NUM_RAW, 8),
+        ] {
+            let t = num_tag(x);
+            let mut out = Vec::new();
+            put_num(&mut out, x, t);
+            assert_eq!((t.0, out.len()), (tag, len), "{x}");
+        }
+        for x in [-0.0, 1.0 / 3.0, f64::MAX, 1e300] {
+            assert_eq!(num_tag(x).0, NUM_RAW, "{x}");
+        }
+        let mut r = Reader::new("t", &[0u8; 9]);
+        assert!(r.num("x", 12).is_err());
+        let inf = f64::INFINITY.to_le_bytes();
+        assert!(Reader::new("t", &inf).num("x", NUM_RAW).is_err());
     }
 
     #[test]

@@ -716,6 +716,55 @@ mod tests {
         assert_eq!(scanned(&store), want);
     }
 
+    /// A store of format ≤ 6 holds rollup version 1 values: they read as
+    /// they did (views, the hot mirror's prepared form, verify), and a
+    /// late event merged into one rewrites it as version 2.
+    #[test]
+    fn a_version_1_rollup_reads_and_a_late_merge_rewrites_it_as_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let m0 = Tier::Minute.floor(sextant_model::now_ms()) - 10 * MINUTE_MS;
+        append(
+            &store,
+            (0..40)
+                .map(|i| {
+                    call(
+                        &format!("r{i}"),
+                        m0 + i,
+                        "m",
+                        100.0 + (i * 37 % 101) as f64 * 1.5,
+                    )
+                })
+                .collect(),
+        );
+        store.seal(sextant_model::now_ms()).unwrap();
+        let key = rollup_key(m0, &GroupKey(vec!["m".into(), "chat".into()]));
+        let v2 = store.core().db.get(T::RollupMinute, &key).unwrap().unwrap();
+        assert_eq!(v2[0], crate::rollup::ROLLUP_FORMAT_VERSION);
+        let before = scanned(&store);
+        // What an earlier build wrote for the same minute.
+        let v1 = crate::rollup::encode_v1(&Rollup::decode(&v2).unwrap());
+        assert_eq!(v1[0], crate::rollup::ROLLUP_FORMAT_V1);
+        assert!(v1.len() > v2.len());
+        store.core().db.insert(T::RollupMinute, &key, &v1).unwrap();
+        drop(store);
+        store = open(dir.path());
+        assert_eq!(
+            store.core().db.get(T::RollupMinute, &key).unwrap().unwrap(),
+            v1
+        );
+        assert_eq!(scanned(&store), before);
+        assert!(store.verify().unwrap().problems.is_empty());
+        append(&store, vec![call("late", m0 + 50, "m", 1.0)]);
+        store.seal(sextant_model::now_ms()).unwrap();
+        let merged = store.core().db.get(T::RollupMinute, &key).unwrap().unwrap();
+        assert_eq!(merged[0], crate::rollup::ROLLUP_FORMAT_VERSION);
+        let r = Rollup::decode(&merged).unwrap();
+        assert_eq!((r.count, r.latency_min_ms), (41, 1.0));
+        let after = scanned(&store);
+        assert_eq!((after[0].2, after[0].3, after[0].4), (41, 41, 1.0));
+    }
+
     #[test]
     fn every_bucket_is_handed_out_in_group_order_whatever_groups_repeat() {
         let dir = tempfile::tempdir().unwrap();
