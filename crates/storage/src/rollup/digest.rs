@@ -529,22 +529,7 @@ impl Digest {
         if version < 2 {
             return self.encode_v1_into(out);
         }
-        let cs = self.view().centroids();
-        // (quantized mean, weight) in the centroids' order, which is sorted by
-        // mean; quantizing is monotone, so the quantized means ascend too.
-        // Centroids whose means quantize to one value keep their order: the
-        // decoder reads them back in it, so every estimate moves by at most
-        // the quantization error (see `View`), and re-encoding a decoded
-        // digest gives the same bytes.
-        let qw: Vec<(u64, u64)> = cs
-            .iter()
-            .map(|c| {
-                (
-                    quantize(c.mean().clamp(self.min, self.max)),
-                    c.weight().round().max(1.0) as u64,
-                )
-            })
-            .collect();
+        let qw = self.quantized_centroids();
         let mut prev = quantize_floor(self.min);
         let deltas: Vec<u64> = qw
             .iter()
@@ -582,15 +567,16 @@ impl Digest {
         out.extend_from_slice(&stream);
     }
 
-    /// The version-1 encoding (`n` varint, min f64, max f64, `n` weight
-    /// varints, `n` quantized-mean varints, the first relative to min).
-    fn encode_v1_into(&self, out: &mut Vec<u8>) {
-        let cs = self.view().centroids();
-        wire::put_u64(out, cs.len() as u64);
-        wire::put_f64(out, self.min);
-        wire::put_f64(out, self.max);
-        let mut prev = quantize_floor(self.min);
-        let qw: Vec<(u64, u64)> = cs
+    /// (quantized mean, weight) of every centroid, in the centroids' order,
+    /// which is sorted by mean; quantizing is monotone, so the quantized
+    /// means ascend too. Centroids whose means quantize to one value keep
+    /// their order: the decoder reads them back in it, so every estimate
+    /// moves by at most the quantization error (see `View`), and
+    /// re-encoding a decoded digest gives the same bytes. Both encodings
+    /// store exactly these.
+    fn quantized_centroids(&self) -> Vec<(u64, u64)> {
+        self.view()
+            .centroids()
             .iter()
             .map(|c| {
                 (
@@ -598,7 +584,17 @@ impl Digest {
                     c.weight().round().max(1.0) as u64,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    /// The version-1 encoding (`n` varint, min f64, max f64, `n` weight
+    /// varints, `n` quantized-mean varints, the first relative to min).
+    fn encode_v1_into(&self, out: &mut Vec<u8>) {
+        let qw = self.quantized_centroids();
+        wire::put_u64(out, qw.len() as u64);
+        wire::put_f64(out, self.min);
+        wire::put_f64(out, self.max);
+        let mut prev = quantize_floor(self.min);
         for &(_, w) in &qw {
             wire::put_u64(out, w);
         }
