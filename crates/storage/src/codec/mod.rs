@@ -22,6 +22,7 @@ mod segment;
 #[cfg(test)]
 mod segment_tests;
 
+pub(crate) use bits::BitWriter;
 pub(crate) use bytes::{put_bytes, put_ivarint, put_varint, Reader};
 pub(crate) use dict::Dict;
 pub(crate) use segment::{

@@ -19,7 +19,7 @@
 //! exactly its stated length and that the Rice stream ends in its last
 //! byte with zero padding; it never panics on bad bytes.
 
-use crate::codec::{put_ivarint, put_varint, Reader};
+use crate::codec::{put_ivarint, put_varint, BitWriter, Reader};
 use crate::error::CodecError;
 use crate::frame::{frame, unframe};
 
@@ -35,45 +35,13 @@ pub(super) type FpEntry = (u64, i64, u32);
 pub(super) fn width(v: u64) -> u32 {
     64 - v.leading_zeros()
 }
-
-/// A little-endian bit stream being written.
-#[derive(Debug, Default)]
-struct BitOut {
-    out: Vec<u8>,
-    acc: u128,
-    n: u32,
-}
-
-impl BitOut {
-    /// Appends the low `w` bits of `v` (`w` ≤ 64).
-    fn put(&mut self, v: u64, w: u32) {
-        if w == 0 {
-            return;
-        }
-        let v = if w == 64 { v } else { v & ((1u64 << w) - 1) };
-        self.acc |= u128::from(v) << self.n;
-        self.n += w;
-        while self.n >= 8 {
-            self.out.push(self.acc as u8);
-            self.acc >>= 8;
-            self.n -= 8;
-        }
+/// Appends `q` zero bits (the unary part of a Rice code).
+fn put_zeros(out: &mut BitWriter, mut q: u64) {
+    while q >= 64 {
+        out.write(0, 64);
+        q -= 64;
     }
-
-    fn zeros(&mut self, mut q: u64) {
-        while q >= 64 {
-            self.put(0, 64);
-            q -= 64;
-        }
-        self.put(0, q as u32);
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        if self.n > 0 {
-            self.out.push(self.acc as u8);
-        }
-        self.out
-    }
+    out.write(0, q as u32);
 }
 
 /// The `w` bits (`w` ≤ 64) of `bytes` from bit `pos`; bits past the end
@@ -181,11 +149,11 @@ pub(super) fn encode(entries: &[FpEntry], group_bits: u32) -> Vec<u8> {
         .map(|w| w[1].0.wrapping_sub(w[0].0).wrapping_sub(1))
         .collect();
     let k = rice_k(&gaps);
-    let mut rice = BitOut::default();
+    let mut rice = BitWriter::new();
     for &g in &gaps {
-        rice.zeros(g >> k);
-        rice.put(1, 1);
-        rice.put(g, k);
+        put_zeros(&mut rice, g >> k);
+        rice.write(1, 1);
+        rice.write(g, k);
     }
     let rice = rice.finish();
     let base = entries.iter().map(|e| e.1).min().unwrap_or(0);
@@ -200,14 +168,14 @@ pub(super) fn encode(entries: &[FpEntry], group_bits: u32) -> Vec<u8> {
     p.push(ts_bits as u8);
     p.push(group_bits as u8);
     p.extend_from_slice(&rice);
-    let mut packed = BitOut::default();
+    let mut packed = BitWriter::new();
     for e in entries {
-        packed.put(e.1.wrapping_sub(base) as u64, ts_bits);
+        packed.write(e.1.wrapping_sub(base) as u64, ts_bits);
     }
     p.extend_from_slice(&packed.finish());
-    let mut packed = BitOut::default();
+    let mut packed = BitWriter::new();
     for e in entries {
-        packed.put(u64::from(e.2), group_bits);
+        packed.write(u64::from(e.2), group_bits);
     }
     p.extend_from_slice(&packed.finish());
     frame(VERSION, &p)
@@ -484,10 +452,10 @@ mod tests {
         // A long unary run that never ends.
         assert!(decode(&payload(2, 9, 0, &[0; 40])).is_err());
         // q << k overflowing 64 bits: 2 zeros, a one, then 63 low bits.
-        let mut o = BitOut::default();
-        o.zeros(2);
-        o.put(1, 1);
-        o.put(0, 63);
+        let mut o = BitWriter::new();
+        put_zeros(&mut o, 2);
+        o.write(1, 1);
+        o.write(0, 63);
         assert!(decode(&payload(2, 0, 63, &o.finish())).is_err());
     }
 
